@@ -1,0 +1,28 @@
+# envcheck's entry points. `make matrix` runs the default matrix; `make test` runs the test suite.
+PYTHON ?= python3
+ENVCHECK ?= $(PYTHON) -m envcheck
+# Behind a TLS-intercepting proxy pip needs its CA bundle inside builds: 'auto' hands pip's own bundle over.
+ENVCHECK_CA_BUNDLE ?= auto
+export ENVCHECK_CA_BUNDLE
+BASE ?= debian:bookworm-slim
+
+.PHONY: matrix base test lint table clean-build
+
+matrix: base
+	$(ENVCHECK) matrix -m matrix.yaml
+
+base:
+	scripts/make-base.sh $(BASE)
+
+test: base
+	$(PYTHON) -m pytest -v
+
+lint:
+	$(PYTHON) -m ruff check envcheck tests benchmarks
+	$(PYTHON) -m ruff format --check envcheck tests benchmarks
+
+table:
+	$(ENVCHECK) table -m matrix.yaml
+
+clean-build:
+	rm -rf build

@@ -1,0 +1,239 @@
+"""The `envcheck` command: list, render, build, run, matrix, table.
+
+Errors meant for the user are printed as one paragraph and mapped to the exit codes in envcheck.errors;
+a traceback means a bug in envcheck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from envcheck import __version__, log
+from envcheck.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STACK_FAILED,
+    ConfigError,
+    EnvcheckError,
+)
+from envcheck.matrix import Matrix, load_matrix
+
+
+def resolve_ca_bundle(value: str | None) -> Path | None:
+    """--ca-bundle FILE | auto | none; auto takes pip's own bundle (PIP_CERT or `pip config get global.cert`)."""
+    value = value if value is not None else os.environ.get("ENVCHECK_CA_BUNDLE", "none")
+    if value in ("", "none"):
+        return None
+    if value == "auto":
+        value = os.environ.get("PIP_CERT", "")
+        if not value:
+            found = subprocess.run(
+                [sys.executable, "-m", "pip", "config", "get", "global.cert"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            value = found.stdout.strip()
+        if not value:
+            return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"CA bundle {value!r} (from --ca-bundle or ENVCHECK_CA_BUNDLE) is not a readable file; "
+            "pass a PEM file, 'auto' (pip's configured bundle) or 'none'."
+        )
+    return path
+
+
+def _matrix(args: argparse.Namespace) -> Matrix:
+    return load_matrix(args.matrix)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for stack in _matrix(args).select(args.stacks):
+        print(stack.name)
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from envcheck.pipeline import paths
+    from envcheck.render import render
+
+    matrix = _matrix(args)
+    for stack in matrix.select([args.stack]):
+        ctx = render(stack, paths(matrix)["build"], resolve_ca_bundle(args.ca_bundle))
+        log.info(f"wrote {ctx.directory}/ (tag {ctx.tag})")
+        sys.stdout.write(ctx.dockerfile.read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from envcheck.build import build
+    from envcheck.engine import connect
+    from envcheck.pipeline import paths
+    from envcheck.render import render
+
+    matrix = _matrix(args)
+    stacks = matrix.select(args.stacks)
+    ca_bundle = resolve_ca_bundle(args.ca_bundle)
+    api = connect()
+    failed = 0
+    for stack in stacks:
+        outcome = build(api, render(stack, paths(matrix)["build"], ca_bundle), force=args.force)
+        if not outcome.ok:
+            failed += 1
+            log.info("\n".join(outcome.log_tail or []))
+        print(outcome.image if outcome.ok else f"{stack.name}: build failed (log: {outcome.log_path})")
+    return EXIT_STACK_FAILED if failed else EXIT_OK
+
+
+def _check(args: argparse.Namespace, patterns: list[str]) -> list[dict[str, Any]]:
+    from envcheck.engine import connect, host_facts
+    from envcheck.pipeline import Options, check_stack, paths
+    from envcheck.report import write_table
+
+    matrix = _matrix(args)
+    stacks = matrix.select(patterns)
+    options = Options(
+        ca_bundle=resolve_ca_bundle(args.ca_bundle),
+        force=args.force,
+        run_timeout=args.run_timeout,
+        probe_args=["--quick"] if args.quick else [],
+    )
+    api = connect()
+    host = host_facts(api)
+    results = []
+    for index, stack in enumerate(stacks, 1):
+        log.info(f"[{index}/{len(stacks)}] {stack.name}: {stack.requirement} on {stack.base}, Python {stack.python}")
+        results.append(check_stack(api, matrix, stack, options, host))
+        table = write_table(paths(matrix)["results"], paths(matrix)["docs"])
+    log.info(f"table: {table}")
+    return results
+
+
+def _exit_code(results: list[dict[str, Any]]) -> int:
+    from envcheck.pipeline import RAN
+
+    return EXIT_OK if all(r["status"] in RAN for r in results) else EXIT_STACK_FAILED
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The human summary of one stack: verdict first, then each cause with its fix."""
+    probe = result.get("probe") or {}
+    print(f"{result['stack']}: {result['status']}  ({result['image']})")
+    if probe:
+        print(
+            f"  TensorFlow {probe.get('tensorflow')} on Python {probe.get('python')}, built for "
+            f"CUDA {probe.get('build_cuda') or '-'} / cuDNN {probe.get('build_cudnn') or '-'}; "
+            f"GPUs seen: {len(probe.get('gpus') or [])}; driver: {probe.get('driver') or 'none'}"
+        )
+    if result.get("error"):
+        print(f"  error: {result['error']}")
+    for d in result.get("diagnoses") or []:
+        print(f"  [{d['severity']}] {d['code']}: {d['summary']}")
+        for line in d.get("evidence") or []:
+            print(f"      evidence: {line}")
+        print(f"      fix: {d['fix']}")
+    for b in result.get("benchmark") or []:
+        figure = f"{b['tflops']} TFLOP/s" if b.get("tflops") is not None else f"failed: {b.get('error')}"
+        print(f"  matmul {b['device']} {b['dtype']} n={b['n']}: {figure}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    results = _check(args, [args.stack])
+    for result in results:
+        if args.json:
+            print(json.dumps(result, indent=2, sort_keys=True))
+        else:
+            print_result(result)
+    return _exit_code(results)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    results = _check(args, args.only or [])
+    if args.json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+    else:
+        for result in results:
+            print_result(result)
+    counts = Counter(r["status"] for r in results)
+    log.info("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    return _exit_code(results)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from envcheck.report import write_table
+
+    matrix_root = Path(args.matrix).parent
+    path = write_table(matrix_root / "results", matrix_root / "docs")
+    print(path)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envcheck",
+        description="Why is TensorFlow not using the GPU? Build, probe and diagnose a matrix of stacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"envcheck {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-m", "--matrix", default="matrix.yaml", help="matrix file (default: ./matrix.yaml)")
+    building = argparse.ArgumentParser(add_help=False)
+    building.add_argument(
+        "--ca-bundle",
+        default=None,
+        metavar="FILE|auto|none",
+        help="CA bundle pip uses during builds (behind a TLS-intercepting proxy); kept out of the final image. "
+        "Default: $ENVCHECK_CA_BUNDLE or none; 'auto' uses pip's configured bundle.",
+    )
+    building.add_argument("--force", action="store_true", help="rebuild even when the image is up to date")
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument(
+        "--run-timeout",
+        type=float,
+        default=600,
+        metavar="SECONDS",
+        help="kill the probe container after this long (default 600)",
+    )
+    running.add_argument("--quick", action="store_true", help="smaller benchmark, for a fast check")
+    running.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("list", parents=[common], help="print the stack names")
+    p.add_argument("stacks", nargs="*", help="names or shell-style globs")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("render", parents=[common], help="write build/NAME/ and print its Dockerfile")
+    p.add_argument("stack")
+    p.add_argument("--ca-bundle", default=None, metavar="FILE|auto|none")
+    p.set_defaults(func=cmd_render)
+    p = sub.add_parser("build", parents=[common, building], help="build stack images")
+    p.add_argument("stacks", nargs="*", help="names or shell-style globs (default: all)")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("run", parents=[common, building, running], help="build if needed, probe and diagnose one stack")
+    p.add_argument("stack")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("matrix", parents=[common, building, running], help="run every stack and write the table")
+    p.add_argument("--only", action="append", metavar="PATTERN", help="only stacks matching (repeatable)")
+    p.set_defaults(func=cmd_matrix)
+    p = sub.add_parser("table", parents=[common], help="rewrite docs/compatibility.md from saved results")
+    p.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EnvcheckError as exc:
+        log.info(f"envcheck: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.info("envcheck: interrupted; finished results are kept under results/")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,58 @@
+"""The connection to the Docker daemon, with one clear error when there is none.
+
+The docker SDK is imported here and only here, lazily, so `envcheck doctor` and `lint` work without it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from envcheck.errors import DockerUnavailable
+
+CONTAINER_LABEL = "envcheck"
+
+
+def connect(timeout: int = 300) -> Any:
+    """A docker.APIClient for the daemon in DOCKER_HOST (or the default socket), checked with a ping."""
+    try:
+        import docker
+    except ImportError:
+        raise DockerUnavailable(
+            "The docker SDK for Python is not installed (pip install 'docker>=7.2'); "
+            "building and running stacks needs it."
+        ) from None
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.APIClient(
+            base_url=where if "DOCKER_HOST" in os.environ else None, version="auto", timeout=timeout
+        )
+        client.ping()
+    except Exception as exc:
+        raise DockerUnavailable(
+            f"Cannot reach the Docker daemon at {where}: {exc}. Start it (for example `dockerd &` as root, "
+            "or `systemctl start docker`), or point DOCKER_HOST at a running one, then run envcheck again."
+        ) from None
+    return client
+
+
+def docker_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the daemon refused or lost a request (for `except` clauses)."""
+    import docker.errors
+    import requests.exceptions
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def host_facts(api: Any) -> dict[str, Any]:
+    """What the daemon says about itself that matters for GPUs."""
+    info = api.info()
+    runtimes = sorted((info.get("Runtimes") or {}).keys())
+    return {
+        "docker_version": api.version().get("Version"),
+        "runtimes": runtimes,
+        "nvidia_runtime": "nvidia" in runtimes,
+        "cdi_devices": [d.get("ID") for d in info.get("DiscoveredDevices") or [] if d.get("Source") == "cdi"],
+        "kernel": info.get("KernelVersion"),
+        "hostname": info.get("Name"),
+    }

@@ -1,0 +1,136 @@
+"""Render a stack's build context (Dockerfile + probe) from the Jinja2 templates in images/.
+
+The template holds the Dockerfile's shape; the small hook methods below supply the per-stack pieces, so a
+new base family or install variant is a new method, not a template fork.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from envcheck import __version__
+from envcheck.matrix import Stack
+
+CA_BUNDLE_NAME = "envcheck-ca.pem"
+PROBE_SOURCE = Path(__file__).with_name("probe.py")
+# Files a build writes into the context directory that are not part of the image.
+NOT_IN_CONTEXT = ("build.log", "result.json")
+
+
+def templates_dir() -> Path:
+    """images/ at the repository root, or its copy inside an installed wheel."""
+    packaged = Path(__file__).with_name("images")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "images"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    stack: Stack
+    directory: Path
+    content_hash: str
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.directory / "Dockerfile"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "build.log"
+
+    @property
+    def tag(self) -> str:
+        return f"envcheck/{self.stack.name}:{self.content_hash[:12]}"
+
+
+class DockerfileTemplate:
+    """Fills images/Dockerfile.j2 for one stack; override a hook to change one piece."""
+
+    template_name = "Dockerfile.j2"
+
+    def __init__(self, stack: Stack, ca_bundle: bool) -> None:
+        self.stack = stack
+        self.ca_bundle = ca_bundle
+
+    def python_install(self) -> str:
+        """Use the base's python3.X if it can make a venv, else install it from the base's apt packages."""
+        py = f"python{self.stack.python}"
+        return (
+            f"if ! {py} -c 'import ensurepip, venv' >/dev/null 2>&1; then \\\n"
+            f"      if ! command -v apt-get >/dev/null; then \\\n"
+            f"        echo 'envcheck: {py} is not in this base image and there is no apt-get to install it' >&2; \\\n"
+            f"        exit 1; fi; \\\n"
+            f"      apt-get update \\\n"
+            f"      && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {py} {py}-venv \\\n"
+            f"      && rm -rf /var/lib/apt/lists/*; \\\n"
+            f"    fi"
+        )
+
+    def requirements(self) -> list[str]:
+        """TensorFlow itself and NVML's bindings for the probe (nvidia-ml-py, not the deprecated pynvml)."""
+        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+
+    def extra_requirements(self) -> list[str]:
+        """The stack's own pip entries, in a later layer so the TensorFlow layer stays shared."""
+        return [shlex.quote(r) for r in self.stack.pip]
+
+    def render(self) -> str:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates_dir()),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        return env.get_template(self.template_name).render(
+            stack=self.stack,
+            python_install=self.python_install(),
+            requirements=self.requirements(),
+            extra_requirements=self.extra_requirements(),
+            ca_bundle=CA_BUNDLE_NAME if self.ca_bundle else None,
+        )
+
+
+def context_files(stack: Stack, ca_bundle: bool) -> dict[str, str]:
+    """The build context's text files, by name."""
+    return {
+        "Dockerfile": DockerfileTemplate(stack, ca_bundle).render(),
+        "probe.py": PROBE_SOURCE.read_text(encoding="utf-8"),
+        ".dockerignore": "".join(f"{name}\n" for name in NOT_IN_CONTEXT),
+    }
+
+
+def content_hash(files: dict[str, str]) -> str:
+    """Hash of everything that decides the image: context files and envcheck's version.
+
+    The CA bundle is left out on purpose: it only lets pip reach PyPI during the build and never reaches the
+    final image, so changing it must not force a rebuild.
+    """
+    digest = hashlib.sha256(f"envcheck {__version__}\n".encode())
+    for name in sorted(files):
+        data = files[name].encode()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def render(stack: Stack, build_root: Path, ca_bundle: Path | None = None) -> BuildContext:
+    """Write build/NAME/ (Dockerfile, probe, .dockerignore and the CA bundle if given)."""
+    files = context_files(stack, ca_bundle is not None)
+    directory = build_root / stack.name
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        target = directory / name
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+    bundle_target = directory / CA_BUNDLE_NAME
+    if ca_bundle is not None:
+        shutil.copyfile(ca_bundle, bundle_target)
+    elif bundle_target.exists():
+        bundle_target.unlink()
+    return BuildContext(stack=stack, directory=directory, content_hash=content_hash(files))

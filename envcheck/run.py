@@ -1,0 +1,113 @@
+"""Run the probe in a container with all GPUs requested, and fall back to no GPUs if the daemon refuses.
+
+`--gpus all` is DeviceRequest(count=-1, capabilities=[["gpu"]]). A daemon without the NVIDIA Container
+Toolkit refuses it at start; the refusal is itself the finding (no-gpu-runtime), and the probe then runs
+without GPUs so everything else about the image is still measured. Every container is labelled and removed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from envcheck.build import STACK_LABEL
+from envcheck.engine import CONTAINER_LABEL, docker_errors
+
+PROBE_COMMAND = ["python", "/opt/envcheck/probe.py"]
+GPU_REFUSALS = ("could not select device driver", "unknown runtime specified nvidia", "nvidia-container-cli")
+TAIL_CHARS = 4000
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    gpu_requested: bool
+    gpu_refusal: str | None = None
+    timed_out: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    probe: dict[str, Any] | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "gpu_requested": self.gpu_requested,
+            "gpu_refusal": self.gpu_refusal,
+            "timed_out": self.timed_out,
+            "error": self.error,
+            "seconds": round(self.seconds, 1),
+            "stderr_tail": self.stderr[-TAIL_CHARS:],
+        }
+
+
+def gpu_request() -> list[Any]:
+    import docker.types
+
+    return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+
+
+def _run_once(api: Any, image: str, stack: str, args: list[str], gpus: bool, timeout: float) -> RunOutcome:
+    host_config = api.create_host_config(device_requests=gpu_request() if gpus else None)
+    container = api.create_container(
+        image,
+        command=PROBE_COMMAND + args,
+        host_config=host_config,
+        labels={CONTAINER_LABEL: "1", STACK_LABEL: stack},
+    )
+    start = time.monotonic()
+    try:
+        api.start(container)
+        timed_out = False
+        try:
+            exit_code = api.wait(container, timeout=timeout)["StatusCode"]
+        except docker_errors():
+            # The wait timed out (requests' ReadTimeout) or the daemon went away: stop the container either way.
+            timed_out = True
+            exit_code = None
+            api.kill(container)
+        stdout = api.logs(container, stdout=True, stderr=False).decode("utf-8", "replace")
+        stderr = api.logs(container, stdout=False, stderr=True).decode("utf-8", "replace")
+        return RunOutcome(exit_code, stdout, stderr, gpus, timed_out=timed_out, seconds=time.monotonic() - start)
+    finally:
+        try:
+            api.remove_container(container, force=True)
+        except docker_errors():
+            pass
+
+
+def run_probe(api: Any, image: str, stack: str, args: list[str] | None = None, timeout: float = 600) -> RunOutcome:
+    """Run the probe with GPUs; if the daemon cannot give GPUs, record why and run again without."""
+    args = args or []
+    try:
+        outcome = _run_once(api, image, stack, args, gpus=True, timeout=timeout)
+    except docker_errors() as exc:
+        message = str(getattr(exc, "explanation", None) or exc)
+        if not any(marker in message.lower() for marker in GPU_REFUSALS):
+            return RunOutcome(None, "", "", True, error=message.strip())
+        try:
+            outcome = _run_once(api, image, stack, args, gpus=False, timeout=timeout)
+        except docker_errors() as exc2:
+            return RunOutcome(None, "", "", False, gpu_refusal=message.strip(), error=str(exc2).strip())
+        outcome.gpu_refusal = message.strip()
+    outcome.probe = parse_probe_output(outcome.stdout)
+    if outcome.probe is None and not outcome.error:
+        outcome.error = (
+            "the probe timed out" if outcome.timed_out else f"the probe printed no JSON (exit code {outcome.exit_code})"
+        )
+    return outcome
+
+
+def parse_probe_output(stdout: str) -> dict[str, Any] | None:
+    """The probe's JSON document: the last stdout line that parses as a JSON object."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine for envcheck: Docker engine (started), debootstrap, the package
+# with its test extras, and the local base image. Safe to run again: each step is skipped when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+if ((${#need_apt[@]})); then
+  echo "setup: installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "setup: starting dockerd (log: /var/log/envcheck-dockerd.log)"
+  setsid nohup dockerd >/var/log/envcheck-dockerd.log 2>&1 </dev/null &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { tail -20 /var/log/envcheck-dockerd.log >&2; echo "setup: dockerd did not start" >&2; exit 1; }
+fi
+
+python3 -m pip install -q -e '.[test]'
+scripts/make-base.sh "${ENVCHECK_BASE:-debian:bookworm-slim}"

@@ -1,0 +1,73 @@
+"""Shared fixtures. Docker tests use the real engine and real images; they fail (never skip) without one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """The real `envcheck` command in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "envcheck", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def load_json(name: str) -> dict[str, Any]:
+    return json.loads((DATA / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Any:
+    from envcheck.engine import connect
+    from envcheck.errors import DockerUnavailable
+
+    try:
+        return connect()
+    except DockerUnavailable as exc:
+        pytest.fail(f"Docker tests need a running engine (scripts/setup.sh starts one): {exc}")
+
+
+def envcheck_containers(api: Any) -> list[dict[str, Any]]:
+    return api.containers(all=True, filters={"label": "envcheck"})
+
+
+@pytest.fixture
+def no_leftover_containers(docker_api: Any) -> Iterator[None]:
+    """Fails the test if it leaves an envcheck container behind; removes any it finds, always."""
+    yield
+    left = envcheck_containers(docker_api)
+    for container in left:
+        docker_api.remove_container(container["Id"], force=True)
+    assert not left, f"envcheck containers left behind: {[c['Names'] for c in left]}"
+
+
+@pytest.fixture(scope="session")
+def image_janitor(docker_api: Any) -> Iterator[None]:
+    """Removes the envcheck images this test session created (disk is shared); ENVCHECK_KEEP_IMAGES=1 keeps them."""
+    before = {i["Id"] for i in docker_api.images(filters={"label": "envcheck"})}
+    yield
+    if os.environ.get("ENVCHECK_KEEP_IMAGES") == "1":
+        return
+    for image in docker_api.images(filters={"label": "envcheck"}):
+        if image["Id"] not in before:
+            for tag in image.get("RepoTags") or [image["Id"]]:
+                subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "image", "prune", "-f", "--filter", "label=envcheck.stage"], capture_output=True, check=False
+    )

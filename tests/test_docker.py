@@ -1,0 +1,135 @@
+"""End to end on a real Docker engine: real TensorFlow wheels in real images, probed in real containers.
+
+One session-scoped matrix run builds the and-cuda and cpu stacks of TF 2.15.1 (the default matrix's own
+definitions, so `make matrix` reuses the images); the tests assert on what the probe really saw.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import REPO, envcheck_containers, run_cli
+
+pytestmark = pytest.mark.docker
+
+STACKS = ["tf-2.15-cuda12", "tf-2.15-cpu"]
+
+
+def write_matrix(directory: Path, stacks: list[dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "matrix.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"base": "debian:bookworm-slim", "python": "3.11"}, "stacks": stacks}))
+    return path
+
+
+def default_stacks(*names: str) -> list[dict[str, Any]]:
+    stacks = yaml.safe_load((REPO / "matrix.yaml").read_text())["stacks"]
+    return [s for s in stacks if s["name"] in names]
+
+
+@pytest.fixture(scope="session")
+def matrix_run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_janitor: None) -> dict[str, Any]:
+    """`envcheck matrix --json` over the two TF 2.15.1 stacks, as a user runs it."""
+    root = tmp_path_factory.mktemp("matrix")
+    matrix = write_matrix(root, default_stacks(*STACKS))
+    done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {r["stack"]: r for r in json.loads(done.stdout)}
+    return {"root": root, "matrix": matrix, "results": results, "stderr": done.stderr}
+
+
+def test_and_cuda_stack_reports_its_real_build(matrix_run: dict[str, Any]):
+    result = matrix_run["results"]["tf-2.15-cuda12"]
+    probe = result["probe"]
+    assert result["image"].startswith("envcheck/tf-2.15-cuda12:")
+    assert probe["tensorflow"] == "2.15.1"
+    assert probe["python"].startswith("3.11.")
+    assert probe["is_cuda_build"] is True
+    assert probe["build_cuda"] == "12.2"
+    assert probe["build_cudnn"] == "8"
+    assert "compute_80" in probe["compute_capabilities"]
+    assert probe["gpus"] == [] and probe["driver"] is None
+    # This host has no NVIDIA Container Toolkit: the daemon refuses --gpus all, and envcheck says so.
+    assert result["run"]["gpu_refusal"] and "could not select device driver" in result["run"]["gpu_refusal"]
+    codes = [d["code"] for d in result["diagnoses"]]
+    assert codes[0] == "no-gpu-runtime"
+    assert result["status"] == "cpu-only"
+    cpu = [b for b in result["benchmark"] if b["device"] == "cpu"]
+    assert cpu and cpu[0]["dtype"] == "float32" and cpu[0]["n"] == 2048 and cpu[0]["tflops"] > 0.01
+
+
+def test_cpu_stack_is_diagnosed_cpu_only_build(matrix_run: dict[str, Any]):
+    result = matrix_run["results"]["tf-2.15-cpu"]
+    assert result["probe"]["tensorflow"] == "2.15.1"
+    assert result["probe"]["is_cuda_build"] is False
+    assert result["probe"]["build_cuda"] is None
+    assert "cpu-only-build" in [d["code"] for d in result["diagnoses"]]
+    assert result["status"] == "cpu-only"
+
+
+def test_results_and_table_are_written_next_to_the_matrix(matrix_run: dict[str, Any]):
+    root: Path = matrix_run["root"]
+    for name in STACKS:
+        saved = json.loads((root / "results" / f"{name}.json").read_text())
+        assert saved["probe"]["tensorflow"] == "2.15.1"
+        assert (root / "build" / name / "build.log").is_file()
+    table = (root / "docs" / "compatibility.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| tf-2.15")]
+    assert len(rows) == 2
+    cuda_row = next(r for r in rows if r.startswith("| tf-2.15-cuda12 "))
+    cells = [c.strip() for c in cuda_row.strip("|").split("|")]
+    assert cells[1:6] == ["2.15.1", cells[2], "12.2", "8", "and-cuda"] and cells[2].startswith("3.11.")
+    assert cells[8] == "cpu-only" and "no-gpu-runtime" in cells[9]
+    assert float(cells[10]) > 0.01
+
+
+def test_ca_bundle_is_not_in_the_final_image(matrix_run: dict[str, Any], docker_api: Any):
+    image = matrix_run["results"]["tf-2.15-cpu"]["image"]
+    config = docker_api.inspect_image(image)["Config"]
+    assert not any(e.startswith("PIP_CERT=") for e in config["Env"])
+    history = json.dumps(docker_api.history(image))
+    assert "envcheck-ca" not in history and "PIP_CERT" not in history
+    done = subprocess.run(["docker", "run", "--rm", image, "ls", "/tmp"], capture_output=True, text=True, check=True)
+    assert "envcheck-ca.pem" not in done.stdout
+
+
+def test_rerun_reuses_the_image_and_run_json_matches(matrix_run: dict[str, Any], no_leftover_containers: None):
+    done = run_cli("run", "tf-2.15-cuda12", "-m", str(matrix_run["matrix"]), "--json", "--quick", "--ca-bundle", "auto")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["build"]["cached"] is True
+    assert result["image"] == matrix_run["results"]["tf-2.15-cuda12"]["image"]
+    assert result["probe"]["build_cuda"] == "12.2"
+    assert result["diagnoses"][0]["code"] == "no-gpu-runtime"
+    assert "up to date, not rebuilding" in done.stderr
+
+
+def test_failures_are_recorded_and_the_matrix_goes_on(
+    tmp_path: Path, matrix_run: dict[str, Any], docker_api: Any, no_leftover_containers: None
+):
+    matrix = write_matrix(
+        tmp_path,
+        [
+            {"name": "no-such-tf", "tensorflow": "2.99.0", "variant": "cpu"},
+            {"name": "no-base", "tensorflow": "2.15.1", "variant": "cpu", "base": "envcheck-test/absent:none"},
+            *default_stacks("tf-2.15-cpu"),
+        ],
+    )
+    done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto")
+    assert done.returncode == 1, done.stderr[-3000:]
+    results = {r["stack"]: r for r in json.loads(done.stdout)}
+    assert results["no-such-tf"]["status"] == "build-failed"
+    assert "tensorflow-cpu==2.99.0" in Path(results["no-such-tf"]["build"]["log"]).read_text()
+    assert any("No matching distribution" in line for line in results["no-such-tf"]["build"]["log_tail"])
+    assert results["no-base"]["status"] == "build-failed"
+    assert "make base" in results["no-base"]["error"] and "envcheck-test/absent:none" in results["no-base"]["error"]
+    assert results["tf-2.15-cpu"]["status"] == "cpu-only"
+    table = (tmp_path / "docs" / "compatibility.md").read_text()
+    assert "| no-such-tf " in table and "build-failed" in table
+    assert not envcheck_containers(docker_api)
