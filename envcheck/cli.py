@@ -17,6 +17,7 @@ from typing import Any
 
 from envcheck import __version__, log
 from envcheck.errors import (
+    EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STACK_FAILED,
@@ -168,6 +169,55 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return _exit_code(results)
 
 
+def cmd_lint(args: argparse.Namespace) -> int:
+    from envcheck.lint import lint
+
+    try:
+        matrix = _matrix(args)
+    except ConfigError as exc:
+        print(exc)
+        return exc.exit_code
+    findings = lint(matrix, strict=args.strict)
+    for finding in findings:
+        print(finding)
+    errors = sum(f.severity == "error" for f in findings)
+    log.info(f"{matrix.path}: {len(matrix.stacks)} stacks, {errors} errors, {len(findings) - errors} warnings")
+    return EXIT_CONFIG if errors else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from envcheck.knowledge import Knowledge
+    from envcheck.plan import host_from_args, host_from_nvml, plan
+
+    knowledge = Knowledge.load()
+    matrix = _matrix(args)
+    host = host_from_args(args.driver, args.compute_capability or [], args.gpu or [], knowledge)
+    if host is None:
+        host, why = host_from_nvml()
+        if host is None:
+            log.info(
+                f"envcheck plan: {why}. Plan for another host with --driver VERSION "
+                "[--compute-capability X.Y | --gpu NAME]."
+            )
+            return EXIT_CONFIG
+        if why:
+            log.info(f"envcheck plan: {why}; planning for driver {host.driver} only")
+    verdicts = plan(matrix.select(args.stacks), host, knowledge)
+    if args.json:
+        print(json.dumps(verdicts, indent=2))
+        return EXIT_OK
+    gpus = ", ".join(f"{label} ({cc})" if not label.startswith("compute") else label for label, cc in host.gpus)
+    print(
+        f"Plan for driver {host.driver}"
+        + (f" with {gpus}" if gpus else " (no GPU given: compute capability not checked)")
+    )
+    width = max(len(v["stack"]) for v in verdicts)
+    for v in verdicts:
+        codes = f" [{', '.join(v['codes'])}]" if v["codes"] else ""
+        print(f"  {v['stack']:<{width}}  {v['verdict']:<5}  {v['reason']}{codes}")
+    return EXIT_OK
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from envcheck.report import write_table
 
@@ -222,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("matrix", parents=[common, building, running], help="run every stack and write the table")
     p.add_argument("--only", action="append", metavar="PATTERN", help="only stacks matching (repeatable)")
     p.set_defaults(func=cmd_matrix)
+    p = sub.add_parser("lint", parents=[common], help="check matrix.yaml and predict failures from knowledge")
+    p.add_argument("--strict", action="store_true", help="predicted failures are errors (exit 2), for CI")
+    p.set_defaults(func=cmd_lint)
+    p = sub.add_parser("plan", parents=[common], help="predict, per stack, whether a GPU host will work")
+    p.add_argument("stacks", nargs="*", help="names or shell-style globs (default: all)")
+    p.add_argument("--driver", metavar="VERSION", help="NVIDIA driver version, e.g. 535.54.03 (default: NVML)")
+    p.add_argument("--compute-capability", action="append", metavar="X.Y", help="a GPU's compute capability")
+    p.add_argument("--gpu", action="append", metavar="NAME", help='a GPU product name, e.g. "NVIDIA A100-SXM4-40GB"')
+    p.add_argument("--json", action="store_true", help="print verdicts as JSON")
+    p.set_defaults(func=cmd_plan)
     p = sub.add_parser("table", parents=[common], help="rewrite docs/compatibility.md from saved results")
     p.set_defaults(func=cmd_table)
     return parser

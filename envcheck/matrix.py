@@ -8,10 +8,13 @@ checked against strict patterns so a matrix file cannot inject commands.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
+import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -59,6 +62,11 @@ class Stack:
     pip: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     position: Position | None = field(default=None, compare=False)
+    positions: dict[str, Position] = field(default_factory=dict, compare=False)
+
+    def where(self, key: str) -> Position | None:
+        """Where a field was written (the stack itself when it came from defaults)."""
+        return self.positions.get(key, self.position)
 
     @property
     def requirement(self) -> str:
@@ -120,8 +128,13 @@ def _string(pattern: re.Pattern[str], expected: str) -> Callable[[yaml.Node], tu
     return check
 
 
+TOP_KEYS = ("defaults", "stacks", "axes")
+NAME_EXPECTED = "a name of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+# A field's value and where it was written (None for built-in defaults).
+Entry = dict[str, tuple[object, "Position | None"]]
+
 STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[str | None, str]]] = {
-    "name": _string(NAME_RE, "a name of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    "name": _string(NAME_RE, NAME_EXPECTED),
     "tensorflow": _string(TF_VERSION_RE, 'an exact TensorFlow version such as "2.15.1"'),
     "variant": _string(re.compile("(" + "|".join(map(re.escape, VARIANTS)) + r")\Z"), "one of " + ", ".join(VARIANTS)),
     "cuda": _string(VERSION_RE, 'a CUDA version such as "12.2"'),
@@ -138,13 +151,14 @@ BUILTIN_DEFAULTS = {"base": "debian:bookworm-slim", "python": "3.11"}
 class _Validator:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.errors: list[str] = []
+        self.errors: list[tuple[int, int, str]] = []
 
     def pos(self, node: yaml.Node) -> Position:
         return Position(str(self.path), node.start_mark.line + 1, node.start_mark.column + 1)
 
     def error(self, node: yaml.Node, what: str, expected: str) -> None:
-        self.errors.append(f"{self.pos(node)}: error: {what} (expected {expected})")
+        pos = self.pos(node)
+        self.errors.append((pos.line, pos.column, f"{pos}: error: {what} (expected {expected})"))
 
     def mapping(self, node: yaml.Node, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """Keys of a mapping node, with duplicate keys reported (PyYAML silently keeps the last)."""
@@ -161,24 +175,101 @@ class _Validator:
             out[key.value] = (key, value)
         return out
 
-    def fields(self, node: yaml.Node, what: str, allowed: set[str]) -> tuple[dict[str, object], set[str]]:
-        """Valid values by key, and every key written (valid or not, so a bad value is not also 'missing')."""
-        values: dict[str, object] = {}
+    def value(self, key: str, node: yaml.Node) -> object | None:
+        """One field's validated value, or None after reporting why it is wrong."""
+        if key == "pip":
+            return self.pip_list(node)
+        if key == "env":
+            return self.env_map(node)
+        value, expected = STACK_FIELDS[key](node)
+        if value is None:
+            self.error(node, f"bad {key} {_shown(node)}", expected)
+        return value
+
+    def fields(self, node: yaml.Node, what: str, allowed: set[str]) -> tuple[Entry, set[str]]:
+        """Valid values (with positions) by key, and every key written, valid or not (so it is not 'missing')."""
+        values: Entry = {}
         written = self.mapping(node, what)
         for key, (key_node, value_node) in written.items():
             if key not in allowed:
                 self.error(key_node, f"unknown key {key!r} in {what}", "one of " + ", ".join(sorted(allowed)))
-            elif key == "pip":
-                values[key] = self.pip_list(value_node)
-            elif key == "env":
-                values[key] = self.env_map(value_node)
-            else:
-                value, expected = STACK_FIELDS[key](value_node)
-                if value is None:
-                    self.error(value_node, f"bad {key} {_shown(value_node)}", expected)
-                else:
-                    values[key] = value
+                continue
+            value = self.value(key, value_node)
+            if value is not None:
+                values[key] = (value, self.pos(value_node))
+            if key == "pip" and isinstance(value_node, yaml.SequenceNode):
+                # Each requirement's own position, so findings can point at the one at fault.
+                values.update({f"pip[{i}]": (None, self.pos(item)) for i, item in enumerate(value_node.value)})
         return values, set(written)
+
+    def axes_group(self, node: yaml.Node) -> list[tuple[Entry, set[str]]]:
+        """Expand one `axes:` group: the product of its list-valued keys, less its `exclude:` entries."""
+        allowed = set(STACK_FIELDS) | LIST_FIELDS | {"exclude"}
+        written = self.mapping(node, "an axes group")
+        options: dict[str, list[tuple[object, Position]]] = {}
+        template: tuple[str, yaml.Node] | None = None
+        excludes: list[dict[str, str]] = []
+        for key, (key_node, value_node) in written.items():
+            if key not in allowed:
+                self.error(key_node, f"unknown key {key!r} in an axes group", "one of " + ", ".join(sorted(allowed)))
+            elif key == "name":
+                if isinstance(value_node, yaml.ScalarNode) and value_node.value:
+                    template = (value_node.value, value_node)
+                else:
+                    self.error(value_node, "bad name template", 'a string such as "tf-{tensorflow}-{variant}"')
+            elif key == "exclude":
+                excludes = self.exclude_list(value_node)
+            elif key in LIST_FIELDS or not isinstance(value_node, yaml.SequenceNode):
+                value = self.value(key, value_node)
+                if value is not None:
+                    options[key] = [(value, self.pos(value_node))]
+            else:
+                valid = [(self.value(key, item), self.pos(item)) for item in value_node.value]
+                options[key] = [(value, pos) for value, pos in valid if value is not None]
+                if not value_node.value:
+                    self.error(value_node, f"axis {key!r} is empty", "at least one value")
+        if template is None:
+            if "name" not in written:
+                self.error(node, "axes group has no name template", 'name: "tf-{tensorflow}-{variant}"')
+            return []
+        text, template_node = template
+        placeholders = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+        unknown = placeholders - set(options)
+        if unknown:
+            self.error(
+                template_node,
+                f"name template uses {', '.join(sorted(unknown))}, which the group does not set",
+                "placeholders among " + ", ".join(sorted(options)),
+            )
+            return []
+        stacks = []
+        keys = list(options)
+        for combination in itertools.product(*(options[k] for k in keys)):
+            entry: Entry = dict(zip(keys, combination, strict=True))
+            if any(all(str(entry[k][0]) == v for k, v in rule.items() if k in entry) for rule in excludes):
+                continue
+            name = text.format(**{k: entry[k][0] for k in placeholders})
+            if not NAME_RE.match(name):
+                self.error(template_node, f"name template makes the bad name {name!r}", NAME_EXPECTED)
+                continue
+            entry["name"] = (name, self.pos(template_node))
+            stacks.append((entry, set(entry)))
+        return stacks
+
+    def exclude_list(self, node: yaml.Node) -> list[dict[str, str]]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.error(node, "exclude is not a list", 'a list of mappings such as {tensorflow: "2.15.1", variant: cpu}')
+            return []
+        rules = []
+        for item in node.value:
+            rule = {}
+            for key, (key_node, value_node) in self.mapping(item, "an exclude rule").items():
+                if key not in STACK_FIELDS or not isinstance(value_node, yaml.ScalarNode):
+                    self.error(key_node, f"bad exclude key {key!r}", "axis keys with single values")
+                else:
+                    rule[key] = value_node.value
+            rules.append(rule)
+        return rules
 
     def pip_list(self, node: yaml.Node) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
@@ -236,7 +327,10 @@ def parse_matrix(text: str, path: Path) -> Matrix:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: error: YAML syntax: {exc.problem or exc.context} (expected valid YAML)") from None
+        context = ""
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            context = f", {exc.context} at line {exc.context_mark.line + 1} column {exc.context_mark.column + 1}"
+        raise ConfigError(f"{where}: error: YAML syntax: {exc.problem}{context} (expected valid YAML)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: error: YAML: {exc} (expected valid YAML)") from None
     v = _Validator(path)
@@ -244,48 +338,65 @@ def parse_matrix(text: str, path: Path) -> Matrix:
         raise ConfigError(f"{path}:1:1: error: the matrix file is empty (expected a mapping with 'stacks:')")
     top = v.mapping(root, "the matrix file")
     for key, (key_node, _) in top.items():
-        if key not in ("defaults", "stacks"):
-            v.error(key_node, f"unknown top-level key {key!r}", "defaults, stacks")
-    defaults = dict(BUILTIN_DEFAULTS)
+        if key not in TOP_KEYS:
+            v.error(key_node, f"unknown top-level key {key!r}", ", ".join(TOP_KEYS))
+    defaults: Entry = {key: (value, None) for key, value in BUILTIN_DEFAULTS.items()}
     if "defaults" in top:
         defaults.update(v.fields(top["defaults"][1], "defaults", DEFAULTABLE)[0])
+    entries: list[tuple[yaml.Node, Entry, set[str]]] = []
+    if "stacks" in top:
+        node = top["stacks"][1]
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            v.error(node, "'stacks' is not a non-empty list", "a list of stacks, each a mapping")
+        else:
+            for item in node.value:
+                entries.append((item, *v.fields(item, "a stack", set(STACK_FIELDS) | LIST_FIELDS)))
+    if "axes" in top:
+        node = top["axes"][1]
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            v.error(node, "'axes' is not a non-empty list", "a list of axes groups, each a mapping")
+        else:
+            for group in node.value:
+                entries.extend((group, entry, written) for entry, written in v.axes_group(group))
+    if "stacks" not in top and "axes" not in top and isinstance(root, yaml.MappingNode):
+        v.error(root, "no 'stacks:' or 'axes:' list", "a 'stacks:' list with at least one stack")
     stacks: list[Stack] = []
-    if "stacks" not in top:
-        v.error(root, "no 'stacks:' list", "a 'stacks:' list with at least one stack")
-    elif not isinstance(top["stacks"][1], yaml.SequenceNode) or not top["stacks"][1].value:
-        v.error(top["stacks"][1], "'stacks' is not a non-empty list", "a list of stacks, each a mapping")
-    else:
-        seen: dict[str, Position] = {}
-        for node in top["stacks"][1].value:
-            own, written = v.fields(node, "a stack", set(STACK_FIELDS) | LIST_FIELDS)
-            values = {**defaults, **own}
-            missing = [k for k in REQUIRED if k not in values and k not in written]
-            if missing and isinstance(node, yaml.MappingNode):
-                v.error(
-                    node,
-                    f"stack is missing {', '.join(missing)}",
-                    "name, tensorflow and variant on every stack",
-                )
-            name = values.get("name")
-            if isinstance(name, str) and name in seen:
-                v.error(node, f"duplicate stack name {name!r} (first at {seen[name]})", "unique stack names")
-            if any(k not in values for k in REQUIRED) or not isinstance(node, yaml.MappingNode):
-                continue
-            seen[str(name)] = v.pos(node)
-            stacks.append(
-                Stack(
-                    name=str(name),
-                    tensorflow=str(values["tensorflow"]),
-                    variant=str(values["variant"]),
-                    cuda=values.get("cuda"),  # type: ignore[arg-type]
-                    cudnn=values.get("cudnn"),  # type: ignore[arg-type]
-                    base=str(values["base"]),
-                    python=str(values["python"]),
-                    pip=values.get("pip", ()),  # type: ignore[arg-type]
-                    env=values.get("env", ()),  # type: ignore[arg-type]
-                    position=v.pos(node),
-                )
-            )
+    seen: dict[str, Position] = {}
+    for node, own, written in entries:
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        values = {**defaults, **own}
+        missing = [k for k in REQUIRED if k not in values and k not in written]
+        if missing:
+            v.error(node, f"stack is missing {', '.join(missing)}", "name, tensorflow and variant on every stack")
+        if any(k not in values for k in REQUIRED):
+            continue
+        name = str(values["name"][0])
+        position = v.pos(node)  # the stack, or the axes group that generated it
+        if name in seen:
+            v.error(node, f"duplicate stack name {name!r} (first at {seen[name]})", "unique stack names")
+            continue
+        seen[name] = position
+        stacks.append(_stack(values, position))
     if v.errors:
-        raise ConfigError("\n".join(v.errors))
+        raise ConfigError("\n".join(text for _, _, text in sorted(v.errors, key=lambda e: e[:2])))
     return Matrix(path=path, stacks=tuple(stacks))
+
+
+def _stack(values: Entry, position: Position) -> Stack:
+    def get(key: str, default: object = None) -> Any:
+        return values[key][0] if key in values else default
+
+    return Stack(
+        name=get("name"),
+        tensorflow=get("tensorflow"),
+        variant=get("variant"),
+        cuda=get("cuda"),
+        cudnn=get("cudnn"),
+        base=get("base"),
+        python=get("python"),
+        pip=get("pip", ()),
+        env=get("env", ()),
+        position=position,
+        positions={key: pos for key, (_, pos) in values.items() if pos is not None},
+    )

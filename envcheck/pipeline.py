@@ -14,6 +14,7 @@ from envcheck import __version__, log
 from envcheck.build import build
 from envcheck.diagnose import ERROR, Facts, diagnose
 from envcheck.errors import BaseImageMissing
+from envcheck.lint import predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.render import render
 from envcheck.report import save_result
@@ -56,6 +57,10 @@ def check_stack(api: Any, matrix: Matrix, stack: Stack, options: Options, host: 
         "diagnoses": [],
         "benchmark": [],
     }
+    predicted = predict(stack)
+    result["predicted"] = [f.as_dict() for f in predicted]
+    for finding in predicted:
+        log.warning(f"predicted for {stack.name}: {finding}")
     with log.step(f"{stack.name}: build"):
         try:
             built = build(api, ctx, force=options.force)

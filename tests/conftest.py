@@ -16,10 +16,13 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 1800, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """The real `envcheck` command in a subprocess, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "envcheck", *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from envcheck.report import TABLE_HEADERS, load_results, save_result, write_atomic, write_table
+from envcheck.report import MISSING, TABLE_HEADERS, load_results, save_result, write_atomic, write_table
 
 
 def result(name: str, **extra) -> dict:
@@ -15,8 +15,14 @@ def result(name: str, **extra) -> dict:
         "timestamp": "2026-11-26T11:00:00+00:00",
         "host": {"hostname": "ci-host"},
         "definition": {"variant": "and-cuda"},
-        "probe": {"tensorflow": "2.15.1", "python": "3.11.2", "build_cuda": "12.2", "build_cudnn": "8",
-                  "gpus": [], "driver": None},
+        "probe": {
+            "tensorflow": "2.15.1",
+            "python": "3.11.2",
+            "build_cuda": "12.2",
+            "build_cudnn": "8",
+            "gpus": [],
+            "driver": None,
+        },
         "diagnoses": [{"code": "no-gpu-runtime"}, {"code": "no-driver"}],
         "benchmark": [{"device": "cpu", "dtype": "float32", "n": 2048, "tflops": 0.2011}],
     }
@@ -34,9 +40,23 @@ def test_table_has_one_row_per_stack_with_probe_values(tmp_path: Path):
     assert [c.strip() for c in lines[header].strip("|").split("|")] == TABLE_HEADERS
     assert set(lines[header + 1]) <= {"|", "-", " ", ":"}
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[header + 2 : header + 4]]
-    assert rows[0][0] == "a-stack" and rows[0][8] == "build-failed" and rows[0][1] == "–"  # noqa: RUF001
-    assert rows[1] == ["b-stack", "2.15.1", "3.11.2", "12.2", "8", "and-cuda", "0", "–", "cpu-only",  # noqa: RUF001
-                       "no-gpu-runtime, no-driver", "0.201", "–", "2026-11-26", "ci-host"]  # noqa: RUF001
+    assert rows[0][0] == "a-stack" and rows[0][8] == "build-failed" and rows[0][1] == MISSING
+    assert rows[1] == [
+        "b-stack",
+        "2.15.1",
+        "3.11.2",
+        "12.2",
+        "8",
+        "and-cuda",
+        "0",
+        MISSING,
+        "cpu-only",
+        "no-gpu-runtime, no-driver",
+        "0.201",
+        MISSING,
+        "2026-11-26",
+        "ci-host",
+    ]
 
 
 def test_results_are_written_atomically_and_reloaded(tmp_path: Path):

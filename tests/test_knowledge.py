@@ -1,0 +1,129 @@
+"""The knowledge API against the published tables (shared reference, sections A-D)."""
+
+from __future__ import annotations
+
+import pytest
+
+from envcheck.knowledge import Knowledge, Version
+
+K = Knowledge.load()
+
+# Section A: tensorflow.org/install/source#gpu, tested build configurations.
+TESTED = """
+2.21 3.10-3.13 9.3 12.5
+2.20 3.9-3.13 9.3 12.5
+2.19 3.9-3.12 9.3 12.5
+2.18 3.9-3.12 9.3 12.5
+2.17 3.9-3.12 8.9 12.3
+2.16 3.9-3.12 8.9 12.3
+2.15 3.9-3.11 8.9 12.2
+2.14 3.9-3.11 8.7 11.8
+2.13 3.8-3.11 8.6 11.8
+2.12 3.8-3.11 8.6 11.8
+2.11 3.7-3.10 8.1 11.2
+2.10 3.7-3.10 8.1 11.2
+"""
+
+
+@pytest.mark.parametrize("row", TESTED.strip().splitlines())
+def test_tested_configurations(row: str):
+    release, python, cudnn, cuda = row.split()
+    tf = K.tf_build(release + ".0")
+    assert tf is not None
+    low, high = python.split("-")
+    assert (str(tf.python[0]), str(tf.python[1])) == (low, high)
+    assert tf.supports_python(low) and tf.supports_python(high)
+    assert not tf.supports_python(f"3.{int(high.split('.')[1]) + 1}")
+    assert (tf.cudnn, tf.cuda) == (Version.parse(cudnn), Version.parse(cuda))
+
+
+@pytest.mark.parametrize(
+    ("release", "native", "ptx", "build_cuda", "build_cudnn"),
+    [
+        ("2.10.0", ["3.5", "5.0", "6.0", "7.0", "7.5"], ["8.0"], "11.2", "8"),
+        ("2.14.0", ["3.5", "5.0", "6.0", "7.0", "7.5"], ["8.0"], "11.8", "8"),
+        ("2.15.1", ["5.0", "6.0", "7.0", "7.5"], ["8.0"], "12.2", "8"),
+        ("2.16.1", ["5.0", "6.0", "7.0", "8.0"], ["9.0"], "12.3", "8"),
+        ("2.17.0", ["6.0", "7.0", "8.0", "8.9"], ["9.0"], "12.3", "8"),
+        ("2.19.0", ["6.0", "7.0", "8.0", "8.9"], ["9.0"], "12.5.1", "9"),
+    ],
+)
+def test_wheel_build_info(release, native, ptx, build_cuda, build_cudnn):
+    tf = K.tf_build(release)
+    assert [str(v) for v in tf.native] == native and [str(v) for v in tf.ptx] == ptx
+    assert (tf.build_cuda, tf.build_cudnn) == (build_cuda, build_cudnn)
+
+
+def test_and_cuda_pins():
+    assert K.tf_build("2.13.1").and_cuda is None  # the extra exists from 2.14
+    pins = K.tf_build("2.15.1").and_cuda
+    assert (pins.cuda_major, str(pins.cuda_runtime), str(pins.cudnn)) == (12, "12.2.140", "8.9.4.25")
+    assert str(K.tf_build("2.18.0").and_cuda.cudnn) == "9.3.0.75"
+
+
+@pytest.mark.parametrize(
+    ("cuda", "driver"),
+    [
+        ("11.2", "460.27.03"),
+        ("11.8", "520.61.05"),
+        ("12.2", "535.54.03"),
+        ("12.2.2", "535.104.05"),
+        ("11.4.3", "470.82.01"),
+        ("12.5", "555.42.02"),
+        ("13.0", "580.65.06"),
+    ],
+)
+def test_minimum_drivers(cuda: str, driver: str):
+    assert str(K.min_driver(cuda)) == driver
+
+
+def test_minor_version_floors_and_cudnn_majors():
+    assert str(K.minor_compat_floor(11)) == "450.80.02"
+    assert str(K.minor_compat_floor(12)) == "525.60.13"
+    assert K.cudnn_supports_cuda(9, 12) and not K.cudnn_supports_cuda(8, 13)
+    assert K.newest_cuda_for_driver(Version.parse("535.54.03")) == Version.parse("12.2")
+
+
+@pytest.mark.parametrize(
+    ("product", "cc"),
+    [
+        ("NVIDIA A100-SXM4-40GB", "8.0"),
+        ("NVIDIA A10G", "8.6"),
+        ("NVIDIA A10", "8.6"),
+        ("Tesla K80", "3.7"),
+        ("NVIDIA H100 80GB HBM3", "9.0"),
+        ("Tesla M60", "5.2"),
+        ("NVIDIA GeForce GTX TITAN X", "5.2"),
+        ("Tesla T4", "7.5"),
+        ("NVIDIA L40S", "8.9"),
+    ],
+)
+def test_gpu_names(product: str, cc: str):
+    assert str(K.gpu_compute_capability(product)) == cc
+
+
+def test_unknown_things_are_none():
+    assert K.tf_build("1.15.0") is None and K.min_driver("10.0") is None
+    assert K.gpu_compute_capability("Voodoo 3dfx") is None
+
+
+def test_version_ordering():
+    assert Version.parse("535.104.05") > Version.parse("535.54.03")
+    assert Version.parse("12.10") > Version.parse("12.9")
+    assert Version.parse("3.10") == Version.parse("3.10.0")
+    assert str(Version.parse("2.15.0rc1")) == "2.15.0"
+    with pytest.raises(ValueError):
+        Version.parse("abc")
+
+
+def test_every_source_is_a_reference():
+    assert set(K.sources) >= {"tested_builds", "build_info", "and_cuda", "cuda_drivers", "gpus"}
+
+
+def test_kernels_for_gpu_generations():
+    tf215 = K.tf_build("2.15.1")
+    assert tf215.kernels_for(Version.parse("7.5")) == "native"
+    assert tf215.kernels_for(Version.parse("5.2")) == "native"  # sm_50 SASS runs on 5.2
+    assert tf215.kernels_for(Version.parse("9.0")) == "ptx"
+    assert tf215.kernels_for(Version.parse("3.7")) == "none"
+    assert K.tf_build("2.10.0").kernels_for(Version.parse("3.7")) == "native"
