@@ -218,6 +218,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from envcheck.doctor import doctor, format_report
+
+    with log.step("probing this host"):
+        report = doctor(args.script or [], quick=not args.full)
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_report(report))
+    return EXIT_OK if report["uses_gpu"] else EXIT_STACK_FAILED
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from envcheck.report import write_table
 
@@ -282,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="append", metavar="NAME", help='a GPU product name, e.g. "NVIDIA A100-SXM4-40GB"')
     p.add_argument("--json", action="store_true", help="print verdicts as JSON")
     p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("doctor", help="why TensorFlow on this host does (not) use the GPU; no Docker needed")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--script", action="append", metavar="FILE", help="scan Python code for what forces the CPU")
+    p.add_argument("--full", action="store_true", help="the full benchmark instead of the quick one")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("table", parents=[common], help="rewrite docs/compatibility.md from saved results")
     p.set_defaults(func=cmd_table)
     return parser

@@ -1,25 +1,33 @@
-"""Why the GPU is not used: small rules, one per cause, each reading probe facts and the daemon's answer.
+"""Why the GPU is not used: small rules, one per cause, each reading probe facts and what Docker said.
 
-A rule returns a Diagnosis or None. Rules run in registration order, which puts root causes (no runtime,
-no TensorFlow, a CPU-only package) before their consequences. Codes are a public, stable vocabulary.
+A rule returns a Diagnosis or None. Rules run in registration order, which puts root causes (no GPU runtime,
+no TensorFlow, a CPU-only package, no driver) before their consequences. Codes are a public, stable vocabulary;
+adding a cause is adding one rule here and its test. TensorFlow's own log lines, classified against the known
+messages in the knowledge data, are attached as evidence to the rule whose code they support.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
+from envcheck.knowledge import Knowledge, TFBuild, Version, kernels_for, parse_capabilities
+
 ERROR, WARNING, INFO = "error", "warning", "info"
+HIDING_VALUES = {"", "-1", "none", "void", "nodevfiles"}
 
 
 @dataclass(frozen=True)
 class Facts:
-    """Everything a rule may read: the probe's JSON and, for containers, what Docker said."""
+    """Everything a rule may read: the probe's JSON, what Docker said, and what `doctor --script` found."""
 
     probe: dict[str, Any]
     gpu_refusal: str | None = None
     in_container: bool = True
+    docker: dict[str, Any] | None = None  # doctor: the host's Docker daemon, when reachable
+    script_findings: tuple[dict[str, Any], ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -28,6 +36,37 @@ class Facts:
     @property
     def nvml(self) -> dict[str, Any]:
         return self.probe.get("nvml") or {}
+
+    @property
+    def libraries(self) -> dict[str, Any]:
+        return (self.probe.get("cuda_libs") or {}).get("libraries") or {}
+
+    @property
+    def runtime_versions(self) -> dict[str, str]:
+        return (self.probe.get("cuda_libs") or {}).get("runtime_versions") or {}
+
+    @property
+    def cuda_build(self) -> bool:
+        return self.probe.get("is_cuda_build") is True
+
+    @cached_property
+    def knowledge(self) -> Knowledge:
+        return Knowledge.load()
+
+    @cached_property
+    def tf(self) -> TFBuild | None:
+        version = self.probe.get("tensorflow")
+        return self.knowledge.tf_build(version) if version else None
+
+    @cached_property
+    def log_codes(self) -> dict[str, list[str]]:
+        """TF's log lines (and Docker's refusal) by the diagnosis code they are evidence for."""
+        found: dict[str, list[str]] = {}
+        for line in [*(self.probe.get("tf_log") or []), self.gpu_refusal or ""]:
+            message = self.knowledge.classify(line)
+            if message and message.code:
+                found.setdefault(message.code, []).append(f"log: {line.strip()[:300]}")
+        return found
 
 
 @dataclass(frozen=True)
@@ -53,16 +92,26 @@ def rule(func: Rule) -> Rule:
 
 @rule
 def no_gpu_runtime(f: Facts) -> Diagnosis | None:
-    if not f.gpu_refusal:
-        return None
-    return Diagnosis(
-        "no-gpu-runtime",
-        ERROR,
-        "Docker could not give the container a GPU: the host has no NVIDIA Container Toolkit (or no GPU runtime).",
-        "Install the NVIDIA Container Toolkit on the host, run `sudo nvidia-ctk runtime configure --runtime=docker`"
-        " and restart the Docker daemon; then `docker run --gpus all` works.",
-        [f"docker: {f.gpu_refusal[:300]}"],
-    )
+    if f.gpu_refusal:
+        return Diagnosis(
+            "no-gpu-runtime",
+            ERROR,
+            "Docker could not give the container a GPU: the host has no NVIDIA Container Toolkit (or no GPU runtime).",
+            "Install the NVIDIA Container Toolkit on the host, run `sudo nvidia-ctk runtime configure "
+            "--runtime=docker` and restart the Docker daemon; then `docker run --gpus all` works.",
+            [f"docker: {f.gpu_refusal[:300]}"],
+        )
+    docker = f.docker or {}
+    if docker.get("reachable") and not docker.get("nvidia_runtime") and not docker.get("cdi_devices"):
+        return Diagnosis(
+            "no-gpu-runtime",
+            WARNING,
+            "The Docker daemon here has no NVIDIA runtime and no CDI GPU devices: containers cannot get GPUs.",
+            "Install the NVIDIA Container Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`, "
+            "then restart Docker.",
+            [f"docker runtimes: {', '.join(docker.get('runtimes') or []) or 'none'}; CDI devices: none"],
+        )
+    return None
 
 
 @rule
@@ -73,8 +122,22 @@ def tensorflow_missing(f: Facts) -> Diagnosis | None:
         "tensorflow-missing",
         ERROR,
         "TensorFlow cannot be imported.",
-        "Install it in this Python: `pip install 'tensorflow[and-cuda]'` (Linux, GPU) or check the import error.",
+        "Install it in this Python: `pip install 'tensorflow[and-cuda]'` (Linux, GPU), or fix the import error shown.",
         [str(f.probe.get("tensorflow_error") or "tensorflow not importable")],
+    )
+
+
+@rule
+def python_unsupported(f: Facts) -> Diagnosis | None:
+    if not f.tf or not f.probe.get("python") or f.tf.supports_python(f.probe["python"]):
+        return None
+    return Diagnosis(
+        "python-unsupported",
+        WARNING,
+        f"TensorFlow {f.tf.release} is tested with Python {f.tf.python_range()}, not {f.probe['python']}.",
+        f"Use Python {f.tf.python[1]} (or another in {f.tf.python_range()}), or a TensorFlow release that supports "
+        f"Python {f.probe['python']}.",
+        [f"python {f.probe['python']}, tensorflow {f.probe.get('tensorflow')}"],
     )
 
 
@@ -92,7 +155,42 @@ def cpu_only_build(f: Facts) -> Diagnosis | None:
     )
 
 
-HIDING_VALUES = {"", "-1", "none", "void", "nodevfiles"}
+@rule
+def no_driver(f: Facts) -> Diagnosis | None:
+    error = str(f.nvml.get("error") or "")
+    if f.gpu_refusal or f.probe.get("gpus") or f.nvml.get("available") or "mismatch" in error.lower():
+        return None
+    if f.nvml.get("proc_version"):
+        return None  # the kernel driver is loaded; NVML's bindings are what is missing
+    where = "inside the container" if f.in_container else "on this host"
+    return Diagnosis(
+        "no-driver",
+        ERROR,
+        f"No NVIDIA driver is reachable {where}: NVML cannot start and no GPU is visible.",
+        "Install the NVIDIA driver on the host (check with `nvidia-smi`); for containers also request GPUs "
+        "(`--gpus all`) with the NVIDIA Container Toolkit installed.",
+        [
+            f"NVML: {error or 'not available'}",
+            "device nodes: " + (", ".join(f.probe.get("device_nodes") or []) or "no /dev/nvidia*"),
+            *f.log_codes.get("no-driver", []),
+        ],
+    )
+
+
+@rule
+def driver_library_mismatch(f: Facts) -> Diagnosis | None:
+    error = str(f.nvml.get("error") or "")
+    evidence = [f"NVML: {error}"] if "mismatch" in error.lower() else []
+    evidence += f.log_codes.get("driver-library-mismatch", [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        "driver-library-mismatch",
+        ERROR,
+        "The NVIDIA user-space driver and the loaded kernel module have different versions.",
+        "Reboot the host (or reload the nvidia kernel modules) after a driver upgrade.",
+        evidence,
+    )
 
 
 @rule
@@ -115,22 +213,240 @@ def gpus_hidden(f: Facts) -> Diagnosis | None:
 
 
 @rule
-def no_driver(f: Facts) -> Diagnosis | None:
-    if f.gpu_refusal or f.probe.get("gpus") or f.nvml.get("available"):
+def driver_too_old(f: Facts) -> Diagnosis | None:
+    build = f.probe.get("build_cuda")
+    driver = f.probe.get("driver")
+    evidence = list(f.log_codes.get("driver-too-old", []))
+    minimum = f.knowledge.min_driver(Version.parse(build).prefix(2)) if build else None
+    if driver and minimum and Version.parse(driver) < minimum:
+        floor = f.knowledge.minor_compat_floor(Version.parse(build).major)
+        evidence.insert(
+            0,
+            f"driver {driver} < {minimum}, the minimum for CUDA {build}"
+            + (f" (minor-version compatibility floor {floor})" if floor else ""),
+        )
+    if not evidence:
         return None
-    evidence = [f"NVML: {f.nvml.get('error') or 'not available'}"]
-    evidence.append("device nodes: " + (", ".join(f.probe.get("device_nodes") or []) or "no /dev/nvidia*"))
-    where = "inside the container" if f.in_container else "on this host"
     return Diagnosis(
-        "no-driver",
+        "driver-too-old",
         ERROR,
-        f"No NVIDIA driver is reachable {where}: NVML cannot start and no GPU is visible.",
-        "Install the NVIDIA driver on the host (check with `nvidia-smi`); for containers also request GPUs "
-        "(`--gpus all`) with the NVIDIA Container Toolkit installed.",
+        f"The NVIDIA driver is too old for the CUDA {build} this TensorFlow was built with.",
+        f"Upgrade the host's driver to {minimum} or newer, or use an older TensorFlow/CUDA stack (`envcheck plan "
+        f"--driver {driver}` lists which).",
+        evidence,
+    )
+
+
+def _missing_libraries(f: Facts) -> tuple[list[str], list[str]]:
+    """Required CUDA libraries (the driver's libcuda aside) that the loader cannot find: (nowhere, on disk)."""
+    nowhere, on_disk = [], []
+    for name in f.knowledge.required_libraries:
+        entry = f.libraries.get(name)
+        if name == "cuda" or entry is None or entry.get("found"):
+            continue
+        (on_disk if entry.get("unreachable_on_disk") else nowhere).append(name)
+    return nowhere, on_disk
+
+
+@rule
+def cuda_libs_missing(f: Facts) -> Diagnosis | None:
+    if not f.cuda_build or not f.libraries:
+        return None
+    nowhere, _ = _missing_libraries(f)
+    if not nowhere:
+        return None
+    return Diagnosis(
+        "cuda-libs-missing",
+        ERROR,
+        f"CUDA libraries TensorFlow needs are not installed: {', '.join(nowhere)}.",
+        "Install TensorFlow with its CUDA libraries: `pip install 'tensorflow[and-cuda]=="
+        + f"{f.probe.get('tensorflow')}'`, or use a CUDA {f.probe.get('build_cuda')} + cuDNN "
+        f"{f.probe.get('build_cudnn')} base image (nvidia/cuda:*-cudnn*-runtime).",
+        [f"lib{name}: not found on the loader path nor on disk" for name in nowhere]
+        + f.log_codes.get("cuda-libs-missing", []),
+    )
+
+
+@rule
+def cuda_libs_not_on_path(f: Facts) -> Diagnosis | None:
+    if not f.cuda_build or not f.libraries:
+        return None
+    _, on_disk = _missing_libraries(f)
+    if not on_disk:
+        return None
+    dirs = sorted({path.rsplit("/", 1)[0] for name in on_disk for path in f.libraries[name]["unreachable_on_disk"]})
+    return Diagnosis(
+        "cuda-libs-not-on-path",
+        ERROR,
+        f"CUDA libraries are installed but the loader does not find them: {', '.join(on_disk)}.",
+        f"Add their directories to LD_LIBRARY_PATH (export LD_LIBRARY_PATH={':'.join(dirs)}:$LD_LIBRARY_PATH), or "
+        "use a TensorFlow release whose RUNPATH reaches the pip NVIDIA packages.",
+        [f"lib{name}: on disk at {', '.join(f.libraries[name]['unreachable_on_disk'])}" for name in on_disk]
+        + f.log_codes.get("cuda-libs-not-on-path", []),
+    )
+
+
+def _soname_major(path: str) -> int | None:
+    tail = path.rsplit(".so.", 1)
+    return int(tail[1].split(".")[0]) if len(tail) == 2 and tail[1].split(".")[0].isdigit() else None
+
+
+@rule
+def cuda_mismatch(f: Facts) -> Diagnosis | None:
+    build = f.probe.get("build_cuda")
+    found = (f.libraries.get("cudart") or {}).get("found")
+    if not f.cuda_build or not build or not found:
+        return None
+    built = Version.parse(build)
+    evidence = []
+    major = _soname_major(found["path"])
+    if major is not None and major != built.major:
+        evidence.append(f"libcudart found is {found['soname']} (CUDA {major}), TensorFlow was built with CUDA {build}")
+    runtime = f.runtime_versions.get("cudart", "")
+    if runtime[:1].isdigit() and Version.parse(runtime).prefix(2) < built.prefix(2):
+        evidence.append(f"CUDA runtime {runtime} is older than the CUDA {build} TensorFlow was built with")
+    if not evidence:
+        return None
+    return Diagnosis(
+        "cuda-mismatch",
+        ERROR,
+        "The CUDA runtime found does not match the CUDA TensorFlow was built with.",
+        f"Install the CUDA {built.prefix(2)} runtime (pip: nvidia-cuda-runtime-cu{built.major}, as "
+        "tensorflow[and-cuda] pins it) and remove other CUDA runtimes from the loader path.",
+        evidence,
+    )
+
+
+@rule
+def cudnn_mismatch(f: Facts) -> Diagnosis | None:
+    build = str(f.probe.get("build_cudnn") or "")
+    if not f.cuda_build or not build[:1].isdigit():
+        return None
+    needed = f.tf.cudnn if f.tf else Version.parse(build)
+    evidence = list(f.log_codes.get("cudnn-mismatch", []))
+    loaded = f.runtime_versions.get("cudnn", "")
+    if loaded[:1].isdigit():
+        version = Version.parse(loaded)
+        if version.major != needed.major or (f.tf and version.prefix(2) < needed.prefix(2)):
+            evidence.insert(
+                0,
+                f"cuDNN {loaded} found, TensorFlow {f.probe.get('tensorflow')} was built with cuDNN "
+                f"{needed} (needs the same major and an equal or higher minor)",
+            )
+    if not evidence:
+        return None
+    return Diagnosis(
+        "cudnn-mismatch",
+        ERROR,
+        "The cuDNN found does not match the cuDNN TensorFlow was built with.",
+        f"Install cuDNN {needed.major}.x at least {needed} (pip: nvidia-cudnn-cu{str(f.probe.get('build_cuda'))[:2]}"
+        f"=={f.tf.and_cuda.cudnn if f.tf and f.tf.and_cuda else needed}) and remove other cuDNN versions from the "
+        "loader path.",
+        evidence,
+    )
+
+
+def _gpu_kernels(f: Facts) -> list[tuple[str, Version, str]]:
+    native, ptx = parse_capabilities(f.probe.get("compute_capabilities") or [])
+    gpus = []
+    for gpu in f.nvml.get("gpus") or []:
+        if gpu.get("compute_capability") and (native or ptx):
+            cc = Version.parse(gpu["compute_capability"])
+            gpus.append((gpu.get("name") or f"GPU {gpu.get('index')}", cc, kernels_for(cc, native, ptx)))
+    return gpus
+
+
+@rule
+def compute_capability_unsupported(f: Facts) -> Diagnosis | None:
+    old = [(name, cc) for name, cc, kernels in _gpu_kernels(f) if kernels == "none"]
+    evidence = [
+        f"{name}: compute capability {cc}; build has {', '.join(f.probe['compute_capabilities'])}" for name, cc in old
+    ] + f.log_codes.get("compute-capability-unsupported", [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        "compute-capability-unsupported",
+        ERROR,
+        "The GPU is older than any this TensorFlow build has kernels for.",
+        "Use an older TensorFlow release that still supports this GPU (`envcheck plan --gpu NAME` lists them), or "
+        "a newer GPU.",
+        evidence,
+    )
+
+
+@rule
+def ptx_jit(f: Facts) -> Diagnosis | None:
+    jit = [(name, cc) for name, cc, kernels in _gpu_kernels(f) if kernels == "ptx"]
+    evidence = [
+        f"{name}: compute capability {cc}; native kernels only for "
+        f"{', '.join(c for c in f.probe['compute_capabilities'] if c.startswith('sm_'))}"
+        for name, cc in jit
+    ]
+    evidence += f.log_codes.get("ptx-jit", [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        "ptx-jit",
+        WARNING,
+        "The GPU is newer than this build's native kernels: they are JIT-compiled from PTX (slow first start).",
+        "Use a TensorFlow release built for this GPU generation, and keep the JIT cache "
+        "(CUDA_CACHE_MAXSIZE=4294967296) between runs.",
+        evidence,
+    )
+
+
+@rule
+def gpu_oom(f: Facts) -> Diagnosis | None:
+    failed = [b for b in f.probe.get("benchmark") or [] if b.get("oom")]
+    evidence = [f"matmul {b['dtype']} n={b['n']} on {b['device']}: {b.get('error', '')[:200]}" for b in failed]
+    evidence += f.log_codes.get("gpu-oom", [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        "gpu-oom",
+        WARNING,
+        "The GPU ran out of memory" + (f" at n={failed[0]['n']}" if failed else "") + ".",
+        "Use smaller batches or models, stop other processes on the GPU (`nvidia-smi`), or set "
+        "TF_FORCE_GPU_ALLOW_GROWTH=true so TensorFlow does not reserve all memory up front.",
+        evidence,
+    )
+
+
+@rule
+def placement_forced_cpu(f: Facts) -> Diagnosis | None:
+    placement = f.probe.get("placement") or {}
+    evidence = []
+    if placement and not placement.get("on_gpu"):
+        evidence.append(
+            f"a matmul placed on {placement.get('requested')} ran on {placement.get('placed_on')}"
+            + (f" ({placement['error']})" if placement.get("error") else "")
+        )
+    evidence += [f"{s['file']}:{s['line']}: {s['text']}" for s in f.script_findings]
+    if not evidence:
+        return None
+    severity = ERROR if placement and not placement.get("on_gpu") else WARNING
+    return Diagnosis(
+        "placement-forced-cpu",
+        severity,
+        "Code or configuration forces TensorFlow's work onto the CPU.",
+        "Remove tf.device('/CPU:0') scopes, CUDA_VISIBLE_DEVICES=''/-1 assignments and "
+        "tf.config.set_visible_devices([], 'GPU') calls, or limit them to the code that must run on CPU.",
         evidence,
     )
 
 
 def diagnose(facts: Facts) -> list[Diagnosis]:
-    """All diagnoses for these facts, root causes first."""
-    return [d for d in (r(facts) for r in RULES) if d is not None]
+    """All diagnoses for these facts, root causes first. A CUDA build that sees no GPU always gets an error."""
+    found = [d for d in (r(facts) for r in RULES) if d is not None]
+    sees_no_gpu = facts.cuda_build and not facts.probe.get("gpus")
+    if sees_no_gpu and not any(d.severity == ERROR for d in found):
+        found.append(
+            Diagnosis(
+                "gpu-not-detected",
+                ERROR,
+                "TensorFlow is built with CUDA but lists no GPU, for a reason envcheck could not pin down.",
+                "Read the TensorFlow log lines in the evidence; run `envcheck doctor` on the host for its side.",
+                [f"log: {line[:300]}" for line in (facts.probe.get("tf_log") or [])[-10:]],
+            )
+        )
+    return found

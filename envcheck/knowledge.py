@@ -66,6 +66,39 @@ class Version:
         return self.text or ".".join(map(str, self.parts))
 
 
+def kernels_for(compute_capability: Version, native: tuple[Version, ...], ptx: tuple[Version, ...]) -> str:
+    """'native' when there is SASS for this GPU, 'ptx' when only a JIT from PTX, else 'none'.
+
+    SASS built for X.Y runs on X.Z with Z >= Y (same major); PTX for X.Y JIT-compiles for any GPU >= X.Y.
+    """
+    cc = compute_capability.prefix(2)
+    if any(sm.major == cc.major and sm <= cc for sm in native):
+        return "native"
+    if any(p <= cc for p in ptx):
+        return "ptx"
+    return "none"
+
+
+def parse_capabilities(entries: list[str]) -> tuple[tuple[Version, ...], tuple[Version, ...]]:
+    """TF's build-info list ['sm_50', 'compute_80'] → (native, ptx) as versions (5.0,), (8.0,)."""
+    native, ptx = [], []
+    for entry in entries:
+        kind, _, digits = entry.partition("_")
+        if digits.isdigit() and len(digits) >= 2:
+            version = Version((int(digits[:-1]), int(digits[-1])))
+            (native if kind == "sm" else ptx).append(version)
+    return tuple(native), tuple(ptx)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message TensorFlow or Docker prints, and the diagnosis it is evidence for (None: harmless)."""
+
+    text: str
+    code: str | None
+    meaning: str
+
+
 @dataclass(frozen=True)
 class AndCudaPins:
     cuda_major: int
@@ -96,16 +129,7 @@ class TFBuild:
         return f"{self.python[0]}–{self.python[1]}"  # noqa: RUF001
 
     def kernels_for(self, compute_capability: Version) -> str:
-        """'native' when the wheel has SASS for this GPU, 'ptx' when only JIT from PTX, else 'none'.
-
-        SASS built for X.Y runs on X.Z with Z >= Y (same major); PTX for X.Y JIT-compiles for any GPU >= X.Y.
-        """
-        cc = compute_capability.prefix(2)
-        if any(sm.major == cc.major and sm <= cc for sm in self.native):
-            return "native"
-        if any(p <= cc for p in self.ptx):
-            return "ptx"
-        return "none"
+        return kernels_for(compute_capability, self.native, self.ptx)
 
     @property
     def oldest_gpu(self) -> Version:
@@ -122,6 +146,10 @@ class Knowledge:
         self._cudnn_cuda = {int(k): set(v) for k, v in data["cudnn_cuda_majors"].items()}
         # Longest names first so "A100" wins over "A10" and "GTX TITAN X" over "GTX TITAN".
         self._gpus = sorted(((k, Version.parse(v)) for k, v in data["gpus"].items()), key=lambda kv: -len(kv[0]))
+        self._peaks = sorted(data["gpu_peaks"].items(), key=lambda kv: -len(kv[0]))
+        self.required_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["required"])
+        self.optional_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["optional"])
+        self.messages = tuple(Message(m["text"], m.get("code"), m["meaning"]) for m in data["messages"])
 
     @classmethod
     @functools.cache
@@ -153,12 +181,34 @@ class Knowledge:
     def cudnn_supports_cuda(self, cudnn_major: int, cuda_major: int) -> bool:
         return cuda_major in self._cudnn_cuda.get(cudnn_major, set())
 
+    def classify(self, line: str) -> Message | None:
+        """The known message a log line contains, if any."""
+        return next((m for m in self.messages if m.text in line), None)
+
+    def gpu_peak_tflops(self, product: str, dtype: str) -> float | None:
+        """The datasheet's peak dense matmul TFLOP/s for a GPU product and dtype, when known."""
+        for name, peaks in self._peaks:
+            if _word_in(name, product):
+                return peaks.get(dtype)
+        return None
+
     def gpu_compute_capability(self, product: str) -> Version | None:
         """The compute capability of a GPU product name such as 'NVIDIA A100-SXM4-40GB' or 'Tesla K80'."""
-        for name, cc in self._gpus:
-            if re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", product, re.IGNORECASE):
-                return cc
-        return None
+        return next((cc for name, cc in self._gpus if _word_in(name, product)), None)
+
+
+def annotate_peaks(benchmark: list[dict[str, Any]], gpu_name: str | None, knowledge: Knowledge) -> None:
+    """Add percent_of_peak to GPU benchmark entries where the data file knows the card's peak."""
+    for entry in benchmark:
+        peak = knowledge.gpu_peak_tflops(gpu_name, entry["dtype"]) if gpu_name else None
+        if entry.get("device") == "gpu" and entry.get("tflops") and peak:
+            entry["peak_tflops"] = peak
+            entry["percent_of_peak"] = round(100 * entry["tflops"] / peak, 1)
+
+
+def _word_in(name: str, product: str) -> bool:
+    """'A100' is in 'NVIDIA A100-SXM4-40GB' but 'A10' is not."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", product, re.IGNORECASE) is not None
 
 
 def _tf_build(release: str, entry: dict[str, Any]) -> TFBuild:

@@ -14,6 +14,7 @@ from envcheck import __version__, log
 from envcheck.build import build
 from envcheck.diagnose import ERROR, Facts, diagnose
 from envcheck.errors import BaseImageMissing
+from envcheck.knowledge import Knowledge, annotate_peaks
 from envcheck.lint import predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.render import render
@@ -81,13 +82,21 @@ def check_stack(api: Any, matrix: Matrix, stack: Stack, options: Options, host: 
         result["error"] = outcome.error
         return _save(matrix, result)
     probe = dict(outcome.probe)
-    result["benchmark"] = probe.pop("benchmark", [])
-    result["probe"] = probe
     diagnoses = diagnose(Facts(probe=probe, gpu_refusal=outcome.gpu_refusal))
+    result["benchmark"] = probe.pop("benchmark", [])
+    annotate_peaks(result["benchmark"], gpu_name(probe), Knowledge.load())
+    result["probe"] = probe
     result["diagnoses"] = [d.as_dict() for d in diagnoses]
     uses_gpu = bool(probe.get("gpus")) and not any(d.severity == ERROR for d in diagnoses)
     result["status"] = "gpu" if uses_gpu else "cpu-only"
     return _save(matrix, result)
+
+
+def gpu_name(probe: dict[str, Any]) -> str | None:
+    """The first GPU's product name, from TensorFlow or NVML."""
+    names = [g.get("device_name") for g in probe.get("gpus") or []]
+    names += [g.get("name") for g in (probe.get("nvml") or {}).get("gpus") or []]
+    return next((n for n in names if n), None)
 
 
 def _save(matrix: Matrix, result: dict[str, Any]) -> dict[str, Any]:

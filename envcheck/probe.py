@@ -70,7 +70,7 @@ def probe_nvml() -> dict:
         import pynvml
     except Exception as exc:
         out["error"] = f"pynvml not importable: {_error(exc)}"
-        return out
+        return _nvml_ctypes(out)
 
     def text(value):
         return value.decode() if isinstance(value, bytes) else value
@@ -107,6 +107,275 @@ def probe_nvml() -> dict:
         with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
     return out
+
+
+def _nvml_ctypes(out: dict) -> dict:
+    """Without the pynvml bindings, ask libnvidia-ml itself (ctypes) for the driver version and GPU count."""
+    import ctypes
+
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError as exc:
+        out["error"] += f"; libnvidia-ml.so.1 not loadable: {exc}"
+        return out
+    if nvml.nvmlInit_v2() != 0:
+        out["error"] += "; nvmlInit failed"
+        return out
+    try:
+        buffer = ctypes.create_string_buffer(96)
+        count = ctypes.c_uint()
+        if nvml.nvmlSystemGetDriverVersion(buffer, 96) == 0:
+            out.update(available=True, driver=buffer.value.decode(), error=None)
+        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0:
+            out["gpus"] = [{"index": i, "name": None} for i in range(count.value)]
+    finally:
+        nvml.nvmlShutdown()
+    return out
+
+
+# -- CUDA libraries, resolved the way the dynamic loader resolves them for TensorFlow -------------------------
+
+CUDA_LIBS = ("cudart", "cublas", "cublasLt", "cufft", "curand", "cusolver", "cusparse", "cudnn", "nccl", "cuda")
+TF_OBJECTS = ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2", "python/_pywrap_tensorflow_internal.so")
+DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+EXTRA_DIRS_GLOBS = ("/usr/local/cuda*/lib64", "/usr/local/cuda*/targets/*/lib", "/usr/local/nvidia/lib64")
+DT_NEEDED, DT_STRTAB, DT_SONAME, DT_RPATH, DT_RUNPATH = 1, 5, 14, 15, 29
+
+
+def elf_dynamic(path: str) -> dict:
+    """NEEDED, SONAME, RPATH and RUNPATH of an ELF shared object, read with the standard library alone."""
+    import struct
+
+    with open(path, "rb") as f:
+        ident = f.read(16)
+        if ident[:4] != b"\x7fELF":
+            raise ValueError("not an ELF file")
+        wide, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
+        header = f.read(48 if wide else 36)
+        if wide:
+            phoff, phentsize, phnum = (
+                struct.unpack_from(end + "Q", header, 16)[0],
+                *struct.unpack_from(end + "HH", header, 38),
+            )
+        else:
+            phoff, phentsize, phnum = (
+                struct.unpack_from(end + "I", header, 12)[0],
+                *struct.unpack_from(end + "HH", header, 26),
+            )
+        loads, dynamic = [], None
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            raw = f.read(phentsize)
+            if wide:
+                p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack_from(end + "IIQQQQ", raw)
+            else:
+                p_type, p_offset, p_vaddr, _, p_filesz = struct.unpack_from(end + "IIIII", raw)
+            if p_type == 1:
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == 2:
+                dynamic = (p_offset, p_filesz)
+        if dynamic is None:
+            return {"needed": [], "soname": None, "rpath": [], "runpath": []}
+        f.seek(dynamic[0])
+        data = f.read(dynamic[1])
+        size = 16 if wide else 8
+        entries = [struct.unpack_from(end + ("qQ" if wide else "iI"), data, i) for i in range(0, len(data), size)]
+        strtab = next(v for t, v in entries if t == DT_STRTAB)
+        strtab_offset = next(off + strtab - va for va, off, sz in loads if va <= strtab < va + sz)
+
+        def string(offset: int) -> str:
+            f.seek(strtab_offset + offset)
+            raw = f.read(4096)
+            return raw[: raw.index(b"\0")].decode("utf-8", "replace")
+
+        out: dict = {"needed": [], "soname": None, "rpath": [], "runpath": []}
+        for tag, value in entries:
+            if tag == 0:
+                break
+            if tag == DT_NEEDED:
+                out["needed"].append(string(value))
+            elif tag == DT_SONAME:
+                out["soname"] = string(value)
+            elif tag in (DT_RPATH, DT_RUNPATH):
+                out["rpath" if tag == DT_RPATH else "runpath"].extend(p for p in string(value).split(":") if p)
+        return out
+
+
+def tensorflow_dir():
+    """TF's package directory without importing it (so it is found even when the import fails)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("tensorflow")
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return locations[0] if locations else None
+
+
+def ld_cache() -> dict:
+    """soname → path from the ld.so cache (`ldconfig -p`), for this machine's architecture."""
+    import subprocess
+
+    for ldconfig in ("/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"):
+        try:
+            out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        cache: dict = {}
+        for line in out.splitlines()[1:]:
+            name, _, rest = line.strip().partition(" (")
+            flags, _, target = rest.partition(") => ")
+            if target and ("x86-64" in flags or "64" in flags or "," not in flags):
+                cache.setdefault(name, target)
+        return cache
+    return {}
+
+
+def loader_search_path(tf_dir) -> list:
+    """Directories the loader tries for a library TF dlopen()s: LD_LIBRARY_PATH, then TF's RUNPATH."""
+    path = [(d, "LD_LIBRARY_PATH") for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    for name in TF_OBJECTS if tf_dir else ():
+        obj = os.path.join(tf_dir, name)
+        if not os.path.exists(obj):
+            continue
+        try:
+            dyn = elf_dynamic(obj)
+        except Exception:
+            continue
+        origin = os.path.dirname(obj)
+        for entry in dyn["runpath"] or dyn["rpath"]:
+            directory = os.path.normpath(entry.replace("$ORIGIN", origin).replace("${ORIGIN}", origin))
+            source = f"RUNPATH of {name}" if dyn["runpath"] else f"RPATH of {name}"
+            if all(directory != d for d, _ in path):
+                path.append((directory, source))
+    return path
+
+
+def _matches(directory: str, lib: str) -> list:
+    import re
+
+    pattern = re.compile(rf"lib{re.escape(lib)}\.so(\.\d+)+$")
+    try:
+        return sorted(os.path.join(directory, n) for n in os.listdir(directory) if pattern.match(n))
+    except OSError:
+        return []
+
+
+def _file_version(path: str):
+    """The version in the real file's name (libcudart.so.12.2.140 → 12.2.140), if longer than the soname's."""
+    real = os.path.basename(os.path.realpath(path))
+    tail = real.split(".so.", 1)[1] if ".so." in real else ""
+    return tail or None
+
+
+def probe_cuda_libraries(report: dict) -> None:
+    """For each CUDA library TF needs: where the loader finds it (and which file), or that it is missing,
+    and separately where it lies on disk without being reachable."""
+    import glob
+
+    tf_dir = tensorflow_dir()
+    search = loader_search_path(tf_dir)
+    cache = ld_cache()
+    site_dirs = []
+    if tf_dir:
+        site_dirs = sorted(glob.glob(os.path.join(os.path.dirname(tf_dir), "nvidia", "*", "lib")))
+    extra_dirs = site_dirs + sorted(d for g in EXTRA_DIRS_GLOBS for d in glob.glob(g))
+    libraries = {}
+    for lib in CUDA_LIBS:
+        found = None
+        for directory, source in search:
+            files = _matches(directory, lib)
+            if files:
+                found = {"path": files[0], "candidates": files, "source": source}
+                break
+        if found is None:
+            cached = sorted((name, path) for name, path in cache.items() if _matches_name(name, lib))
+            if cached:
+                found = {"path": cached[0][1], "candidates": [p for _, p in cached], "source": "ld.so.cache"}
+        if found is None:
+            for directory in DEFAULT_DIRS:
+                files = _matches(directory, lib)
+                if files:
+                    found = {"path": files[0], "candidates": files, "source": "default directories"}
+                    break
+        if found:
+            found["soname"] = os.path.basename(found["path"])
+            found["file_version"] = _file_version(found["path"])
+        reachable = set(found["candidates"]) if found else set()
+        on_disk = [f for d in extra_dirs for f in _matches(d, lib) if f not in reachable]
+        libraries[lib] = {"found": found, "unreachable_on_disk": on_disk}
+    report["cuda_libs"] = {
+        "tensorflow_dir": tf_dir,
+        "search_path": [{"dir": d, "source": s} for d, s in search if os.path.isdir(d)],
+        "libraries": libraries,
+        "runtime_versions": runtime_versions(libraries),
+        "nvidia_packages": nvidia_packages(),
+    }
+
+
+def _matches_name(name: str, lib: str) -> bool:
+    import re
+
+    return re.match(rf"lib{re.escape(lib)}\.so(\.\d+)+$", name) is not None
+
+
+VERSION_QUERIES = """
+import ctypes, json, sys
+
+def decode(v, wide):  # MAJOR*10000+MINOR*100+PATCH (cuDNN 9, NCCL 2.9+) or MAJOR*1000+MINOR*100+PATCH
+    base = 10000 if wide else 1000
+    return f"{v // base}.{v % base // 100}.{v % 100}"
+
+out = {}
+for name, path in json.loads(sys.argv[1]).items():
+    try:
+        lib = ctypes.CDLL(path)
+        value = ctypes.c_int()
+        if name == "cudart":
+            lib.cudaRuntimeGetVersion(ctypes.byref(value))
+            out[name] = f"{value.value // 1000}.{value.value % 1000 // 10}"
+        elif name == "cudnn":
+            v = lib.cudnnGetVersion()
+            out[name] = decode(v, v >= 90000)
+        elif name == "nccl":
+            lib.ncclGetVersion(ctypes.byref(value))
+            out[name] = decode(value.value, value.value >= 20900)
+    except Exception as exc:
+        out[name] = "error: " + str(exc)[:200]
+print(json.dumps(out))
+"""
+
+
+def runtime_versions(libraries: dict) -> dict:
+    """Versions the CUDA runtime, cuDNN and NCCL report about themselves, asked in a child process so that
+    loading them cannot change what TensorFlow loaded in this one."""
+    import subprocess
+
+    paths = {k: v["found"]["path"] for k, v in libraries.items() if k in ("cudart", "cudnn", "nccl") and v["found"]}
+    if not paths:
+        return {}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", VERSION_QUERIES, json.dumps(paths)], capture_output=True, text=True, timeout=60
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except Exception as exc:
+        return {"error": _error(exc)}
+
+
+def nvidia_packages() -> dict:
+    """pip-installed NVIDIA library wheels and their versions (nvidia-cudnn-cu12 → 8.9.4.25)."""
+    try:
+        from importlib import metadata
+
+        return {
+            d.metadata["Name"]: d.version
+            for d in metadata.distributions()
+            if (d.metadata["Name"] or "").lower().startswith("nvidia-")
+        }
+    except Exception:
+        return {}
 
 
 def probe_tensorflow(report: dict):
@@ -158,13 +427,32 @@ def probe_tensorflow(report: dict):
     return tf
 
 
-def _timed_matmul(tf, device: str, dtype_name: str, n: int, repeats: int) -> dict:
-    """Median TFLOP/s of an n x n matmul: warmed up, synchronised before every clock read."""
+def _median_seconds(run, repeats: int) -> float:
+    """Median seconds per call of run(count): warmed up, with enough calls per sample (~0.1 s) that clock
+    noise does not dominate. run must synchronise before it returns."""
+    run(2)
+    single = max(run(1), 1e-6)
+    inner = max(1, min(1000, int(0.1 / single)))
+    return statistics.median(run(inner) / inner for _ in range(repeats))
+
+
+def _result(library: str, device: str, dtype: str, n: int, seconds: float, **extra) -> dict:
+    return {
+        "library": library,
+        "device": device,
+        "dtype": dtype,
+        "n": n,
+        "seconds": round(seconds, 6),
+        "tflops": round(2 * n**3 / seconds / 1e12, 4),
+        **extra,
+    }
+
+
+def _tf_matmul(tf, device: str, dtype_name: str, n: int, repeats: int) -> dict:
     dtype = getattr(tf, dtype_name)
     with tf.device(device):
-        a = tf.random.uniform((n, n), dtype=tf.float32)
-        b = tf.random.uniform((n, n), dtype=tf.float32)
-        a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+        a = tf.cast(tf.random.uniform((n, n), dtype=tf.float32), dtype)
+        b = tf.cast(tf.random.uniform((n, n), dtype=tf.float32), dtype)
 
         @tf.function
         def step(x, y):
@@ -174,49 +462,91 @@ def _timed_matmul(tf, device: str, dtype_name: str, n: int, repeats: int) -> dic
             start = time.perf_counter()
             for _ in range(count):
                 c = step(a, b)
-            c[:1, :1].numpy()  # a tiny copy back forces the device to finish
+            c[:1, :1].numpy()  # a tiny copy back: the device has finished every queued matmul
             return time.perf_counter() - start
 
-        run(2)
-        # Enough matmuls per sample that a sample takes ~0.1 s or more, so clock noise does not dominate.
-        single = max(run(1), 1e-6)
-        inner = max(1, min(1000, int(0.1 / single)))
-        samples = [run(inner) / inner for _ in range(repeats)]
+        seconds = _median_seconds(run, repeats)
         placed = step(a, b).device
-    seconds = statistics.median(samples)
-    return {
-        "device": "gpu" if "GPU" in device.upper() else "cpu",
-        "placed_on": placed,
-        "dtype": dtype_name,
-        "n": n,
-        "seconds": round(seconds, 6),
-        "tflops": round(2 * n**3 / seconds / 1e12, 4),
-    }
+    kind = "gpu" if "GPU" in device.upper() else "cpu"
+    return _result("tensorflow", kind, dtype_name, n, seconds, placed_on=placed)
+
+
+def _numpy_matmul(n: int, repeats: int) -> dict:
+    """The same measurement with NumPy's BLAS: the reference a CPU figure is judged against."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+
+    def run(count: int) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            np.matmul(a, b)
+        return time.perf_counter() - start
+
+    return _result("numpy", "cpu", "float32", n, _median_seconds(run, repeats))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "resourceexhausted" in text or "out of memory" in text or " oom" in text
+
+
+def probe_placement(tf, report: dict) -> None:
+    """Ask for a matmul on /GPU:0 and report where its result really lives."""
+    if not report["gpus"]:
+        report["placement"] = None
+        return
+    try:
+        with tf.device("/GPU:0"):
+            c = tf.matmul(tf.ones((64, 64)), tf.ones((64, 64)))
+        report["placement"] = {"requested": "/GPU:0", "placed_on": c.device, "on_gpu": "GPU" in c.device.upper()}
+    except Exception as exc:
+        report["placement"] = {"requested": "/GPU:0", "placed_on": None, "on_gpu": False, "error": _error(exc)}
 
 
 def probe_benchmark(tf, report: dict, quick: bool) -> None:
+    """Matmul TFLOP/s on CPU (with NumPy beside it) and on the first GPU in float32, float16 and bfloat16.
+    GPU sizes go from large to small, so an out-of-memory at one size still leaves the smaller ones."""
     results = report["benchmark"] = []
     if tf is None:
         return
     repeats = 3 if quick else 5
-    cases = [("/CPU:0", "float32", 1024 if quick else 2048)]
+    cases = [("/CPU:0", "float32", n) for n in ((1024,) if quick else (1024, 2048))]
     if report["gpus"]:
-        for dtype in ("float32", "float16"):
-            cases.append(("/GPU:0", dtype, 4096 if quick else 8192))
+        sizes = (4096,) if quick else (8192, 4096, 2048)
+        cases += [("/GPU:0", dtype, n) for dtype in ("float32", "float16", "bfloat16") for n in sizes]
     with captured_stderr(report["tf_log"]):
         for device, dtype, n in cases:
+            kind = "gpu" if "GPU" in device else "cpu"
             try:
-                results.append(_timed_matmul(tf, device, dtype, n, repeats))
+                results.append(_tf_matmul(tf, device, dtype, n, repeats))
             except Exception as exc:
                 results.append(
                     {
-                        "device": "gpu" if "GPU" in device else "cpu",
+                        "library": "tensorflow",
+                        "device": kind,
                         "dtype": dtype,
                         "n": n,
                         "tflops": None,
+                        "oom": _is_oom(exc),
                         "error": _error(exc)[:500],
                     }
                 )
+            if kind == "cpu":
+                try:
+                    results.append(_numpy_matmul(n, repeats))
+                except Exception as exc:
+                    results.append(
+                        {
+                            "library": "numpy",
+                            "device": "cpu",
+                            "dtype": "float32",
+                            "n": n,
+                            "tflops": None,
+                            "error": _error(exc)[:300],
+                        }
+                    )
 
 
 def main(argv: list | None = None) -> int:
@@ -250,6 +580,16 @@ def main(argv: list | None = None) -> int:
         tf = probe_tensorflow(report)
     except Exception:
         report["errors"].append(f"tensorflow: {traceback.format_exc(limit=3)}")
+    if tf is not None:
+        try:
+            with captured_stderr(report["tf_log"]):
+                probe_placement(tf, report)
+        except Exception:
+            report["errors"].append(f"placement: {traceback.format_exc(limit=3)}")
+    try:
+        probe_cuda_libraries(report)
+    except Exception:
+        report["errors"].append(f"cuda_libs: {traceback.format_exc(limit=3)}")
     if "--no-benchmark" not in args:
         try:
             probe_benchmark(tf, report, quick="--quick" in args)

@@ -67,3 +67,160 @@ def test_working_gpu_gets_no_diagnosis():
     probe["nvml"].update(available=True, driver="550.54.15", error=None)
     probe["driver"] = "550.54.15"
     assert codes(probe) == []
+
+
+# -- rules that need a GPU host, on the recorded facts with the GPU side filled in ----------------------------
+# No GPU machine was available to record these (see the issue notes); each variant changes only the fields a
+# GPU host would report differently, in the probe's own format.
+
+
+def gpu_host(probe: dict, driver: str = "550.54.15", gpus=(("Tesla T4", "7.5"),), listed=True) -> dict:
+    probe["nvml"].update(
+        available=True,
+        driver=driver,
+        cuda_driver="12.4",
+        error=None,
+        gpus=[{"index": i, "name": n, "compute_capability": cc} for i, (n, cc) in enumerate(gpus)],
+    )
+    probe["driver"] = driver
+    probe["device_nodes"] = ["/dev/nvidia0", "/dev/nvidiactl"]
+    probe["gpus"] = (
+        [
+            {"name": f"/physical_device:GPU:{i}", "device_name": n, "compute_capability": cc}
+            for i, (n, cc) in enumerate(gpus)
+        ]
+        if listed
+        else []
+    )
+    probe["placement"] = (
+        {"requested": "/GPU:0", "placed_on": "/job:localhost/replica:0/task:0/device:GPU:0", "on_gpu": True}
+        if listed
+        else None
+    )
+    return probe
+
+
+def diagnosed(probe: dict) -> dict[str, object]:
+    return {d.code: d for d in diagnose(Facts(probe=probe))}
+
+
+def test_driver_too_old():
+    probe = gpu_host(recorded_probe(), driver="470.82.01", listed=False)
+    probe["tf_log"].append(
+        "E cuda_driver.cc] failed call to cuInit: CUDA_ERROR_SYSTEM_DRIVER_MISMATCH: "
+        "CUDA driver version is insufficient for CUDA runtime version"
+    )
+    found = diagnosed(probe)
+    assert list(found) == ["driver-too-old"]
+    assert found["driver-too-old"].evidence[0] == (
+        "driver 470.82.01 < 535.54.03, the minimum for CUDA 12.2 (minor-version compatibility floor 525.60.13)"
+    )
+    assert "CUDA driver version is insufficient" in found["driver-too-old"].evidence[1]
+
+
+def test_old_gpu_is_unsupported():
+    found = diagnosed(gpu_host(recorded_probe(), gpus=[("Tesla K80", "3.7")], listed=False))
+    assert list(found) == ["compute-capability-unsupported"]
+    assert "Tesla K80: compute capability 3.7" in found["compute-capability-unsupported"].evidence[0]
+
+
+def test_new_gpu_runs_through_ptx_jit_with_a_warning_only():
+    found = diagnose(Facts(probe=gpu_host(recorded_probe(), gpus=[("NVIDIA H100 80GB HBM3", "9.0")])))
+    assert [(d.code, d.severity) for d in found] == [("ptx-jit", "warning")]
+
+
+def test_out_of_memory_in_the_benchmark():
+    probe = gpu_host(recorded_probe())
+    probe["benchmark"] = [
+        {
+            "library": "tensorflow",
+            "device": "gpu",
+            "dtype": "float32",
+            "n": 8192,
+            "tflops": None,
+            "oom": True,
+            "error": "ResourceExhaustedError: OOM when allocating tensor",
+        },
+        {"library": "tensorflow", "device": "gpu", "dtype": "float32", "n": 4096, "tflops": 17.2},
+    ]
+    found = diagnosed(probe)
+    assert list(found) == ["gpu-oom"] and "n=8192" in found["gpu-oom"].summary
+
+
+def test_libraries_on_disk_but_not_on_the_loader_path():
+    probe = recorded_probe()
+    cudnn = probe["cuda_libs"]["libraries"]["cudnn"]
+    cudnn["unreachable_on_disk"] = [cudnn["found"]["path"]]
+    cudnn["found"] = None
+    found = diagnosed(probe)
+    assert list(found) == ["no-driver", "cuda-libs-not-on-path"]
+    assert (
+        "export LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib:"
+        in found["cuda-libs-not-on-path"].fix
+    )
+
+
+def test_libraries_missing_everywhere():
+    probe = recorded_probe()
+    for lib in probe["cuda_libs"]["libraries"].values():
+        lib.update(found=None, unreachable_on_disk=[])
+    found = diagnosed(probe)
+    assert found["cuda-libs-missing"].summary.endswith("cudart, cublas, cublasLt, cufft, cusolver, cusparse, cudnn.")
+    assert "cuda-libs-not-on-path" not in found
+
+
+def test_optional_library_missing_is_not_a_cause():
+    probe = recorded_probe()
+    assert probe["cuda_libs"]["libraries"]["curand"]["found"] is None  # TF 2.15's RUNPATH has no curand
+    assert "cuda-libs-missing" not in diagnosed(probe)
+
+
+def test_cudnn_and_cuda_runtime_mismatches():
+    probe = recorded_probe()
+    probe["cuda_libs"]["runtime_versions"]["cudnn"] = "9.3.0"
+    assert (
+        "cuDNN 9.3.0 found, TensorFlow 2.15.1 was built with cuDNN 8.9"
+        in diagnosed(probe)["cudnn-mismatch"].evidence[0]
+    )
+    probe = recorded_probe()
+    probe["cuda_libs"]["runtime_versions"]["cudnn"] = "8.6.0"  # same major, older minor: TF refuses it
+    assert "cudnn-mismatch" in diagnosed(probe)
+    probe = recorded_probe()
+    probe["cuda_libs"]["libraries"]["cudart"]["found"]["path"] = "/usr/local/cuda-11.8/lib64/libcudart.so.11.0"
+    assert "cuda-mismatch" in diagnosed(probe)
+    assert {"cudnn-mismatch", "cuda-mismatch"}.isdisjoint(diagnosed(recorded_probe()))
+
+
+def test_driver_library_mismatch():
+    probe = recorded_probe()
+    probe["nvml"]["error"] = "NVMLError_LibRmVersionMismatch: RM has detected an NVML/RM version mismatch."
+    probe["tf_log"].append("Failed to initialize NVML: Driver/library version mismatch")
+    found = diagnosed(probe)
+    assert list(found) == ["driver-library-mismatch"]
+
+
+def test_placement_forced_onto_cpu():
+    probe = gpu_host(recorded_probe())
+    probe["placement"] = {
+        "requested": "/GPU:0",
+        "placed_on": "/job:localhost/replica:0/task:0/device:CPU:0",
+        "on_gpu": False,
+    }
+    assert diagnosed(probe)["placement-forced-cpu"].severity == ERROR
+
+
+def test_a_cuda_build_without_gpus_is_never_silently_ok():
+    probe = gpu_host(recorded_probe(), listed=False)
+    found = diagnose(Facts(probe=probe))
+    assert [d.code for d in found] == ["gpu-not-detected"] and found[0].severity == ERROR
+
+
+def test_percent_of_peak_from_the_data_file():
+    from envcheck.knowledge import Knowledge, annotate_peaks
+
+    bench = [
+        {"device": "gpu", "dtype": "float16", "n": 8192, "tflops": 494.5},
+        {"device": "cpu", "dtype": "float32", "n": 2048, "tflops": 0.2},
+    ]
+    annotate_peaks(bench, "NVIDIA H100 80GB HBM3", Knowledge.load())
+    assert bench[0]["percent_of_peak"] == 50.0 and "percent_of_peak" not in bench[1]

@@ -1,0 +1,203 @@
+"""`envcheck doctor`: the same probe and rules for the user's own host, no Docker needed.
+
+The probe runs in a child process of the current Python (so TensorFlow's import cannot take envcheck down),
+Docker is asked whether it could give containers a GPU, and `--script` scans the user's code for what forces
+the CPU.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from envcheck.diagnose import ERROR, HIDING_VALUES, Diagnosis, Facts, diagnose
+from envcheck.errors import ConfigError
+from envcheck.knowledge import Knowledge, annotate_peaks
+from envcheck.pipeline import gpu_name
+from envcheck.render import PROBE_SOURCE
+
+PROBE_TIMEOUT = 300
+
+
+def probe_host(quick: bool = True) -> dict[str, Any]:
+    """The probe's report for the current Python on this host."""
+    args = [sys.executable, str(PROBE_SOURCE), *(["--quick"] if quick else [])]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return {"errors": [f"the probe did not finish in {PROBE_TIMEOUT}s"], "tensorflow": None}
+    for line in reversed(done.stdout.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return {
+        "errors": [f"the probe printed no report (exit {done.returncode}): {done.stderr[-500:]}"],
+        "tensorflow": None,
+    }
+
+
+def docker_facts() -> dict[str, Any]:
+    """Whether a Docker daemon answers here, and whether it has an NVIDIA runtime or CDI GPU devices."""
+    try:
+        from envcheck.engine import connect, host_facts
+
+        return {"reachable": True, **host_facts(connect(timeout=10))}
+    except Exception as sdk_error:  # no SDK, or no daemon: try the CLI, which needs no SDK
+        cli = shutil.which("docker")
+        if cli is None:
+            return {"reachable": False, "error": f"docker: {sdk_error}"}
+        try:
+            done = subprocess.run(
+                [cli, "info", "--format", "{{json .}}"], capture_output=True, text=True, timeout=20, check=False
+            )
+            info = json.loads(done.stdout)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return {"reachable": False, "error": str(sdk_error)}
+        if not info.get("ServerVersion"):
+            return {"reachable": False, "error": "; ".join(info.get("ServerErrors") or []) or str(sdk_error)}
+        runtimes = sorted((info.get("Runtimes") or {}).keys())
+        return {
+            "reachable": True,
+            "docker_version": info.get("ServerVersion"),
+            "runtimes": runtimes,
+            "nvidia_runtime": "nvidia" in runtimes,
+            "cdi_devices": [d.get("ID") for d in info.get("DiscoveredDevices") or [] if d.get("Source") == "cdi"],
+        }
+
+
+# -- what forces the CPU in user code -----------------------------------------------------------------------
+
+NOTEBOOK_ENV_RE = re.compile(r"^\s*%env\s+CUDA_VISIBLE_DEVICES\s*=?\s*(-1|\"\"|'')?\s*$")
+
+
+def _const(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _attr_name(node: ast.AST) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
+def _hides_gpus(key: ast.AST | None, value: ast.AST | None) -> bool:
+    text = _const(value)
+    return _const(key) == "CUDA_VISIBLE_DEVICES" and text is not None and text.strip() in HIDING_VALUES
+
+
+def _call_forces_cpu(call: ast.Call) -> bool:
+    """tf.device('/CPU:0'), os.environ.setdefault/os.putenv('CUDA_VISIBLE_DEVICES', '-1'),
+    tf.config.set_visible_devices([], 'GPU')."""
+    name = _attr_name(call.func)
+    first = call.args[0] if call.args else None
+    if name == "device":
+        return "cpu" in (_const(first) or "").lower()
+    if name in ("setdefault", "putenv"):
+        return len(call.args) >= 2 and _hides_gpus(first, call.args[1])
+    if name == "set_visible_devices" and isinstance(first, (ast.List, ast.Tuple)) and not first.elts:
+        kinds = [_const(a) for a in call.args[1:]] + [_const(k.value) for k in call.keywords]
+        return any((k or "").upper() == "GPU" for k in kinds)
+    return False
+
+
+def scan_source(text: str, filename: str) -> list[dict[str, Any]]:
+    """Places in Python source that force TensorFlow onto the CPU, as {file, line, text}."""
+    findings: list[dict[str, Any]] = []
+    lines = text.splitlines()
+
+    def add(lineno: int) -> None:
+        findings.append({"file": filename, "line": lineno, "text": lines[lineno - 1].strip()[:200]})
+
+    try:
+        tree = ast.parse(text, filename=filename)
+    except SyntaxError:
+        tree = None
+    for node in ast.walk(tree) if tree else ():
+        if (isinstance(node, ast.Call) and _call_forces_cpu(node)) or (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Subscript) and _hides_gpus(t.slice, node.value) for t in node.targets)
+        ):
+            add(node.lineno)
+    for number, line in enumerate(lines, 1):  # notebook magics are not Python
+        if NOTEBOOK_ENV_RE.match(line):
+            add(number)
+    return sorted(findings, key=lambda f: f["line"])
+
+
+def scan_scripts(paths: list[str]) -> list[dict[str, Any]]:
+    findings = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise ConfigError(f"--script {given}: no such file or directory")
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                findings += scan_source(file.read_text(encoding="utf-8", errors="replace"), str(file))
+            except OSError as exc:
+                raise ConfigError(f"--script {file}: cannot read it: {exc}") from None
+    return findings
+
+
+def doctor(scripts: list[str] | None = None, quick: bool = True) -> dict[str, Any]:
+    """The host's report: verdict, facts, diagnoses."""
+    findings = scan_scripts(scripts or [])
+    probe = probe_host(quick)
+    docker = docker_facts()
+    diagnoses = diagnose(Facts(probe=probe, in_container=False, docker=docker, script_findings=tuple(findings)))
+    annotate_peaks(probe.get("benchmark") or [], gpu_name(probe), Knowledge.load())
+    return {
+        "verdict": verdict(probe, diagnoses),
+        "uses_gpu": bool(probe.get("gpus")) and not any(d.severity == ERROR for d in diagnoses),
+        "probe": probe,
+        "docker": docker,
+        "script_findings": findings,
+        "diagnoses": [d.as_dict() for d in diagnoses],
+    }
+
+
+def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> str:
+    errors = [d for d in diagnoses if d.severity == ERROR]
+    if probe.get("gpus") and not errors:
+        names = ", ".join(g.get("device_name") or g["name"] for g in probe["gpus"])
+        return f"TensorFlow {probe.get('tensorflow')} uses the GPU here ({names})."
+    if errors:
+        return f"TensorFlow will not use a GPU here: {errors[0].summary}"
+    return "TensorFlow will not use a GPU here."
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Verdict first, then each cause with its evidence and fix, then the facts it rests on."""
+    probe = report["probe"]
+    out = [report["verdict"], ""]
+    for d in report["diagnoses"]:
+        out.append(f"[{d['severity']}] {d['code']}: {d['summary']}")
+        out += [f"    evidence: {e}" for e in d["evidence"]]
+        out.append(f"    fix: {d['fix']}")
+    nvml = probe.get("nvml") or {}
+    docker = report["docker"]
+    out += [
+        "",
+        f"Python {probe.get('python')}; TensorFlow {probe.get('tensorflow') or 'not importable'}"
+        + (
+            f" (CUDA build: {probe.get('is_cuda_build')}, CUDA {probe.get('build_cuda')}, cuDNN "
+            f"{probe.get('build_cudnn')})"
+            if probe.get("tensorflow")
+            else ""
+        ),
+        f"NVIDIA driver: {probe.get('driver') or 'none'}"
+        + (f" (CUDA {probe.get('cuda_driver')})" if probe.get("cuda_driver") else "")
+        + (f"; GPUs: {', '.join(g['name'] for g in nvml.get('gpus') or [])}" if nvml.get("gpus") else ""),
+        "Docker: "
+        + (
+            f"{docker.get('docker_version')}, runtimes {', '.join(docker.get('runtimes') or [])}"
+            if docker.get("reachable")
+            else f"not reachable ({docker.get('error', '')[:120]})"
+        ),
+    ]
+    return "\n".join(out)
