@@ -218,8 +218,11 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
     driver = f.probe.get("driver")
     evidence = list(f.log_codes.get("driver-too-old", []))
     minimum = f.knowledge.min_driver(Version.parse(build).prefix(2)) if build else None
+    floor = f.knowledge.minor_compat_floor(Version.parse(build).major) if build else None
+    severity = ERROR if evidence else WARNING
     if driver and minimum and Version.parse(driver) < minimum:
-        floor = f.knowledge.minor_compat_floor(Version.parse(build).major)
+        below_floor = floor is None or Version.parse(driver) < floor
+        severity = ERROR if below_floor or evidence else WARNING
         evidence.insert(
             0,
             f"driver {driver} < {minimum}, the minimum for CUDA {build}"
@@ -227,10 +230,16 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
         )
     if not evidence:
         return None
+    summary = (
+        f"The NVIDIA driver is too old for the CUDA {build} this TensorFlow was built with."
+        if severity == ERROR
+        else f"The NVIDIA driver is older than CUDA {build} needs; it runs only through minor-version "
+        "compatibility (no PTX JIT of newer code)."
+    )
     return Diagnosis(
         "driver-too-old",
-        ERROR,
-        f"The NVIDIA driver is too old for the CUDA {build} this TensorFlow was built with.",
+        severity,
+        summary,
         f"Upgrade the host's driver to {minimum} or newer, or use an older TensorFlow/CUDA stack (`envcheck plan "
         f"--driver {driver}` lists which).",
         evidence,

@@ -224,3 +224,9 @@ def test_percent_of_peak_from_the_data_file():
     ]
     annotate_peaks(bench, "NVIDIA H100 80GB HBM3", Knowledge.load())
     assert bench[0]["percent_of_peak"] == 50.0 and "percent_of_peak" not in bench[1]
+
+
+def test_driver_in_minor_version_compatibility_is_a_warning():
+    found = diagnose(Facts(probe=gpu_host(recorded_probe(), driver="530.30.02")))
+    assert [(d.code, d.severity) for d in found] == [("driver-too-old", "warning")]
+    assert "minor-version compatibility" in found[0].summary

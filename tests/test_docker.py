@@ -19,6 +19,13 @@ from conftest import REPO, envcheck_containers, run_cli
 pytestmark = pytest.mark.docker
 
 STACKS = ["tf-2.15-cuda12", "tf-2.15-cpu"]
+# Stacks made broken on purpose, each for one diagnosis; they share the base, Python and (hidden, cudnn9) the
+# and-cuda TensorFlow layers with the default stacks.
+BROKEN = [
+    {"name": "t-plain", "tensorflow": "2.15.1", "variant": "plain"},
+    {"name": "t-hidden", "tensorflow": "2.15.1", "variant": "and-cuda", "env": {"CUDA_VISIBLE_DEVICES": "-1"}},
+    {"name": "t-cudnn9", "tensorflow": "2.15.1", "variant": "and-cuda", "pip": ["nvidia-cudnn-cu12==9.3.0.75"]},
+]
 
 
 def write_matrix(directory: Path, stacks: list[dict[str, Any]]) -> Path:
@@ -35,10 +42,10 @@ def default_stacks(*names: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def matrix_run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_janitor: None) -> dict[str, Any]:
-    """`envcheck matrix --json` over the two TF 2.15.1 stacks, as a user runs it."""
+    """`envcheck matrix --json` over the TF 2.15.1 stacks, as a user runs it."""
     root = tmp_path_factory.mktemp("matrix")
-    matrix = write_matrix(root, default_stacks(*STACKS))
-    done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto")
+    matrix = write_matrix(root, default_stacks(*STACKS) + BROKEN)
+    done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--quick")
     assert done.returncode == 0, done.stderr[-3000:]
     results = {r["stack"]: r for r in json.loads(done.stdout)}
     return {"root": root, "matrix": matrix, "results": results, "stderr": done.stderr}
@@ -60,8 +67,48 @@ def test_and_cuda_stack_reports_its_real_build(matrix_run: dict[str, Any]):
     codes = [d["code"] for d in result["diagnoses"]]
     assert codes[0] == "no-gpu-runtime"
     assert result["status"] == "cpu-only"
-    cpu = [b for b in result["benchmark"] if b["device"] == "cpu"]
-    assert cpu and cpu[0]["dtype"] == "float32" and cpu[0]["n"] == 2048 and cpu[0]["tflops"] > 0.01
+    cpu = [b for b in result["benchmark"] if b["device"] == "cpu" and b["library"] == "tensorflow"]
+    assert cpu and cpu[0]["dtype"] == "float32" and cpu[0]["n"] == 1024 and cpu[0]["tflops"] > 0.01
+    assert any(b["library"] == "numpy" and b["tflops"] > 0.01 for b in result["benchmark"])
+
+
+def test_and_cuda_libraries_are_found_through_tensorflows_runpath(matrix_run: dict[str, Any]):
+    libs = matrix_run["results"]["tf-2.15-cuda12"]["probe"]["cuda_libs"]
+    for name, soname in [("cudart", "libcudart.so.12"), ("cublas", "libcublas.so.12"), ("cudnn", "libcudnn.so.8")]:
+        found = libs["libraries"][name]["found"]
+        assert found["soname"] == soname
+        assert found["source"] == "RUNPATH of libtensorflow_framework.so.2"
+        assert "/site-packages/nvidia/" in found["path"]
+    assert libs["libraries"]["cuda"]["found"] is None  # no driver in a container without GPUs
+    assert libs["runtime_versions"] == {"cudart": "12.2", "cudnn": "8.9.4", "nccl": "2.16.5"}
+    assert libs["nvidia_packages"]["nvidia-cudnn-cu12"] == "8.9.4.25"
+
+
+def test_plain_tensorflow_without_cuda_libraries(matrix_run: dict[str, Any]):
+    result = matrix_run["results"]["t-plain"]
+    assert result["probe"]["is_cuda_build"] is True and result["probe"]["build_cuda"] == "12.2"
+    codes = [d["code"] for d in result["diagnoses"]]
+    assert codes[:2] == ["no-gpu-runtime", "cuda-libs-missing"]
+    missing = next(d for d in result["diagnoses"] if d["code"] == "cuda-libs-missing")
+    assert "cudart" in missing["summary"] and "cudnn" in missing["summary"]
+    assert [p["code"] for p in result["predicted"]] == ["cuda-libs-missing"]  # predicted, and then measured
+
+
+def test_gpus_hidden_by_the_stacks_environment(matrix_run: dict[str, Any]):
+    result = matrix_run["results"]["t-hidden"]
+    assert result["probe"]["env"]["CUDA_VISIBLE_DEVICES"] == "-1"
+    hidden = next(d for d in result["diagnoses"] if d["code"] == "gpus-hidden")
+    assert hidden["evidence"] == ["CUDA_VISIBLE_DEVICES='-1'"] and hidden["severity"] == "error"
+
+
+def test_cudnn_major_other_than_the_build(matrix_run: dict[str, Any]):
+    result = matrix_run["results"]["t-cudnn9"]
+    libs = result["probe"]["cuda_libs"]
+    assert libs["nvidia_packages"]["nvidia-cudnn-cu12"] == "9.3.0.75"
+    assert libs["runtime_versions"]["cudnn"] == "9.3.0"
+    mismatch = next(d for d in result["diagnoses"] if d["code"] == "cudnn-mismatch")
+    assert "cuDNN 9.3.0 found, TensorFlow 2.15.1 was built with cuDNN 8.9" in mismatch["evidence"][0]
+    assert "cudnn-mismatch" in [p["code"] for p in result["predicted"]]
 
 
 def test_cpu_stack_is_diagnosed_cpu_only_build(matrix_run: dict[str, Any]):
@@ -81,7 +128,7 @@ def test_results_and_table_are_written_next_to_the_matrix(matrix_run: dict[str, 
         assert (root / "build" / name / "build.log").is_file()
     table = (root / "docs" / "compatibility.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| tf-2.15")]
-    assert len(rows) == 2
+    assert len(rows) == 2 and len([line for line in table.splitlines() if line.startswith("| t-")]) == 3
     cuda_row = next(r for r in rows if r.startswith("| tf-2.15-cuda12 "))
     cells = [c.strip() for c in cuda_row.strip("|").split("|")]
     assert cells[1:6] == ["2.15.1", cells[2], "12.2", "8", "and-cuda"] and cells[2].startswith("3.11.")
@@ -100,7 +147,7 @@ def test_ca_bundle_is_not_in_the_final_image(matrix_run: dict[str, Any], docker_
 
 
 def test_rerun_reuses_the_image_and_run_json_matches(matrix_run: dict[str, Any], no_leftover_containers: None):
-    done = run_cli("run", "tf-2.15-cuda12", "-m", str(matrix_run["matrix"]), "--json", "--quick", "--ca-bundle", "auto")
+    done = run_cli("run", "tf-2.15-cuda12", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["build"]["cached"] is True
@@ -108,6 +155,9 @@ def test_rerun_reuses_the_image_and_run_json_matches(matrix_run: dict[str, Any],
     assert result["probe"]["build_cuda"] == "12.2"
     assert result["diagnoses"][0]["code"] == "no-gpu-runtime"
     assert "up to date, not rebuilding" in done.stderr
+    # Without --quick the benchmark measures n=2048 too, TensorFlow and NumPy side by side.
+    sizes = {(b["library"], b["n"]) for b in result["benchmark"] if b["tflops"]}
+    assert {("tensorflow", 2048), ("numpy", 2048)} <= sizes
 
 
 def test_failures_are_recorded_and_the_matrix_goes_on(
