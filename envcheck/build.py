@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class BuildOutcome:
     log_path: str
     error: str | None = None
     log_tail: list[str] | None = None
+    timed_out: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class BuildOutcome:
             "log": self.log_path,
             "error": self.error,
             "log_tail": self.log_tail or [],
+            "timed_out": self.timed_out,
         }
 
 
@@ -74,42 +77,36 @@ def ensure_base(api: Any, ctx: BuildContext) -> None:
         ) from None
 
 
-class _Progress:
-    """Live build status: each step as it starts, and a heartbeat with the latest log line during long steps."""
-
-    HEARTBEAT = 30.0
-
-    def __init__(self, name: str, start: float) -> None:
-        self.name, self.start = name, start
-        self.last_step: str | None = None
-        self.last_shown = start
-
-    def update(self, step: re.Match[str] | None, line: str) -> None:
-        now = time.monotonic()
-        where = f"[{self.name}] step {step[1]}/{step[2]}" if step else f"[{self.name}]"
-        elapsed = log.format_seconds(now - self.start)
-        if step and step[0] != self.last_step:
-            self.last_step = step[0]
-            log.status(f"{where} ({elapsed}): {step[3][:80]}")
-        elif log.is_tty() or now - self.last_shown >= self.HEARTBEAT:
-            log.status(f"{where} ({elapsed}) {line.strip()[:80]}")
-        else:
-            return
-        self.last_shown = now
+Report = Callable[[str, bool], None]
 
 
-def build(api: Any, ctx: BuildContext, force: bool = False) -> BuildOutcome:
-    """Build ctx's image unless an image with the same content hash already exists (or force)."""
+def _print_report(name: str) -> Report:
+    def report(text: str, heartbeat: bool) -> None:
+        if not heartbeat:
+            log.info(f"[{name}] {text}")
+
+    return report
+
+
+def build(
+    api: Any, ctx: BuildContext, force: bool = False, timeout: float | None = None, report: Report | None = None
+) -> BuildOutcome:
+    """Build ctx's image unless an image with the same content hash already exists (or force).
+
+    report(text, heartbeat) receives progress: each step as it starts, and the latest log line (heartbeat).
+    A build running longer than timeout seconds is abandoned (closing the connection cancels it in the daemon).
+    """
     start = time.monotonic()
     name = ctx.stack.name
+    report = report or _print_report(name)
     if not force and current_image(api, ctx):
-        log.info(f"[{name}] image {ctx.tag} is up to date, not rebuilding")
+        report(f"image {ctx.tag} is up to date, not rebuilding", False)
         return BuildOutcome(True, ctx.tag, True, time.monotonic() - start, str(ctx.log_path))
     ensure_base(api, ctx)
     tail: list[str] = []
     error: str | None = None
-    step: re.Match[str] | None = None
-    progress = _Progress(name, start)
+    timed_out = False
+    step = ""
     with ctx.log_path.open("w", encoding="utf-8") as logfile:
         logfile.write(f"# envcheck build of {name} as {ctx.tag}\n")
         try:
@@ -122,14 +119,13 @@ def build(api: Any, ctx: BuildContext, force: bool = False) -> BuildOutcome:
                 pull=False,
                 nocache=force,
                 decode=True,
+                timeout=timeout,  # also the longest silence tolerated between two log chunks
             )
             for chunk in stream:
                 text = chunk.get("stream") or chunk.get("status") or ""
                 if "error" in chunk:
                     error = str(chunk.get("error")).strip()
                     text = f"ERROR: {error}\n"
-                if not text:
-                    continue
                 logfile.write(text)
                 logfile.flush()
                 for line in text.splitlines():
@@ -137,14 +133,33 @@ def build(api: Any, ctx: BuildContext, force: bool = False) -> BuildOutcome:
                         continue
                     tail.append(line)
                     del tail[:-TAIL_LINES]
-                    step = STEP_RE.match(line) or step
-                    progress.update(step, line)
-        except docker_errors() as exc:
-            error = str(exc).strip()
+                    match = STEP_RE.match(line)
+                    if match:
+                        step = f"step {match[1]}/{match[2]}"
+                        report(f"building {step}: {match[3][:70]}", False)
+                    else:
+                        report(f"building {step}: {line.strip()[:70]}", True)
+                if timeout is not None and time.monotonic() - start > timeout:
+                    raise TimeoutError
+        except (TimeoutError, *docker_errors(), *_read_timeouts()) as exc:
+            if timeout is not None and (isinstance(exc, TimeoutError) or time.monotonic() - start >= timeout):
+                timed_out = True
+                error = f"the build took longer than {timeout:.0f}s (--build-timeout) and was stopped"
+                api.close()  # drops the connection: the daemon cancels the build
+            else:
+                error = str(exc).strip()
             logfile.write(f"ERROR: {error}\n")
     seconds = time.monotonic() - start
     if error:
-        log.info(f"[{name}] build failed after {log.format_seconds(seconds)}: {error[:200]} (log: {ctx.log_path})")
-        return BuildOutcome(False, ctx.tag, False, seconds, str(ctx.log_path), error, tail)
-    log.info(f"[{name}] built {ctx.tag} in {log.format_seconds(seconds)}")
+        report(f"build failed after {log.format_seconds(seconds)}: {error[:150]} (log: {ctx.log_path})", False)
+        return BuildOutcome(False, ctx.tag, False, seconds, str(ctx.log_path), error, tail, timed_out)
+    report(f"built {ctx.tag} in {log.format_seconds(seconds)}", False)
     return BuildOutcome(True, ctx.tag, False, seconds, str(ctx.log_path))
+
+
+def _read_timeouts() -> tuple[type[BaseException], ...]:
+    import socket
+
+    import urllib3.exceptions
+
+    return (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError, socket.timeout)

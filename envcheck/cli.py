@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     matrix = _matrix(args)
     for stack in matrix.select([args.stack]):
-        ctx = render(stack, paths(matrix)["build"], resolve_ca_bundle(args.ca_bundle))
+        ctx = render(stack, paths(matrix.root)["build"], resolve_ca_bundle(args.ca_bundle))
         log.info(f"wrote {ctx.directory}/ (tag {ctx.tag})")
         sys.stdout.write(ctx.dockerfile.read_text(encoding="utf-8"))
     return EXIT_OK
@@ -87,7 +88,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     api = connect()
     failed = 0
     for stack in stacks:
-        outcome = build(api, render(stack, paths(matrix)["build"], ca_bundle), force=args.force)
+        outcome = build(api, render(stack, paths(matrix.root)["build"], ca_bundle), force=args.force)
         if not outcome.ok:
             failed += 1
             log.info("\n".join(outcome.log_tail or []))
@@ -96,9 +97,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace, patterns: list[str]) -> list[dict[str, Any]]:
-    from envcheck.engine import connect, host_facts
-    from envcheck.pipeline import Options, check_stack, paths
-    from envcheck.report import write_table
+    from envcheck.pipeline import MatrixRun, Options, paths
 
     matrix = _matrix(args)
     stacks = matrix.select(patterns)
@@ -106,16 +105,24 @@ def _check(args: argparse.Namespace, patterns: list[str]) -> list[dict[str, Any]
         ca_bundle=resolve_ca_bundle(args.ca_bundle),
         force=args.force,
         run_timeout=args.run_timeout,
+        build_timeout=args.build_timeout,
         probe_args=["--quick"] if args.quick else [],
+        jobs=args.jobs,
     )
-    api = connect()
-    host = host_facts(api)
-    results = []
-    for index, stack in enumerate(stacks, 1):
-        log.info(f"[{index}/{len(stacks)}] {stack.name}: {stack.requirement} on {stack.base}, Python {stack.python}")
-        results.append(check_stack(api, matrix, stack, options, host))
-        table = write_table(paths(matrix)["results"], paths(matrix)["docs"])
-    log.info(f"table: {table}")
+    start = time.monotonic()
+    results = MatrixRun(matrix, options).run(stacks)
+    counts = Counter(r["status"] for r in results)
+    reused = sum(bool(r.get("reused")) for r in results)
+    log.info(
+        f"summary: {len(results)} stacks in {log.format_seconds(time.monotonic() - start)}: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        + (f" ({reused} reused unchanged)" if reused else "")
+    )
+    where = paths(matrix.root)
+    log.info(
+        f"results: {where['results']}/  build logs: {where['build']}/NAME/build.log  "
+        f"table: {where['docs'] / 'compatibility.md'}"
+    )
     return results
 
 
@@ -128,7 +135,8 @@ def _exit_code(results: list[dict[str, Any]]) -> int:
 def print_result(result: dict[str, Any]) -> None:
     """The human summary of one stack: verdict first, then each cause with its fix."""
     probe = result.get("probe") or {}
-    print(f"{result['stack']}: {result['status']}  ({result['image']})")
+    reused = " [reused: image and host unchanged]" if result.get("reused") else ""
+    print(f"{result['stack']}: {result['status']}  ({result['image']}){reused}")
     if probe:
         print(
             f"  TensorFlow {probe.get('tensorflow')} on Python {probe.get('python')}, built for "
@@ -164,8 +172,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     else:
         for result in results:
             print_result(result)
-    counts = Counter(r["status"] for r in results)
-    log.info("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     return _exit_code(results)
 
 
@@ -227,6 +233,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if report["uses_gpu"] else EXIT_STACK_FAILED
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    from envcheck.clean import remove, stale
+    from envcheck.engine import connect
+
+    matrix = _matrix(args)
+    api = connect()
+    items = stale(api, matrix)
+    for item in items:
+        print(f"{'would remove' if args.dry_run else 'removing'} {item}")
+    total = sum(i.size for i in items) / 1e9
+    if args.dry_run:
+        log.info(f"{len(items)} items, {total:.2f} GB; run without --dry-run to remove them")
+        return EXIT_OK
+    errors = remove(api, items)
+    for error in errors:
+        log.warning(f"not removed: {error}")
+    log.info(f"removed {len(items) - len(errors)} items, {total:.2f} GB")
+    return EXIT_STACK_FAILED if errors else EXIT_OK
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from envcheck.report import write_table
 
@@ -260,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=600,
         metavar="SECONDS",
         help="kill the probe container after this long (default 600)",
+    )
+    running.add_argument(
+        "--build-timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="stop a build after this long and record it as timeout (default 3600)",
+    )
+    running.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="build up to N stacks at once; probes still run one at a time (default 1)",
     )
     running.add_argument("--quick", action="store_true", help="smaller benchmark, for a fast check")
     running.add_argument("--json", action="store_true", help="print results as JSON on stdout")
@@ -296,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", action="append", metavar="FILE", help="scan Python code for what forces the CPU")
     p.add_argument("--full", action="store_true", help="the full benchmark instead of the quick one")
     p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("clean", parents=[common], help="remove outdated envcheck images, containers, contexts")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, with sizes")
+    p.set_defaults(func=cmd_clean)
     p = sub.add_parser("table", parents=[common], help="rewrite docs/compatibility.md from saved results")
     p.set_defaults(func=cmd_table)
     return parser

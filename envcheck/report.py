@@ -52,6 +52,15 @@ def save_result(results_dir: Path, result: dict[str, Any]) -> Path:
     return path
 
 
+def load_result(results_dir: Path, stack: str) -> dict[str, Any] | None:
+    """A stack's saved result, or None when there is none or it cannot be read."""
+    try:
+        data = json.loads((results_dir / f"{stack}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def load_results(results_dir: Path) -> list[dict[str, Any]]:
     """Every saved result, by stack name; unreadable files are skipped with their name reported."""
     results = []

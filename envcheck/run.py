@@ -50,11 +50,11 @@ def gpu_request() -> list[Any]:
     return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
 
 
-def _run_once(api: Any, image: str, stack: str, args: list[str], gpus: bool, timeout: float) -> RunOutcome:
+def _run_once(api: Any, image: str, stack: str, command: list[str], gpus: bool, timeout: float) -> RunOutcome:
     host_config = api.create_host_config(device_requests=gpu_request() if gpus else None)
     container = api.create_container(
         image,
-        command=PROBE_COMMAND + args,
+        command=command,
         host_config=host_config,
         labels={CONTAINER_LABEL: "1", STACK_LABEL: stack},
     )
@@ -79,24 +79,34 @@ def _run_once(api: Any, image: str, stack: str, args: list[str], gpus: bool, tim
             pass
 
 
-def run_probe(api: Any, image: str, stack: str, args: list[str] | None = None, timeout: float = 600) -> RunOutcome:
-    """Run the probe with GPUs; if the daemon cannot give GPUs, record why and run again without."""
-    args = args or []
+def run_probe(
+    api: Any,
+    image: str,
+    stack: str,
+    args: list[str] | None = None,
+    timeout: float = 600,
+    command: list[str] | None = None,
+) -> RunOutcome:
+    """Run the probe (or another command) with GPUs; if the daemon cannot give GPUs, record why and run again
+    without. A container still running after timeout seconds is killed; every container is removed."""
+    command = command or PROBE_COMMAND + (args or [])
     try:
-        outcome = _run_once(api, image, stack, args, gpus=True, timeout=timeout)
+        outcome = _run_once(api, image, stack, command, gpus=True, timeout=timeout)
     except docker_errors() as exc:
         message = str(getattr(exc, "explanation", None) or exc)
         if not any(marker in message.lower() for marker in GPU_REFUSALS):
             return RunOutcome(None, "", "", True, error=message.strip())
         try:
-            outcome = _run_once(api, image, stack, args, gpus=False, timeout=timeout)
+            outcome = _run_once(api, image, stack, command, gpus=False, timeout=timeout)
         except docker_errors() as exc2:
             return RunOutcome(None, "", "", False, gpu_refusal=message.strip(), error=str(exc2).strip())
         outcome.gpu_refusal = message.strip()
     outcome.probe = parse_probe_output(outcome.stdout)
     if outcome.probe is None and not outcome.error:
         outcome.error = (
-            "the probe timed out" if outcome.timed_out else f"the probe printed no JSON (exit code {outcome.exit_code})"
+            f"the probe was killed after {timeout:.0f}s (--run-timeout)"
+            if outcome.timed_out
+            else f"the probe printed no JSON (exit code {outcome.exit_code})"
         )
     return outcome
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -74,3 +75,36 @@ def image_janitor(docker_api: Any) -> Iterator[None]:
     subprocess.run(
         ["docker", "image", "prune", "-f", "--filter", "label=envcheck.stage"], capture_output=True, check=False
     )
+
+
+STACKS = ["tf-2.15-cuda12", "tf-2.15-cpu"]
+# Stacks made broken on purpose, each for one diagnosis; they share the base, Python and (hidden, cudnn9) the
+# and-cuda TensorFlow layers with the default stacks.
+BROKEN = [
+    {"name": "t-plain", "tensorflow": "2.15.1", "variant": "plain"},
+    {"name": "t-hidden", "tensorflow": "2.15.1", "variant": "and-cuda", "env": {"CUDA_VISIBLE_DEVICES": "-1"}},
+    {"name": "t-cudnn9", "tensorflow": "2.15.1", "variant": "and-cuda", "pip": ["nvidia-cudnn-cu12==9.3.0.75"]},
+]
+
+
+def write_matrix(directory: Path, stacks: list[dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "matrix.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"base": "debian:bookworm-slim", "python": "3.11"}, "stacks": stacks}))
+    return path
+
+
+def default_stacks(*names: str) -> list[dict[str, Any]]:
+    stacks = yaml.safe_load((REPO / "matrix.yaml").read_text())["stacks"]
+    return [s for s in stacks if s["name"] in names]
+
+
+@pytest.fixture(scope="session")
+def matrix_run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_janitor: None) -> dict[str, Any]:
+    """`envcheck matrix --json` over the TF 2.15.1 stacks, as a user runs it."""
+    root = tmp_path_factory.mktemp("matrix")
+    matrix = write_matrix(root, default_stacks(*STACKS) + BROKEN)
+    done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--quick")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {r["stack"]: r for r in json.loads(done.stdout)}
+    return {"root": root, "matrix": matrix, "results": results, "stderr": done.stderr}

@@ -1,0 +1,181 @@
+"""Matrix runs that are fast on reruns and unbreakable: reuse, one-stack changes, --jobs, timeouts, Ctrl-C,
+a second concurrent run, and clean. Real engine, real images (those the session's matrix_run built)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import BROKEN, default_stacks, envcheck_containers, run_cli, write_matrix
+from envcheck.run import run_probe
+
+pytestmark = pytest.mark.docker
+
+HIDDEN = next(s for s in BROKEN if s["name"] == "t-hidden")
+
+
+def test_warm_rerun_reuses_everything(matrix_run: dict[str, Any]):
+    start = time.monotonic()
+    done = run_cli("matrix", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto", "--quick")
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    assert all(r["reused"] for r in results)
+    assert {r["stack"]: r["timestamp"] for r in results} == {
+        name: r["timestamp"] for name, r in matrix_run["results"].items()
+    }
+    assert "(5 reused unchanged)" in done.stderr
+    assert elapsed < 60  # a generous bound; benchmarks/matrix_speed.py measures it
+
+
+def test_changing_one_stack_rebuilds_and_reruns_only_it(matrix_run: dict[str, Any]):
+    data = yaml.safe_load(matrix_run["matrix"].read_text())
+    for stack in data["stacks"]:
+        if stack["name"] == "t-hidden":
+            stack["env"] = {"CUDA_VISIBLE_DEVICES": "none"}
+    matrix_run["matrix"].write_text(yaml.safe_dump(data))
+    try:
+        done = run_cli("matrix", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto", "--quick")
+        assert done.returncode == 0, done.stderr[-2000:]
+        results = {r["stack"]: r for r in json.loads(done.stdout)}
+        assert [n for n, r in results.items() if not r.get("reused")] == ["t-hidden"]
+        assert results["t-hidden"]["build"]["cached"] is False
+        assert results["t-hidden"]["probe"]["env"]["CUDA_VISIBLE_DEVICES"] == "none"
+    finally:
+        data["stacks"] = [s if s["name"] != "t-hidden" else HIDDEN for s in data["stacks"]]
+        matrix_run["matrix"].write_text(yaml.safe_dump(data))
+
+
+def test_parallel_builds(tmp_path: Path, matrix_run: dict[str, Any], no_leftover_containers: None):
+    stacks = [{**HIDDEN, "name": f"t-jobs-{i}", "env": {"ENVCHECK_TEST_JOB": str(i)}} for i in (1, 2)]
+    done = run_cli(
+        "matrix", "-m", str(write_matrix(tmp_path, stacks)), "--json", "--ca-bundle", "auto", "--quick", "--jobs", "2"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    assert [(r["stack"], r["status"], r["build"]["cached"]) for r in results] == [
+        ("t-jobs-1", "cpu-only", False),
+        ("t-jobs-2", "cpu-only", False),
+    ]
+    assert [r["probe"]["env"]["ENVCHECK_TEST_JOB"] for r in results] == ["1", "2"]
+
+
+def test_hung_container_is_killed_at_the_run_timeout(docker_api: Any, no_leftover_containers: None):
+    start = time.monotonic()
+    outcome = run_probe(docker_api, "debian:bookworm-slim", "t-hang", timeout=3, command=["sleep", "600"])
+    assert time.monotonic() - start < 30
+    assert outcome.timed_out and outcome.probe is None
+    assert outcome.error == "the probe was killed after 3s (--run-timeout)"
+
+
+def test_slow_probe_is_recorded_as_timeout(tmp_path: Path, matrix_run: dict[str, Any], no_leftover_containers: None):
+    done = run_cli(
+        "run",
+        "tf-2.15-cpu",
+        "-m",
+        str(write_matrix(tmp_path, default_stacks("tf-2.15-cpu"))),
+        "--json",
+        "--ca-bundle",
+        "auto",
+        "--run-timeout",
+        "1",
+    )
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["status"] == "timeout" and "--run-timeout" in result["error"]
+    assert result["run"]["timed_out"] is True
+
+
+def test_build_timeout_stops_the_build(tmp_path: Path, docker_api: Any):
+    matrix = write_matrix(tmp_path, [{"name": "t-slow-build", "tensorflow": "2.16.2", "variant": "cpu"}])
+    start = time.monotonic()
+    done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--build-timeout", "10")
+    assert time.monotonic() - start < 120
+    assert done.returncode == 1
+    result = json.loads(done.stdout)[0]
+    assert result["status"] == "timeout" and result["build"]["timed_out"] is True
+    assert "--build-timeout" in (tmp_path / "build" / "t-slow-build" / "build.log").read_text()
+
+
+def test_sigint_keeps_finished_results_and_leaves_no_container(
+    tmp_path: Path, matrix_run: dict[str, Any], docker_api: Any
+):
+    matrix = write_matrix(tmp_path, [*default_stacks("tf-2.15-cpu"), HIDDEN])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "envcheck", "matrix", "-m", str(matrix), "--ca-bundle", "auto"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = tmp_path / "results" / "tf-2.15-cpu.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # the first result is saved and the second stack's probe is running
+        if first.exists() and any(
+            c["Labels"].get("envcheck.stack") == "t-hidden" for c in envcheck_containers(docker_api)
+        ):
+            break
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the second stack's container never started")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    assert envcheck_containers(docker_api) == []
+    assert json.loads(first.read_text())["status"] == "cpu-only"
+    assert not (tmp_path / "results" / "t-hidden.json").exists()
+    assert "| tf-2.15-cpu " in (tmp_path / "docs" / "compatibility.md").read_text()
+    assert not list((tmp_path / "results").glob(".*.tmp")) and not list((tmp_path / "docs").glob(".*.tmp"))
+
+
+def test_two_runs_at_once_do_not_interleave(tmp_path: Path, matrix_run: dict[str, Any], no_leftover_containers: None):
+    matrix = write_matrix(tmp_path, default_stacks("tf-2.15-cpu"))
+    command = [
+        sys.executable,
+        "-m",
+        "envcheck",
+        "matrix",
+        "-m",
+        str(matrix),
+        "--ca-bundle",
+        "auto",
+        "--json",
+        "--quick",
+    ]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], outputs
+    assert sum("waiting for it to finish" in err for _, err in outputs) == 1
+    results = [json.loads(out)[0] for out, _ in outputs]
+    assert sorted(bool(r.get("reused")) for r in results) == [False, True]  # the second reused the first's
+    assert json.loads((tmp_path / "results" / "tf-2.15-cpu.json").read_text())["status"] == "cpu-only"
+
+
+def test_clean_dry_run_lists_stale_images_and_keeps_them(tmp_path: Path, matrix_run: dict[str, Any], docker_api: Any):
+    matrix = write_matrix(tmp_path, default_stacks("tf-2.15-cpu"))
+    (tmp_path / "build" / "old-stack").mkdir(parents=True)
+    done = run_cli("clean", "-m", str(matrix), "--dry-run")
+    assert done.returncode == 0
+    listed = done.stdout.splitlines()
+    cuda_image = matrix_run["results"]["tf-2.15-cuda12"]["image"]
+    assert any(cuda_image in line and line.startswith("would remove image") for line in listed)
+    assert not any(matrix_run["results"]["tf-2.15-cpu"]["image"] in line for line in listed)
+    assert any("build-context" in line and line.rstrip().endswith("GB)") and "old-stack" in line for line in listed)
+    assert docker_api.inspect_image(cuda_image)  # nothing removed
+    assert (tmp_path / "build" / "old-stack").exists()
+
+
+def test_unreachable_daemon_is_exit_3_for_matrix(tmp_path: Path):
+    matrix = write_matrix(tmp_path, default_stacks("tf-2.15-cpu"))
+    done = run_cli("matrix", "-m", str(matrix), env={"DOCKER_HOST": f"unix://{tmp_path}/stopped.sock"})
+    assert done.returncode == 3 and "Cannot reach the Docker daemon" in done.stderr
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").glob("*.json"))
