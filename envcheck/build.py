@@ -101,6 +101,8 @@ def build(
     report = report or _print_report(name)
     if not force and current_image(api, ctx):
         report(f"image {ctx.tag} is up to date, not rebuilding", False)
+        if not ctx.log_path.exists():  # keep the log of the build that made it, when this context has one
+            ctx.log_path.write_text(f"# {ctx.tag} was up to date (content hash {ctx.content_hash}); not rebuilt\n")
         return BuildOutcome(True, ctx.tag, True, time.monotonic() - start, str(ctx.log_path))
     ensure_base(api, ctx)
     tail: list[str] = []

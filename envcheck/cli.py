@@ -108,6 +108,7 @@ def _check(args: argparse.Namespace, patterns: list[str]) -> list[dict[str, Any]
         build_timeout=args.build_timeout,
         probe_args=["--quick"] if args.quick else [],
         jobs=args.jobs,
+        host_label=args.host_label or os.environ.get("ENVCHECK_HOST_LABEL"),
     )
     start = time.monotonic()
     results = MatrixRun(matrix, options).run(stacks)
@@ -155,24 +156,26 @@ def print_result(result: dict[str, Any]) -> None:
         print(f"  matmul {b['device']} {b['dtype']} n={b['n']}: {figure}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    results = _check(args, [args.stack])
-    for result in results:
-        if args.json:
-            print(json.dumps(result, indent=2, sort_keys=True))
-        else:
-            print_result(result)
-    return _exit_code(results)
+def _output(args: argparse.Namespace, results: list[dict[str, Any]], single: bool) -> int:
+    fmt = args.format or ("json" if args.json else "text")
+    if fmt == "junit":
+        from envcheck.report import render_junit
 
-
-def cmd_matrix(args: argparse.Namespace) -> int:
-    results = _check(args, args.only or [])
-    if args.json:
-        print(json.dumps(results, indent=2, sort_keys=True))
+        sys.stdout.write(render_junit(results))
+    elif fmt == "json":
+        print(json.dumps(results[0] if single else results, indent=2, sort_keys=True))
     else:
         for result in results:
             print_result(result)
     return _exit_code(results)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _output(args, _check(args, [args.stack]), single=True)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    return _output(args, _check(args, args.only or []), single=False)
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
@@ -208,7 +211,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         if why:
             log.info(f"envcheck plan: {why}; planning for driver {host.driver} only")
-    verdicts = plan(matrix.select(args.stacks), host, knowledge)
+    stacks = matrix.select(args.stacks)
+    verdicts = plan(stacks, host, knowledge)
+    if args.save:
+        from envcheck.plan import predicted_records
+        from envcheck.report import RECORDS_FILE, append_record
+
+        target = matrix.root / "results" / RECORDS_FILE
+        for record in predicted_records(stacks, verdicts, host, args.host_label):
+            append_record(target, record)
+        log.info(f"saved {len(verdicts)} predicted records to {target} (shown as 🔮 in the table)")
     if args.json:
         print(json.dumps(verdicts, indent=2))
         return EXIT_OK
@@ -254,11 +266,51 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from envcheck.report import write_table
+    from envcheck.report import RECORDS_FILE, read_records, write_outputs
 
-    matrix_root = Path(args.matrix).parent
-    path = write_table(matrix_root / "results", matrix_root / "docs")
-    print(path)
+    root = Path(args.matrix).parent
+    sources = [Path(p) for p in args.results] if args.results else [root / "results" / RECORDS_FILE]
+    missing = [str(p) for p in sources if not p.exists()]
+    if missing:
+        raise ConfigError(
+            f"no such results file or directory: {', '.join(missing)} (run `envcheck matrix` first, "
+            "or pass --results FILE.jsonl|DIR)"
+        )
+    records, problems = read_records(sources)
+    for problem in problems:
+        log.warning(problem)
+    for path in write_outputs(root / "docs", records):
+        print(path)
+    log.info(f"{len(records)} records from {len(sources)} source(s) merged")
+    return EXIT_OK
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from envcheck.report import RECORDS_FILE, append_record, merge, read_records
+
+    own = Path(args.matrix).parent / "results" / RECORDS_FILE
+    if args.action == "export":
+        records, _ = read_records([own]) if own.exists() else ([], [])
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in merge(records))
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+            log.info(f"exported {len(merge(records))} records to {args.output}")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    if not args.files:
+        raise ConfigError("results import needs FILE.jsonl arguments (records exported on another host)")
+    records, problems = read_records([Path(f) for f in args.files])
+    for problem in problems:
+        log.warning(problem)
+    existing, _ = read_records([own]) if own.exists() else ([], [])
+    seen = {json.dumps(r, sort_keys=True) for r in existing}
+    added = 0
+    for record in records:
+        if json.dumps(record, sort_keys=True) not in seen:
+            append_record(own, record)
+            added += 1
+    log.info(f"imported {added} new records into {own} ({len(records) - added} already there)")
     return EXIT_OK
 
 
@@ -304,6 +356,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     running.add_argument("--quick", action="store_true", help="smaller benchmark, for a fast check")
     running.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    running.add_argument(
+        "--format",
+        choices=["text", "json", "junit"],
+        default=None,
+        help="output on stdout: text (default), json (same as --json) or junit (JUnit XML)",
+    )
+    running.add_argument(
+        "--host-label",
+        metavar="LABEL",
+        default=None,
+        help="this host's name in the records and table (default: $ENVCHECK_HOST_LABEL or hostname)",
+    )
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("list", parents=[common], help="print the stack names")
@@ -331,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute-capability", action="append", metavar="X.Y", help="a GPU's compute capability")
     p.add_argument("--gpu", action="append", metavar="NAME", help='a GPU product name, e.g. "NVIDIA A100-SXM4-40GB"')
     p.add_argument("--json", action="store_true", help="print verdicts as JSON")
+    p.add_argument("--save", action="store_true", help="add the verdicts to results/ as predicted table cells")
+    p.add_argument("--host-label", metavar="LABEL", help="the host's name in the table (default: from the flags)")
     p.set_defaults(func=cmd_plan)
     p = sub.add_parser("doctor", help="why TensorFlow on this host does (not) use the GPU; no Docker needed")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -340,8 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clean", parents=[common], help="remove outdated envcheck images, containers, contexts")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, with sizes")
     p.set_defaults(func=cmd_clean)
-    p = sub.add_parser("table", parents=[common], help="rewrite docs/compatibility.md from saved results")
+    p = sub.add_parser("table", parents=[common], help="write docs/compatibility.{md,html,json} from result records")
+    p.add_argument(
+        "--results",
+        nargs="+",
+        metavar="FILE_OR_DIR",
+        help="records to merge, newest per (stack, host) (default: results/records.jsonl)",
+    )
     p.set_defaults(func=cmd_table)
+    p = sub.add_parser("results", parents=[common], help="export this host's records or import another host's")
+    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("files", nargs="*", metavar="FILE.jsonl", help="records to import")
+    p.add_argument("-o", "--output", metavar="FILE", help="export to FILE instead of stdout")
+    p.set_defaults(func=cmd_results)
     return parser
 
 

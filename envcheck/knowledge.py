@@ -126,7 +126,7 @@ class TFBuild:
         return self.python[0] <= Version.parse(python).prefix(2) <= self.python[1]
 
     def python_range(self) -> str:
-        return f"{self.python[0]}–{self.python[1]}"  # noqa: RUF001
+        return f"{self.python[0]}–{self.python[1]}"
 
     def kernels_for(self, compute_capability: Version) -> str:
         return kernels_for(compute_capability, self.native, self.ptx)

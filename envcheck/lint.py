@@ -168,7 +168,7 @@ def predict(stack: Stack, knowledge: Knowledge | None = None) -> list[Finding]:
             Finding(
                 "unknown-tensorflow",
                 f"TensorFlow {stack.tensorflow} is not in envcheck's data "
-                f"(it knows {knowledge.releases()[0]}–{knowledge.releases()[-1]}); "  # noqa: RUF001
+                f"(it knows {knowledge.releases()[0]}–{knowledge.releases()[-1]}); "
                 "it will be verified by running",
                 stack.where("tensorflow"),
             )

@@ -46,6 +46,7 @@ class Options:
     build_timeout: float = 3600.0
     probe_args: list[str] = field(default_factory=list)
     jobs: int = 1
+    host_label: str | None = None
 
 
 def paths(root: Path) -> dict[str, Path]:
@@ -53,10 +54,11 @@ def paths(root: Path) -> dict[str, Path]:
     return {"build": root / "build", "results": root / "results", "docs": root / "docs"}
 
 
-def host_info(api: Any) -> dict[str, Any]:
+def host_info(api: Any, label: str | None = None) -> dict[str, Any]:
     """The host as results record it, with a fingerprint of what decides a result: driver, GPUs, Docker's GPU
     runtimes and the kernel. A saved result is reused only on a host with the same fingerprint."""
     facts = host_facts(api)
+    facts["label"] = label or facts.get("hostname") or "unknown host"
     nvml = probe_nvml()
     facts.update(driver=nvml["driver"], cuda_driver=nvml["cuda_driver"], gpus=[g["name"] for g in nvml["gpus"]])
     decisive = {k: facts.get(k) for k in ("driver", "gpus", "runtimes", "cdi_devices", "kernel")}
@@ -92,7 +94,7 @@ class MatrixRun:
         self.options = options
         self.where = paths(matrix.root)
         self.api = connect()
-        self.host = host_info(self.api)
+        self.host = host_info(self.api, options.host_label)
         self.clients: list[Any] = []
 
     def run(self, stacks: list[Stack]) -> list[dict[str, Any]]:

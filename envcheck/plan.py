@@ -5,6 +5,7 @@ Each check returns (verdict, code, reason) pieces; a stack's verdict is the wors
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,3 +178,34 @@ def host_from_nvml() -> tuple[Host | None, str]:
         pynvml.nvmlShutdown()
     text = driver.decode() if isinstance(driver, bytes) else driver
     return Host(Version.parse(text), tuple(gpus)), "" if gpus else "the driver reports no GPUs"
+
+
+def predicted_records(
+    stacks: list[Stack], verdicts: list[dict[str, Any]], host: Host, label: str | None
+) -> list[dict[str, Any]]:
+    """Verdicts as result records, marked predicted, so the table can show them beside measured cells."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    gpus = [name for name, _ in host.gpus]
+    host_record = {
+        "label": label or f"planned: driver {host.driver}" + (f", {', '.join(gpus)}" if gpus else ""),
+        "driver": str(host.driver),
+        "gpus": gpus,
+        "predicted": True,
+    }
+    return [
+        {
+            "stack": stack.name,
+            "definition": stack.as_dict(),
+            "timestamp": now,
+            "host": host_record,
+            "status": verdict["verdict"],
+            "predicted_only": True,
+            "reason": verdict["reason"],
+            "diagnoses": [
+                {"code": code, "severity": "predicted", "summary": verdict["reason"], "fix": "", "evidence": []}
+                for code in verdict["codes"]
+            ],
+            "benchmark": [],
+        }
+        for stack, verdict in zip(stacks, verdicts, strict=True)
+    ]

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Prepare a fresh Debian/Ubuntu machine for envcheck: Docker engine (started), debootstrap, the package
-# with its test extras, and the local base image. Safe to run again: each step is skipped when done.
+# Prepare a fresh Debian/Ubuntu machine for envcheck: Docker engine (started), debootstrap, chromium (for the
+# page tests), the package with its test extras, and the local base image. Safe to run again: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the page tests drive it headless
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt+=(fonts-noto-color-emoji)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -108,3 +109,34 @@ def matrix_run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_
     assert done.returncode == 0, done.stderr[-3000:]
     results = {r["stack"]: r for r in json.loads(done.stdout)}
     return {"root": root, "matrix": matrix, "results": results, "stderr": done.stderr}
+
+
+# -- result records as hosts write them (for report and page tests) --
+
+RECORDED_PROBE = load_json("probe-tf2.15.1-and-cuda-no-gpu-runtime.json")
+
+
+def record(stack: str, host: str, when: str, status: str = "cpu-only", **extra) -> dict:
+    probe = copy.deepcopy(RECORDED_PROBE["probe"])
+    bench = probe.pop("benchmark")
+    base = {
+        "stack": stack,
+        "status": status,
+        "timestamp": when,
+        "host": {"label": host, "hostname": host, "gpus": [], "driver": None, "docker_version": "20.10"},
+        "definition": {"variant": "and-cuda", "tensorflow": "2.15.1"},
+        "probe": probe,
+        "diagnoses": [{"code": "no-gpu-runtime", "severity": "error", "summary": "s", "fix": "f", "evidence": []}],
+        "benchmark": bench,
+    }
+    base.update(extra)
+    return base
+
+
+def gpu_record(stack: str, host: str, when: str) -> dict:
+    r = record(stack, host, when, status="gpu", diagnoses=[])
+    r["host"].update(gpus=["NVIDIA H100 80GB HBM3"], driver="550.54.15", nvidia_runtime=True)
+    r["probe"]["gpus"] = [{"name": "/physical_device:GPU:0", "device_name": "NVIDIA H100 80GB HBM3"}]
+    r["probe"]["driver"] = "550.54.15"
+    r["benchmark"] = [{"library": "tensorflow", "device": "gpu", "dtype": "float16", "n": 8192, "tflops": 412.5}]
+    return r
