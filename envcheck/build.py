@@ -89,9 +89,15 @@ def _print_report(name: str) -> Report:
 
 
 def build(
-    api: Any, ctx: BuildContext, force: bool = False, timeout: float | None = None, report: Report | None = None
+    api: Any,
+    ctx: BuildContext,
+    force: bool = False,
+    timeout: float | None = None,
+    report: Report | None = None,
+    no_cache: bool = False,
 ) -> BuildOutcome:
-    """Build ctx's image unless an image with the same content hash already exists (or force).
+    """Build ctx's image unless an image with the same content hash already exists (or force: build anyway,
+    with Docker's layer cache unless no_cache).
 
     report(text, heartbeat) receives progress: each step as it starts, and the latest log line (heartbeat).
     A build running longer than timeout seconds is abandoned (closing the connection cancels it in the daemon).
@@ -119,7 +125,7 @@ def build(
                 rm=True,
                 forcerm=True,
                 pull=False,
-                nocache=force,
+                nocache=no_cache,
                 decode=True,
                 timeout=timeout,  # also the longest silence tolerated between two log chunks
             )

@@ -88,7 +88,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     api = connect()
     failed = 0
     for stack in stacks:
-        outcome = build(api, render(stack, paths(matrix.root)["build"], ca_bundle), force=args.force)
+        ctx = render(stack, paths(matrix.root)["build"], ca_bundle)
+        outcome = build(api, ctx, force=args.force, timeout=args.build_timeout, no_cache=args.no_cache)
         if not outcome.ok:
             failed += 1
             log.info("\n".join(outcome.log_tail or []))
@@ -104,6 +105,7 @@ def _check(args: argparse.Namespace, patterns: list[str]) -> list[dict[str, Any]
     options = Options(
         ca_bundle=resolve_ca_bundle(args.ca_bundle),
         force=args.force,
+        no_cache=args.no_cache,
         run_timeout=args.run_timeout,
         build_timeout=args.build_timeout,
         probe_args=["--quick"] if args.quick else [],
@@ -330,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CA bundle pip uses during builds (behind a TLS-intercepting proxy); kept out of the final image. "
         "Default: $ENVCHECK_CA_BUNDLE or none; 'auto' uses pip's configured bundle.",
     )
-    building.add_argument("--force", action="store_true", help="rebuild even when the image is up to date")
+    building.add_argument(
+        "--force", action="store_true", help="build and probe again even when the image and saved result are up to date"
+    )
+    building.add_argument("--no-cache", action="store_true", help="build without Docker's layer cache (cold)")
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument(
         "--run-timeout",
@@ -339,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="kill the probe container after this long (default 600)",
     )
-    running.add_argument(
+    building.add_argument(
         "--build-timeout",
         type=float,
         default=3600,

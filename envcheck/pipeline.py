@@ -42,6 +42,7 @@ RAN = {"gpu", "cpu-only"}
 class Options:
     ca_bundle: Path | None = None
     force: bool = False
+    no_cache: bool = False
     run_timeout: float = 600.0
     build_timeout: float = 3600.0
     probe_args: list[str] = field(default_factory=list)

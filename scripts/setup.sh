@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian/Ubuntu machine for envcheck: Docker engine (started), debootstrap, chromium (for the
-# page tests), the package with its test extras, and the local base image. Safe to run again: each step is skipped when done.
+# page tests), the package with its test extras, and the local base image.
+# Safe to run again: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Docker as Debian packages it (with its recommends, as tested here); the browser without extras.
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
-command -v chromium >/dev/null || need_apt+=(chromium)  # the page tests drive it headless
-[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt+=(fonts-noto-color-emoji)
-if ((${#need_apt[@]})); then
-  echo "setup: installing ${need_apt[*]}"
+need_lean=()
+command -v chromium >/dev/null || need_lean+=(chromium)  # the page tests drive it headless
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_lean+=(fonts-noto-color-emoji)
+if ((${#need_apt[@]} + ${#need_lean[@]})); then
+  echo "setup: installing ${need_apt[*]} ${need_lean[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
+  if ((${#need_apt[@]})); then apt-get install -y -q "${need_apt[@]}" >/dev/null; fi
+  if ((${#need_lean[@]})); then apt-get install -y -q --no-install-recommends "${need_lean[@]}" >/dev/null; fi
 fi
 
 if ! docker info >/dev/null 2>&1; then

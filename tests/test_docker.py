@@ -113,15 +113,19 @@ def test_ca_bundle_is_not_in_the_final_image(matrix_run: dict[str, Any], docker_
     assert "envcheck-ca.pem" not in done.stdout
 
 
-def test_rerun_reuses_the_image_and_run_json_matches(matrix_run: dict[str, Any], no_leftover_containers: None):
-    done = run_cli("run", "tf-2.15-cuda12", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto")
+def test_rerun_reuses_the_result_and_force_probes_again(matrix_run: dict[str, Any], no_leftover_containers: None):
+    args = ["run", "tf-2.15-cuda12", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto"]
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reused = json.loads(done.stdout)
+    assert reused["reused"] is True and reused["timestamp"] == matrix_run["results"]["tf-2.15-cuda12"]["timestamp"]
+    done = run_cli(*args, "--force")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
-    assert result["build"]["cached"] is True
-    assert result["image"] == matrix_run["results"]["tf-2.15-cuda12"]["image"]
+    assert "reused" not in result and result["image"] == matrix_run["results"]["tf-2.15-cuda12"]["image"]
+    assert result["build"]["cached"] is False and result["build"]["seconds"] < 120  # Docker's layer cache
     assert result["probe"]["build_cuda"] == "12.2"
     assert result["diagnoses"][0]["code"] == "no-gpu-runtime"
-    assert "up to date, not rebuilding" in done.stderr
     # Without --quick the benchmark measures n=2048 too, TensorFlow and NumPy side by side.
     sizes = {(b["library"], b["n"]) for b in result["benchmark"] if b["tflops"]}
     assert {("tensorflow", 2048), ("numpy", 2048)} <= sizes
