@@ -63,11 +63,13 @@ def driver_verdict(tf: TFBuild, host: Host, k: Knowledge) -> tuple[str, str, str
             f"driver {host.driver} is older than CUDA {cuda}'s {minimum}: it runs "
             f"through CUDA {cuda.major}.x minor-version compatibility, without PTX JIT of newer code",
         )
+    newest = k.newest_cuda_for_driver(host.driver)
+    supports = f", which supports CUDA up to {newest}" if newest else ", older than any CUDA 11 needs"
     return (
         FAILS,
         "driver-too-old",
         f"CUDA {cuda} needs driver >= {minimum} (>= {floor} with minor-version "
-        f"compatibility); this host has {host.driver}",
+        f"compatibility); this host has {host.driver}{supports}",
     )
 
 
