@@ -90,7 +90,7 @@ def claims_match_build(stack: Stack, tf: TFBuild, _: Knowledge) -> list[Finding]
 
 
 @check
-def pinned_libraries(stack: Stack, tf: TFBuild, _: Knowledge) -> list[Finding]:
+def pinned_libraries(stack: Stack, tf: TFBuild, k: Knowledge) -> list[Finding]:
     """pip entries that pin a cuDNN or CUDA runtime wheel this TF build cannot use."""
     findings = []
     for index, requirement in enumerate(stack.pip):
@@ -99,7 +99,15 @@ def pinned_libraries(stack: Stack, tf: TFBuild, _: Knowledge) -> list[Finding]:
             continue
         version, major = Version.parse(pin["version"]), int(pin["major"])
         where = stack.positions.get(f"pip[{index}]") or stack.where("pip")
-        if major != tf.cuda.major:
+        if pin["lib"] == "cudnn" and not k.cudnn_supports_cuda(version.major, major):
+            findings.append(
+                Finding(
+                    "cudnn-mismatch",
+                    f"pip pins {pin['name']}=={version}, but cuDNN {version.major} is not made for CUDA {major}",
+                    where,
+                )
+            )
+        elif major != tf.cuda.major:
             findings.append(
                 Finding(
                     "cuda-mismatch",
