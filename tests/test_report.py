@@ -112,3 +112,21 @@ def test_cli_table_merges_files_and_results_travel(tmp_path: Path):
     assert sorted(json.loads(line)["host"]["label"] for line in exported) == ["host-a", "host-b"]
     done = run_cli("table", "-m", str(tmp_path / "matrix.yaml"), "--results", str(tmp_path / "missing.jsonl"))
     assert done.returncode == 2 and "no such results file" in done.stderr
+
+
+def test_markdown_renders_as_tables(tmp_path: Path):
+    from markdown_it import MarkdownIt
+
+    records = [
+        record("tf-2.15-cuda12", "ci-cpu", "2026-11-26T10:00:00+00:00"),
+        gpu_record("tf-2.15-cuda12", "h100-node", "2026-11-26T11:00:00+00:00"),
+        record("tf-2.15-cpu", "ci-cpu", "2026-11-26T10:00:00+00:00"),
+    ]
+    md = write_outputs(tmp_path, records)[0].read_text()
+    html = MarkdownIt("commonmark").enable("table").render(md)
+    tables = html.split("<table>")[1:]
+    assert len(tables) == 3  # hosts, stacks × hosts, details
+    grid = tables[1]
+    assert grid.count("<th>") == 3 and grid.count("<tr>") == 3  # header + two stacks
+    assert "<strong>tf-2.15-cuda12</strong>" in grid and "<code>no-gpu-runtime</code>" in grid
+    assert tables[2].count("<tr>") == 4  # header + three (stack, host) records
