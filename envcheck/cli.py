@@ -155,7 +155,7 @@ def print_result(result: dict[str, Any]) -> None:
         print(f"      fix: {d['fix']}")
     for b in result.get("benchmark") or []:
         figure = f"{b['tflops']} TFLOP/s" if b.get("tflops") is not None else f"failed: {b.get('error')}"
-        print(f"  matmul {b['device']} {b['dtype']} n={b['n']}: {figure}")
+        print(f"  matmul {b.get('library', 'tensorflow')} {b['device']} {b['dtype']} n={b['n']}: {figure}")
 
 
 def _output(args: argparse.Namespace, results: list[dict[str, Any]], single: bool) -> int:
