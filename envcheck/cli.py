@@ -1,4 +1,4 @@
-"""The `envcheck` command: list, render, build, run, matrix, table.
+"""The `envcheck` command: list, lint, plan, render, build, run, matrix, doctor, table, results, clean.
 
 Errors meant for the user are printed as one paragraph and mapped to the exit codes in envcheck.errors;
 a traceback means a bug in envcheck.
