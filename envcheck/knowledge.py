@@ -104,6 +104,7 @@ class AndCudaPins:
     cuda_major: int
     cuda_runtime: Version
     cudnn: Version
+    packages: tuple[str, ...] = ()  # every NVIDIA wheel the extra pins, when the data has the full set
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ class TFBuild:
 class Knowledge:
     def __init__(self, data: dict[str, Any]) -> None:
         self.sources: dict[str, str] = data["sources"]
-        self._tf = {release: _tf_build(release, entry) for release, entry in data["tensorflow"].items()}
+        sets = {name: tuple(packages) for name, packages in data["and_cuda_sets"].items()}
+        self._tf = {release: _tf_build(release, entry, sets) for release, entry in data["tensorflow"].items()}
         self._drivers = {Version.parse(k): Version.parse(v) for k, v in data["cuda_drivers"].items()}
         self._driver_updates = {Version.parse(k): Version.parse(v) for k, v in data["cuda_driver_updates"].items()}
         self._floors = {int(k): Version.parse(v) for k, v in data["minor_compat_floor"].items()}
@@ -211,7 +213,7 @@ def _word_in(name: str, product: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", product, re.IGNORECASE) is not None
 
 
-def _tf_build(release: str, entry: dict[str, Any]) -> TFBuild:
+def _tf_build(release: str, entry: dict[str, Any], sets: dict[str, tuple[str, ...]]) -> TFBuild:
     pins = entry.get("and_cuda")
     return TFBuild(
         release=release,
@@ -222,7 +224,12 @@ def _tf_build(release: str, entry: dict[str, Any]) -> TFBuild:
         build_cudnn=str(entry["build_cudnn"]),
         native=tuple(Version.parse(v) for v in entry["native"]),
         ptx=tuple(Version.parse(v) for v in entry["ptx"]),
-        and_cuda=AndCudaPins(int(pins["cuda_major"]), Version.parse(pins["cuda_runtime"]), Version.parse(pins["cudnn"]))
+        and_cuda=AndCudaPins(
+            int(pins["cuda_major"]),
+            Version.parse(pins["cuda_runtime"]),
+            Version.parse(pins["cudnn"]),
+            sets[pins["set"]] if pins.get("set") else (),
+        )
         if pins
         else None,
         confirmed=bool(entry.get("confirmed", True)),

@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from envcheck import __version__
+from envcheck.knowledge import Knowledge
 from envcheck.matrix import Stack
 
 CA_BUNDLE_NAME = "envcheck-ca.pem"
@@ -71,6 +72,11 @@ class DockerfileTemplate:
             f"    fi"
         )
 
+    def pinned_libraries(self) -> list[str]:
+        """For [and-cuda], the exact NVIDIA wheels the extra pins, when the knowledge data has the full set."""
+        build = Knowledge.load().tf_build(self.stack.tensorflow) if self.stack.variant == "and-cuda" else None
+        return [shlex.quote(p) for p in build.and_cuda.packages] if build and build.and_cuda else []
+
     def requirements(self) -> list[str]:
         """TensorFlow itself and NVML's bindings for the probe (nvidia-ml-py, not the deprecated pynvml)."""
         return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
@@ -90,6 +96,7 @@ class DockerfileTemplate:
         return env.get_template(self.template_name).render(
             stack=self.stack,
             python_install=self.python_install(),
+            pinned_libraries=self.pinned_libraries(),
             requirements=self.requirements(),
             extra_requirements=self.extra_requirements(),
             ca_bundle=CA_BUNDLE_NAME if self.ca_bundle else None,

@@ -59,6 +59,11 @@ def test_and_cuda_pins():
     pins = K.tf_build("2.15.1").and_cuda
     assert (pins.cuda_major, str(pins.cuda_runtime), str(pins.cudnn)) == (12, "12.2.140", "8.9.4.25")
     assert str(K.tf_build("2.18.0").and_cuda.cudnn) == "9.3.0.75"
+    for release in ("2.15.1", "2.16.2", "2.17.1", "2.19.1"):  # the full sets agree with the headline pins
+        pins = K.tf_build(release).and_cuda
+        assert f"nvidia-cudnn-cu12=={pins.cudnn}" in pins.packages
+        assert f"nvidia-cuda-runtime-cu12=={pins.cuda_runtime}" in pins.packages
+        assert len(pins.packages) == 12
 
 
 @pytest.mark.parametrize(

@@ -38,11 +38,27 @@ def test_layer_order_puts_shared_layers_first():
     dockerfile = context_files(STACK, ca_bundle=True)["Dockerfile"]
     order = [
         dockerfile.index("apt-get install"),
+        dockerfile.index("nvidia-cudnn-cu12==8.9.4.25"),
         dockerfile.index("tensorflow[and-cuda]"),
         dockerfile.index("'numpy<2'"),
         dockerfile.index("ENV CUDA_VISIBLE_DEVICES"),
     ]
     assert order == sorted(order)
+
+
+def test_releases_with_the_same_pins_share_the_nvidia_layer():
+    def layers(tensorflow: str) -> list[str]:
+        stack = replace(STACK, tensorflow=tensorflow, env=(), pip=())
+        return context_files(stack, ca_bundle=False)["Dockerfile"].split("\nRUN ")
+
+    tf216, tf217, tf219 = layers("2.16.2"), layers("2.17.1"), layers("2.19.1")
+    nvidia = next(i for i, layer in enumerate(tf217) if "nvidia-cublas-cu12==12.3.4.1" in layer)
+    assert tf216[: nvidia + 1] == tf217[: nvidia + 1]  # everything up to and with the pinned wheels
+    assert "tensorflow[and-cuda]==2.17.1" in tf217[nvidia + 1] and "tensorflow" not in tf217[nvidia]
+    assert tf219[nvidia] != tf217[nvidia] and "nvidia-nccl-cu12==2.23.4" in tf219[nvidia]
+    # Without the full pin set (2.18) or without [and-cuda] there is no separate layer.
+    assert "nvidia-cublas" not in context_files(replace(STACK, tensorflow="2.18.1"), False)["Dockerfile"]
+    assert "nvidia-cublas" not in context_files(replace(STACK, variant="cpu"), False)["Dockerfile"]
 
 
 def test_ca_bundle_lives_only_in_the_venv_stage():
