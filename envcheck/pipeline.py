@@ -153,6 +153,7 @@ class MatrixRun:
                 self.options.force,
                 self.options.build_timeout,
                 lambda text, beat: self.board.set(name, text, beat),
+                self.options.no_cache,
             )
         except BaseImageMissing as exc:
             return str(exc)

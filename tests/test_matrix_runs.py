@@ -95,9 +95,12 @@ def test_slow_probe_is_recorded_as_timeout(tmp_path: Path, matrix_run: dict[str,
 
 
 def test_build_timeout_stops_the_build(tmp_path: Path, docker_api: Any):
+    # --force --no-cache: a build from the layer cache could finish in time; this one downloads everything.
     matrix = write_matrix(tmp_path, [{"name": "t-slow-build", "tensorflow": "2.16.2", "variant": "cpu"}])
     start = time.monotonic()
-    done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--build-timeout", "10")
+    done = run_cli(
+        "matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--build-timeout", "10", "--force", "--no-cache"
+    )
     assert time.monotonic() - start < 120
     assert done.returncode == 1
     result = json.loads(done.stdout)[0]
