@@ -37,6 +37,20 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     return time.monotonic() - start
 
 
+def remove_images(names: list[str]) -> None:
+    """TF images are gigabytes each and the disk is shared: remove what this benchmark made."""
+    listing = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    ours = tuple(f"envcheck/{n}:" for n in names) + tuple(f"envcheck-bench/{n}:" for n in names)
+    tags = [tag for tag in listing if tag.startswith(ours)]
+    if tags:
+        subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "image", "prune", "-f", "--filter", "label=envcheck.stage"], capture_output=True, check=False
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--matrix", type=Path)
@@ -68,7 +82,7 @@ def main() -> None:
         )
         subprocess.run(["docker", "run", "--rm", f"envcheck-bench/{name}"], check=True, capture_output=True)
     times["naive"] = time.monotonic() - start
-    subprocess.run(["docker", "rmi", *[f"envcheck-bench/{n}" for n in names]], capture_output=True, check=False)
+    remove_images(names)
 
     lines = [
         "# Performance",
