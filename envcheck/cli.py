@@ -130,7 +130,7 @@ def _check(args: argparse.Namespace, patterns: list[str]) -> list[dict[str, Any]
 
 
 def _exit_code(results: list[dict[str, Any]]) -> int:
-    from envcheck.pipeline import RAN
+    from envcheck.report import RAN
 
     return EXIT_OK if all(r["status"] in RAN for r in results) else EXIT_STACK_FAILED
 

@@ -444,6 +444,11 @@ def placement_forced_cpu(f: Facts) -> Diagnosis | None:
     )
 
 
+def uses_gpu(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> bool:
+    """TensorFlow lists a GPU and nothing at error level stands in its way."""
+    return bool(probe.get("gpus")) and not any(d.severity == ERROR for d in diagnoses)
+
+
 def diagnose(facts: Facts) -> list[Diagnosis]:
     """All diagnoses for these facts, root causes first. A CUDA build that sees no GPU always gets an error."""
     found = [d for d in (r(facts) for r in RULES) if d is not None]

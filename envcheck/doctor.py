@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from envcheck.diagnose import ERROR, HIDING_VALUES, Diagnosis, Facts, diagnose
+from envcheck.diagnose import ERROR, HIDING_VALUES, Diagnosis, Facts, diagnose, uses_gpu
 from envcheck.errors import ConfigError
 from envcheck.knowledge import Knowledge, annotate_peaks
 from envcheck.pipeline import gpu_name
@@ -153,7 +153,7 @@ def doctor(scripts: list[str] | None = None, quick: bool = True) -> dict[str, An
     annotate_peaks(probe.get("benchmark") or [], gpu_name(probe), Knowledge.load())
     return {
         "verdict": verdict(probe, diagnoses),
-        "uses_gpu": bool(probe.get("gpus")) and not any(d.severity == ERROR for d in diagnoses),
+        "uses_gpu": uses_gpu(probe, diagnoses),
         "probe": probe,
         "docker": docker,
         "script_findings": findings,

@@ -22,7 +22,7 @@ from typing import Any
 
 from envcheck import __version__, log
 from envcheck.build import BuildOutcome, build, current_image
-from envcheck.diagnose import ERROR, Facts, diagnose
+from envcheck.diagnose import Facts, diagnose, uses_gpu
 from envcheck.engine import connect, host_facts
 from envcheck.errors import BaseImageMissing
 from envcheck.knowledge import Knowledge, annotate_peaks
@@ -30,12 +30,10 @@ from envcheck.lint import predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.probe import probe_nvml
 from envcheck.render import BuildContext, render
-from envcheck.report import load_result, save_result, write_table
+from envcheck.report import RAN, load_result, save_result, write_table
 from envcheck.run import run_probe
 
 RESULT_SCHEMA = 1
-# Statuses in which the stack built and its probe ran: the stack met its expectation.
-RAN = {"gpu", "cpu-only"}
 
 
 @dataclass
@@ -194,8 +192,7 @@ class MatrixRun:
         annotate_peaks(result["benchmark"], gpu_name(probe), Knowledge.load())
         result["probe"] = probe
         result["diagnoses"] = [d.as_dict() for d in diagnoses]
-        uses_gpu = bool(probe.get("gpus")) and not any(d.severity == ERROR for d in diagnoses)
-        result["status"] = "gpu" if uses_gpu else "cpu-only"
+        result["status"] = "gpu" if uses_gpu(probe, diagnoses) else "cpu-only"
         result["run"]["seconds"] = round(time.monotonic() - start, 1)
 
     def new_result(self, ctx: BuildContext) -> dict[str, Any]:

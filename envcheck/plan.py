@@ -159,27 +159,18 @@ def host_from_args(driver: str | None, ccs: list[str], gpus: list[str], k: Knowl
 
 
 def host_from_nvml() -> tuple[Host | None, str]:
-    """This machine's driver and GPUs through NVML, or None and the reason there are none."""
-    try:
-        import pynvml
-    except ImportError:
-        return None, "NVML's Python bindings (nvidia-ml-py) are not installed, so no driver can be read"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:
-        return None, f"no NVIDIA driver found on this host (NVML: {exc})"
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            gpus.append((f"GPU {i} {name.decode() if isinstance(name, bytes) else name}", Version((major, minor))))
-    finally:
-        pynvml.nvmlShutdown()
-    text = driver.decode() if isinstance(driver, bytes) else driver
-    return Host(Version.parse(text), tuple(gpus)), "" if gpus else "the driver reports no GPUs"
+    """This machine's driver and GPUs through NVML (the probe's own reader), or None and why there are none."""
+    from envcheck.probe import probe_nvml
+
+    nvml = probe_nvml()
+    if not nvml["available"] or not nvml["driver"]:
+        return None, f"no NVIDIA driver found on this host (NVML: {nvml['error']})"
+    gpus = tuple(
+        (f"GPU {g['index']} {g['name']}", Version.parse(g["compute_capability"]))
+        for g in nvml["gpus"]
+        if g.get("compute_capability")
+    )
+    return Host(Version.parse(nvml["driver"]), gpus), "" if gpus else "the driver reports no GPUs"
 
 
 def predicted_records(

@@ -33,6 +33,7 @@ MARKS = {
     "warn": "🔮⚠️",
     "fails": "🔮❌",
 }
+# Statuses in which the stack built and its probe ran: the stack met its expectation.
 RAN = {"gpu", "cpu-only"}
 DETAIL_HEADERS = [
     "Stack",
@@ -323,9 +324,7 @@ def render_json(v: dict[str, Any]) -> str:
         "schema": RECORD_SCHEMA,
         "generated": v["generated"],
         "hosts": v["hosts"],
-        "cells": [
-            {k: c[k] for k in c if k != "benchmark"} | {"benchmark": c["benchmark"]} for c in v["cells"].values()
-        ],
+        "cells": list(v["cells"].values()),
         "records": v["records"],
     }
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
