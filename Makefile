@@ -1,4 +1,5 @@
-# envcheck's entry points. `make matrix` runs the default matrix; `make test` runs the test suite.
+# envcheck's entry points. `make matrix` runs the default matrix; `make test` runs the test suite;
+# `make test-fast` runs what needs no Docker and no browser (under a minute), for while you develop.
 PYTHON ?= python3
 ENVCHECK ?= $(PYTHON) -m envcheck
 # Behind a TLS-intercepting proxy pip needs its CA bundle inside builds: 'auto' hands pip's own bundle over.
@@ -6,7 +7,7 @@ ENVCHECK_CA_BUNDLE ?= auto
 export ENVCHECK_CA_BUNDLE
 BASE ?= debian:bookworm-slim
 
-.PHONY: matrix base test lint table clean-build
+.PHONY: matrix base test test-fast lint table clean-build
 
 matrix: base
 	$(ENVCHECK) matrix -m matrix.yaml
@@ -17,9 +18,12 @@ base:
 test: base
 	$(PYTHON) -m pytest -v
 
+test-fast:
+	$(PYTHON) -m pytest -q -m "not docker and not browser"
+
 lint:
-	$(PYTHON) -m ruff check envcheck tests benchmarks
-	$(PYTHON) -m ruff format --check envcheck tests benchmarks
+	$(PYTHON) -m ruff check envcheck tests benchmarks scripts
+	$(PYTHON) -m ruff format --check envcheck tests benchmarks scripts
 
 table:
 	$(ENVCHECK) table -m matrix.yaml

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from envcheck import labels
+
 DEFAULT_STACKS = [
     {"name": f"bench-tf-{v}-cpu", "tensorflow": v, "variant": "cpu"} for v in ("2.15.1", "2.16.2", "2.17.1", "2.18.1")
 ]
@@ -47,7 +49,7 @@ def remove_images(names: list[str]) -> None:
     if tags:
         subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False)
     subprocess.run(
-        ["docker", "image", "prune", "-f", "--filter", "label=envcheck.stage"], capture_output=True, check=False
+        ["docker", "image", "prune", "-f", "--filter", f"label={labels.STAGE}"], capture_output=True, check=False
     )
 
 

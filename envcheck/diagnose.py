@@ -2,21 +2,33 @@
 
 A rule returns a Diagnosis or None. Rules run in registration order, which puts root causes (no GPU runtime,
 no TensorFlow, a CPU-only package, no driver) before their consequences. Codes are a public, stable vocabulary;
-adding a cause is adding one rule here and its test. TensorFlow's own log lines, classified against the known
-messages in the knowledge data, are attached as evidence to the rule whose code they support.
+adding a cause is adding one rule here and its test. What the knowledge implies (supported Pythons, how a
+driver runs a CUDA runtime, whether a GPU has native kernels or PTX the driver can compile, cuDNN compatibility)
+comes from knowledge.rules, the same conclusions lint and plan draw. TensorFlow's own log lines, classified
+against the known messages in the knowledge data, are attached as evidence to the rule whose code they support.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from envcheck.knowledge import Knowledge, TFBuild, Version, kernels_for, parse_capabilities
+from envcheck.knowledge import GpuCode, Knowledge, TFBuild, Version
+from envcheck.knowledge import rules as knowledge_rules
+from envcheck.knowledge.rules import Check, DriverSupport, Level
+from envcheck.results.model import Benchmark, Diagnosis, RecordError, Severity
 
-ERROR, WARNING, INFO = "error", "warning", "info"
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 HIDING_VALUES = {"", "-1", "none", "void", "nodevfiles"}
+
+
+def _version(value: Any) -> Version | None:
+    try:
+        return Version(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,71 @@ class Facts:
     @cached_property
     def tf(self) -> TFBuild | None:
         version = self.probe.get("tensorflow")
-        return self.knowledge.tf_build(version) if version else None
+        return self.knowledge.tf_build(version) if isinstance(version, str) else None
+
+    @property
+    def gpu_name(self) -> str | None:
+        """The first GPU's product name, from the framework or NVML."""
+        names = [g.get("device_name") for g in self.probe.get("gpus") or [] if isinstance(g, dict)]
+        names += [g.get("name") for g in self.nvml.get("gpus") or [] if isinstance(g, dict)]
+        return next((n for n in names if isinstance(n, str) and n), None)
+
+    @property
+    def gpu_capability(self) -> Version | None:
+        """The first GPU's compute capability, as the framework or NVML reports it (or known from its name)."""
+        ccs = [g.get("compute_capability") for g in self.probe.get("gpus") or [] if isinstance(g, dict)]
+        ccs += [g.get("compute_capability") for g in self.nvml.get("gpus") or [] if isinstance(g, dict)]
+        found = next((v for v in map(_version, ccs) if v is not None), None)
+        name = self.gpu_name
+        return found or (self.knowledge.gpu_compute_capability(name) if name else None)
+
+    @cached_property
+    def driver_support(self) -> DriverSupport | None:
+        """How the driver seen here runs the CUDA this build needs (None when either is unknown)."""
+        build, driver = _version(self.probe.get("build_cuda")), _version(self.probe.get("driver"))
+        return knowledge_rules.driver_support(build, driver, self.knowledge) if build and driver else None
+
+    @cached_property
+    def gpu_checks(self) -> list[tuple[str, Version, Check]]:
+        """What the knowledge says of each GPU NVML lists with this build's GPU code (the wheel's, for a known
+        release; else what the build info says)."""
+        code = self.tf.code if self.tf else GpuCode.from_build_info(list(self.probe.get("compute_capabilities") or []))
+        if not code.sass and not code.ptx:
+            return []
+        release = self.tf.release if self.tf else str(self.probe.get("tensorflow"))
+        found = []
+        for gpu in self.nvml.get("gpus") or []:
+            cc = _version(gpu.get("compute_capability"))
+            if cc is None:
+                continue
+            name = gpu.get("name") or f"GPU {gpu.get('index')}"
+            check = knowledge_rules.gpu_check(code, release, name, cc, self.driver_support, self.knowledge)
+            if check:
+                found.append((name, cc, check))
+        return found
+
+    @cached_property
+    def benchmark(self) -> list[Benchmark]:
+        """The probe's matmul figures, typed, with how float32 really ran (TF32 on tensor cores by default on
+        Ampere and newer) and the percentage of the card's datasheet peak for that precision."""
+        entries = []
+        for raw in self.probe.get("benchmark") or []:
+            try:
+                entries.append(Benchmark.from_dict(raw))
+            except RecordError:
+                continue  # an entry of another shape (an odd probe) has no figure to show
+        peak = self.knowledge.gpu_peak(self.gpu_name) if self.gpu_name else None
+        tf32 = knowledge_rules.uses_tf32(self.gpu_capability, self.probe.get("tf32_enabled"), self.knowledge)
+        for entry in entries:
+            if entry.device != "gpu":
+                continue
+            if entry.dtype == "float32":
+                entry.precision = "tf32" if tf32 else "float32"
+            figure = peak.tflops.get(entry.precision or entry.dtype) if peak else None
+            if entry.tflops and figure:
+                entry.peak_tflops = figure
+                entry.percent_of_peak = round(100 * entry.tflops / figure, 1)
+        return entries
 
     @cached_property
     def log_codes(self) -> dict[str, list[str]]:
@@ -67,18 +143,6 @@ class Facts:
             if message and message.code:
                 found.setdefault(message.code, []).append(f"log: {line.strip()[:300]}")
         return found
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    code: str
-    severity: str
-    summary: str
-    fix: str
-    evidence: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 Rule = Callable[[Facts], "Diagnosis | None"]
@@ -129,7 +193,10 @@ def tensorflow_missing(f: Facts) -> Diagnosis | None:
 
 @rule
 def python_unsupported(f: Facts) -> Diagnosis | None:
-    if not f.tf or not f.probe.get("python") or f.tf.supports_python(f.probe["python"]):
+    python = f.probe.get("python")
+    if not f.tf or not isinstance(python, str) or not _version(python):
+        return None
+    if not knowledge_rules.python_support(str(f.probe.get("tensorflow")), python, None, f.tf):
         return None
     return Diagnosis(
         "python-unsupported",
@@ -215,19 +282,13 @@ def gpus_hidden(f: Facts) -> Diagnosis | None:
 @rule
 def driver_too_old(f: Facts) -> Diagnosis | None:
     build = f.probe.get("build_cuda")
-    driver = f.probe.get("driver")
+    support = f.driver_support
     evidence = list(f.log_codes.get("driver-too-old", []))
-    minimum = f.knowledge.min_driver(Version.parse(build).prefix(2)) if build else None
-    floor = f.knowledge.minor_compat_floor(Version.parse(build).major) if build else None
+    evidence += [check.message for _, _, check in f.gpu_checks if check.code == "driver-too-old"]
     severity = ERROR if evidence else WARNING
-    if driver and minimum and Version.parse(driver) < minimum:
-        below_floor = floor is None or Version.parse(driver) < floor
-        severity = ERROR if below_floor or evidence else WARNING
-        evidence.insert(
-            0,
-            f"driver {driver} < {minimum}, the minimum for CUDA {build}"
-            + (f" (minor-version compatibility floor {floor})" if floor else ""),
-        )
+    if support and support.level > Level.OK:
+        severity = ERROR if support.level == Level.FAILS or evidence else WARNING
+        evidence.insert(0, support.evidence())
     if not evidence:
         return None
     summary = (
@@ -236,12 +297,14 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
         else f"The NVIDIA driver is older than CUDA {build} needs; it runs only through minor-version "
         "compatibility (no PTX JIT of newer code)."
     )
+    built = _version(build)
+    minimum = support.minimum if support else (f.knowledge.min_driver(built) if built else None)
     return Diagnosis(
         "driver-too-old",
         severity,
         summary,
-        f"Upgrade the host's driver to {minimum} or newer, or use an older TensorFlow/CUDA stack (`envcheck plan "
-        f"--driver {driver}` lists which).",
+        f"Upgrade the host's driver to {minimum or 'a newer one'} or newer, or use an older TensorFlow/CUDA stack "
+        f"(`envcheck plan --driver {f.probe.get('driver')}` lists which).",
         evidence,
     )
 
@@ -306,13 +369,13 @@ def cuda_mismatch(f: Facts) -> Diagnosis | None:
     found = (f.libraries.get("cudart") or {}).get("found")
     if not f.cuda_build or not build or not found:
         return None
-    built = Version.parse(build)
+    built = Version(build)
     evidence = []
     major = _soname_major(found["path"])
     if major is not None and major != built.major:
         evidence.append(f"libcudart found is {found['soname']} (CUDA {major}), TensorFlow was built with CUDA {build}")
     runtime = f.runtime_versions.get("cudart", "")
-    if runtime[:1].isdigit() and Version.parse(runtime).prefix(2) < built.prefix(2):
+    if _version(runtime) and Version(runtime).prefix(2) < built.prefix(2):
         evidence.append(f"CUDA runtime {runtime} is older than the CUDA {build} TensorFlow was built with")
     if not evidence:
         return None
@@ -331,12 +394,13 @@ def cudnn_mismatch(f: Facts) -> Diagnosis | None:
     build = str(f.probe.get("build_cudnn") or "")
     if not f.cuda_build or not build[:1].isdigit():
         return None
-    needed = f.tf.cudnn if f.tf else Version.parse(build)
+    needed = f.tf.cudnn if f.tf else Version(build)
     evidence = list(f.log_codes.get("cudnn-mismatch", []))
     loaded = f.runtime_versions.get("cudnn", "")
-    if loaded[:1].isdigit():
-        version = Version.parse(loaded)
-        if version.major != needed.major or (f.tf and version.prefix(2) < needed.prefix(2)):
+    version = _version(loaded)
+    if version is not None:
+        usable = knowledge_rules.cudnn_usable(version, needed) if f.tf else version.major == needed.major
+        if not usable:
             evidence.insert(
                 0,
                 f"cuDNN {loaded} found, TensorFlow {f.probe.get('tensorflow')} was built with cuDNN "
@@ -355,26 +419,16 @@ def cudnn_mismatch(f: Facts) -> Diagnosis | None:
     )
 
 
-def _gpu_kernels(f: Facts) -> list[tuple[str, Version, str]]:
-    native, ptx = parse_capabilities(f.probe.get("compute_capabilities") or [])
-    gpus = []
-    for gpu in f.nvml.get("gpus") or []:
-        if gpu.get("compute_capability") and (native or ptx):
-            cc = Version.parse(gpu["compute_capability"])
-            gpus.append((gpu.get("name") or f"GPU {gpu.get('index')}", cc, kernels_for(cc, native, ptx)))
-    return gpus
-
-
 @rule
 def compute_capability_unsupported(f: Facts) -> Diagnosis | None:
-    old = [(name, cc) for name, cc, kernels in _gpu_kernels(f) if kernels == "none"]
-    evidence = [
-        f"{name}: compute capability {cc}; build has {', '.join(f.probe['compute_capabilities'])}" for name, cc in old
-    ] + f.log_codes.get("compute-capability-unsupported", [])
+    code = "compute-capability-unsupported"
+    built = ", ".join(f.probe.get("compute_capabilities") or [])
+    evidence = [f"{name}: compute capability {cc}; build has {built}" for name, cc, c in f.gpu_checks if c.code == code]
+    evidence += f.log_codes.get(code, [])
     if not evidence:
         return None
     return Diagnosis(
-        "compute-capability-unsupported",
+        code,
         ERROR,
         "The GPU is older than any this TensorFlow build has kernels for.",
         "Use an older TensorFlow release that still supports this GPU (`envcheck plan --gpu NAME` lists them), or "
@@ -385,11 +439,13 @@ def compute_capability_unsupported(f: Facts) -> Diagnosis | None:
 
 @rule
 def ptx_jit(f: Facts) -> Diagnosis | None:
-    jit = [(name, cc) for name, cc, kernels in _gpu_kernels(f) if kernels == "ptx"]
+    code = f.tf.code if f.tf else None
+    native = ", ".join(f"sm_{v.major}{v.minor}" for v in code.sass) if code else None
+    native = native or ", ".join(c for c in f.probe.get("compute_capabilities") or [] if c.startswith("sm_"))
     evidence = [
-        f"{name}: compute capability {cc}; native kernels only for "
-        f"{', '.join(c for c in f.probe['compute_capabilities'] if c.startswith('sm_'))}"
-        for name, cc in jit
+        f"{name}: compute capability {cc}; native kernels only for {native}"
+        for name, cc, check in f.gpu_checks
+        if check.code == "ptx-jit"
     ]
     evidence += f.log_codes.get("ptx-jit", [])
     if not evidence:
@@ -406,15 +462,15 @@ def ptx_jit(f: Facts) -> Diagnosis | None:
 
 @rule
 def gpu_oom(f: Facts) -> Diagnosis | None:
-    failed = [b for b in f.probe.get("benchmark") or [] if b.get("oom")]
-    evidence = [f"matmul {b['dtype']} n={b['n']} on {b['device']}: {b.get('error', '')[:200]}" for b in failed]
+    failed = [b for b in f.benchmark if b.oom]
+    evidence = [f"matmul {b.dtype} n={b.n} on {b.device}: {(b.error or '')[:200]}" for b in failed]
     evidence += f.log_codes.get("gpu-oom", [])
     if not evidence:
         return None
     return Diagnosis(
         "gpu-oom",
         WARNING,
-        "The GPU ran out of memory" + (f" at n={failed[0]['n']}" if failed else "") + ".",
+        "The GPU ran out of memory" + (f" at n={failed[0].n}" if failed else "") + ".",
         "Use smaller batches or models, stop other processes on the GPU (`nvidia-smi`), or set "
         "TF_FORCE_GPU_ALLOW_GROWTH=true so TensorFlow does not reserve all memory up front.",
         evidence,

@@ -13,14 +13,15 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck.diagnose import ERROR, HIDING_VALUES, Diagnosis, Facts, diagnose, uses_gpu
+from envcheck.diagnose import ERROR, HIDING_VALUES, Facts, diagnose, uses_gpu
+from envcheck.engine.client import daemon_facts
 from envcheck.errors import ConfigError
-from envcheck.knowledge import Knowledge, annotate_peaks
-from envcheck.pipeline import gpu_name
-from envcheck.render import PROBE_SOURCE
+from envcheck.probe import PROBE_SOURCE, parse_output
+from envcheck.results.model import Benchmark, Diagnosis
 
 PROBE_TIMEOUT = 300
 
@@ -32,11 +33,9 @@ def probe_host(quick: bool = True) -> dict[str, Any]:
         done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         return {"errors": [f"the probe did not finish in {PROBE_TIMEOUT}s"], "tensorflow": None}
-    for line in reversed(done.stdout.strip().splitlines()):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
+    facts = parse_output(done.stdout)
+    if facts is not None:
+        return facts
     return {
         "errors": [f"the probe printed no report (exit {done.returncode}): {done.stderr[-500:]}"],
         "tensorflow": None,
@@ -62,14 +61,7 @@ def docker_facts() -> dict[str, Any]:
             return {"reachable": False, "error": str(sdk_error)}
         if not info.get("ServerVersion"):
             return {"reachable": False, "error": "; ".join(info.get("ServerErrors") or []) or str(sdk_error)}
-        runtimes = sorted((info.get("Runtimes") or {}).keys())
-        return {
-            "reachable": True,
-            "docker_version": info.get("ServerVersion"),
-            "runtimes": runtimes,
-            "nvidia_runtime": "nvidia" in runtimes,
-            "cdi_devices": [d.get("ID") for d in info.get("DiscoveredDevices") or [] if d.get("Source") == "cdi"],
-        }
+        return {"reachable": True, "docker_version": info.get("ServerVersion"), **daemon_facts(info)}
 
 
 # -- what forces the CPU in user code -----------------------------------------------------------------------
@@ -144,21 +136,39 @@ def scan_scripts(paths: list[str]) -> list[dict[str, Any]]:
     return findings
 
 
-def doctor(scripts: list[str] | None = None, quick: bool = True) -> dict[str, Any]:
-    """The host's report: verdict, facts, diagnoses."""
+@dataclass
+class HostCheck:
+    """What `envcheck doctor` found on this host: the verdict first, then the facts it rests on."""
+
+    verdict: str
+    uses_gpu: bool
+    probe: dict[str, Any]
+    docker: dict[str, Any]
+    script_findings: list[dict[str, Any]]
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    benchmark: list[Benchmark] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "uses_gpu": self.uses_gpu,
+            "probe": {**self.probe, "benchmark": [b.to_dict() for b in self.benchmark]},
+            "docker": self.docker,
+            "script_findings": self.script_findings,
+            "diagnoses": [d.to_dict() for d in self.diagnoses],
+        }
+
+
+def doctor(scripts: list[str] | None = None, quick: bool = True) -> HostCheck:
+    """Probe this host, ask Docker, scan the scripts, and diagnose."""
     findings = scan_scripts(scripts or [])
     probe = probe_host(quick)
     docker = docker_facts()
-    diagnoses = diagnose(Facts(probe=probe, in_container=False, docker=docker, script_findings=tuple(findings)))
-    annotate_peaks(probe.get("benchmark") or [], gpu_name(probe), Knowledge.load())
-    return {
-        "verdict": verdict(probe, diagnoses),
-        "uses_gpu": uses_gpu(probe, diagnoses),
-        "probe": probe,
-        "docker": docker,
-        "script_findings": findings,
-        "diagnoses": [d.as_dict() for d in diagnoses],
-    }
+    facts = Facts(probe=probe, in_container=False, docker=docker, script_findings=tuple(findings))
+    diagnoses = diagnose(facts)
+    return HostCheck(
+        verdict(probe, diagnoses), uses_gpu(probe, diagnoses), probe, docker, findings, diagnoses, facts.benchmark
+    )
 
 
 def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> str:
@@ -171,16 +181,17 @@ def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> str:
     return "TensorFlow will not use a GPU here."
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_text(check: HostCheck) -> str:
     """Verdict first, then each cause with its evidence and fix, then the facts it rests on."""
-    probe = report["probe"]
-    out = [report["verdict"], ""]
-    for d in report["diagnoses"]:
-        out.append(f"[{d['severity']}] {d['code']}: {d['summary']}")
-        out += [f"    evidence: {e}" for e in d["evidence"]]
-        out.append(f"    fix: {d['fix']}")
+    probe = check.probe
+    out = [check.verdict, ""]
+    for d in check.diagnoses:
+        out.append(f"[{d.severity}] {d.code}: {d.summary}")
+        out += [f"    evidence: {e}" for e in d.evidence]
+        out.append(f"    fix: {d.fix}")
     nvml = probe.get("nvml") or {}
-    docker = report["docker"]
+    docker = check.docker
+    gpus = ", ".join(g.get("name") or f"GPU {g.get('index')}" for g in nvml.get("gpus") or [])
     out += [
         "",
         f"Python {probe.get('python')}; TensorFlow {probe.get('tensorflow') or 'not importable'}"
@@ -192,7 +203,8 @@ def format_report(report: dict[str, Any]) -> str:
         ),
         f"NVIDIA driver: {probe.get('driver') or 'none'}"
         + (f" (CUDA {probe.get('cuda_driver')})" if probe.get("cuda_driver") else "")
-        + (f"; GPUs: {', '.join(g['name'] for g in nvml.get('gpus') or [])}" if nvml.get("gpus") else ""),
+        + (f"; GPUs: {gpus}" if gpus else "")
+        + ("; NVML read through ctypes (nvidia-ml-py is not installed)" if nvml.get("bindings") == "ctypes" else ""),
         "Docker: "
         + (
             f"{docker.get('docker_version')}, runtimes {', '.join(docker.get('runtimes') or [])}"
@@ -200,4 +212,11 @@ def format_report(report: dict[str, Any]) -> str:
             else f"not reachable ({docker.get('error', '')[:120]})"
         ),
     ]
+    for b in check.benchmark:
+        figure = f"{b.tflops} TFLOP/s" if b.tflops is not None else f"failed: {b.error}"
+        peak = f" ({b.percent_of_peak}% of peak)" if b.percent_of_peak else ""
+        out.append(
+            f"matmul {b.library} {b.device} {b.dtype}{f' as {b.precision}' if b.precision else ''} n={b.n}: "
+            f"{figure}{peak}"
+        )
     return "\n".join(out)

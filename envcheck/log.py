@@ -6,6 +6,7 @@ elsewhere (CI logs) every change is a plain timestamped line. Thread-safe: build
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -18,6 +19,18 @@ _board: Board | None = None
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def columns() -> int:
+    """The terminal's width ($COLUMNS first, as shells export it), so board lines never wrap."""
+    try:
+        return max(20, int(os.environ["COLUMNS"]))
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 80
 
 
 def _stamp() -> str:
@@ -83,10 +96,10 @@ class Board:
     def draw(self) -> None:
         if not is_tty():
             return
-        columns = 140
+        width = columns() - 1  # one short of the edge: a full-width line would wrap on some terminals
         for name in self.names:
             line = f"{name:<{self.width}}  {self.elapsed(name):>7}  {self.state[name]}"
-            sys.stderr.write(line[:columns] + "\n")
+            sys.stderr.write(line[:width] + "\n")
         sys.stderr.flush()
         self.drawn = len(self.names)
 

@@ -88,14 +88,36 @@ class Stack:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where a matrix's outputs go: build/, results/ and docs/ next to the matrix file."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, matrix_file: str | Path) -> Layout:
+        return cls(Path(matrix_file).parent)
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def docs(self) -> Path:
+        return self.root / "docs"
+
+
+@dataclass(frozen=True)
 class Matrix:
     path: Path
     stacks: tuple[Stack, ...]
 
     @property
-    def root(self) -> Path:
-        """Results, build contexts and docs go next to the matrix file."""
-        return self.path.parent
+    def layout(self) -> Layout:
+        return Layout.of(self.path)
 
     def select(self, patterns: Iterable[str]) -> list[Stack]:
         """Stacks whose name matches any of the names or shell-style globs, in matrix order."""

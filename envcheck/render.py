@@ -1,7 +1,8 @@
-"""Render a stack's build context (Dockerfile + probe) from the Jinja2 templates in images/.
+"""Render a stack's build context (Dockerfile + probe) from the Jinja2 template in images/.
 
-The template holds the Dockerfile's shape; the small hook methods below supply the per-stack pieces, so a
-new base family or install variant is a new method, not a template fork.
+The template holds the Dockerfile's shape (shell included); DockerfileTemplate's small hook methods supply the
+per-stack pieces, and each framework is a subclass that overrides the hooks it needs (repo2docker's buildpack
+style), so a new framework or install variant is a new class or method, not a template fork.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import jinja2
 
-from envcheck import __version__
+from envcheck import __version__, labels
 from envcheck.knowledge import Knowledge
 from envcheck.matrix import Stack
+from envcheck.probe import PROBE_SOURCE
 
 CA_BUNDLE_NAME = "envcheck-ca.pem"
-PROBE_SOURCE = Path(__file__).with_name("probe.py")
 # Files a build writes into the context directory that are not part of the image.
 NOT_IN_CONTEXT = ("build.log", "result.json")
 
@@ -50,7 +51,8 @@ class BuildContext:
 
 
 class DockerfileTemplate:
-    """Fills images/Dockerfile.j2 for one stack; override a hook to change one piece."""
+    """Fills images/Dockerfile.j2 for one stack: Python, a venv, the framework, the stack's extras and ENV, the
+    probe. Subclasses say what the framework is (requirements) and what may share a layer (pinned_libraries)."""
 
     template_name = "Dockerfile.j2"
 
@@ -58,31 +60,21 @@ class DockerfileTemplate:
         self.stack = stack
         self.ca_bundle = ca_bundle
 
-    def python_install(self) -> str:
-        """Use the base's python3.X if it can make a venv, else install it from the base's apt packages."""
-        py = f"python{self.stack.python}"
-        return (
-            f"if ! {py} -c 'import ensurepip, venv' >/dev/null 2>&1; then \\\n"
-            f"      if ! command -v apt-get >/dev/null; then \\\n"
-            f"        echo 'envcheck: {py} is not in this base image and there is no apt-get to install it' >&2; \\\n"
-            f"        exit 1; fi; \\\n"
-            f"      apt-get update \\\n"
-            f"      && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {py} {py}-venv \\\n"
-            f"      && rm -rf /var/lib/apt/lists/*; \\\n"
-            f"    fi"
-        )
+    def python(self) -> str:
+        """The interpreter the venv is made with; installed from the base's apt packages when missing."""
+        return f"python{self.stack.python}"
 
     def pinned_libraries(self) -> list[str]:
-        """For [and-cuda], the exact NVIDIA wheels the extra pins, when the knowledge data has the full set."""
-        build = Knowledge.load().tf_build(self.stack.tensorflow) if self.stack.variant == "and-cuda" else None
-        return [shlex.quote(p) for p in build.and_cuda.packages] if build and build.and_cuda else []
+        """Exact wheels that get a layer of their own before the framework (shared by stacks that pin alike)."""
+        return []
 
     def requirements(self) -> list[str]:
-        """TensorFlow itself and NVML's bindings for the probe (nvidia-ml-py, not the deprecated pynvml)."""
-        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+        """The framework's pip requirements, plus NVML's bindings for the probe (nvidia-ml-py, not the deprecated
+        pynvml package)."""
+        raise NotImplementedError
 
     def extra_requirements(self) -> list[str]:
-        """The stack's own pip entries, in a later layer so the TensorFlow layer stays shared."""
+        """The stack's own pip entries, in a later layer so the framework layer stays shared."""
         return [shlex.quote(r) for r in self.stack.pip]
 
     def render(self) -> str:
@@ -95,18 +87,33 @@ class DockerfileTemplate:
         )
         return env.get_template(self.template_name).render(
             stack=self.stack,
-            python_install=self.python_install(),
+            python=self.python(),
             pinned_libraries=self.pinned_libraries(),
             requirements=self.requirements(),
             extra_requirements=self.extra_requirements(),
             ca_bundle=CA_BUNDLE_NAME if self.ca_bundle else None,
+            stage_label=labels.STAGE,
         )
+
+
+class TensorFlowTemplate(DockerfileTemplate):
+    def requirements(self) -> list[str]:
+        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+
+    def pinned_libraries(self) -> list[str]:
+        """For [and-cuda], the exact NVIDIA wheels the extra pins, when the knowledge data has the full set."""
+        build = Knowledge.load().tf_build(self.stack.tensorflow) if self.stack.variant == "and-cuda" else None
+        return [shlex.quote(p) for p in build.and_cuda.packages] if build and build.and_cuda else []
+
+
+def template_for(stack: Stack, ca_bundle: bool) -> DockerfileTemplate:
+    return TensorFlowTemplate(stack, ca_bundle)
 
 
 def context_files(stack: Stack, ca_bundle: bool) -> dict[str, str]:
     """The build context's text files, by name."""
     return {
-        "Dockerfile": DockerfileTemplate(stack, ca_bundle).render(),
+        "Dockerfile": template_for(stack, ca_bundle).render(),
         "probe.py": PROBE_SOURCE.read_text(encoding="utf-8"),
         ".dockerignore": "".join(f"{name}\n" for name in NOT_IN_CONTEXT),
     }

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from envcheck import labels
+from envcheck.results.model import Result
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -37,9 +42,39 @@ def load_json(name: str) -> dict[str, Any]:
     return json.loads((DATA / name).read_text())
 
 
+@dataclass(frozen=True)
+class ThisHost:
+    """What the machine running the tests has: tests derive their expectations from it, so the suite passes on a
+    bare CI machine and on a GPU host with a driver, an NVIDIA runtime or TensorFlow alike."""
+
+    driver: str | None  # NVML's driver version, None without a driver
+    gpus: tuple[str, ...]  # NVML's GPU names
+    tensorflow: bool  # importable in this Python
+
+
+@pytest.fixture(scope="session")
+def this_host() -> ThisHost:
+    from envcheck.probe.probe import probe_nvml
+
+    nvml = probe_nvml()
+    return ThisHost(
+        nvml["driver"],
+        tuple(g["name"] or "" for g in nvml["gpus"]),
+        importlib.util.find_spec("tensorflow") is not None,
+    )
+
+
+def daemon_gives_gpus(api: Any) -> bool:
+    """Whether this Docker daemon can give containers GPUs (an NVIDIA runtime or CDI GPU devices)."""
+    from envcheck.engine.client import host_facts
+
+    facts = host_facts(api)
+    return bool(facts["nvidia_runtime"] or facts["cdi_devices"])
+
+
 @pytest.fixture(scope="session")
 def docker_api() -> Any:
-    from envcheck.engine import connect
+    from envcheck.engine.client import connect
     from envcheck.errors import DockerUnavailable
 
     try:
@@ -49,7 +84,7 @@ def docker_api() -> Any:
 
 
 def envcheck_containers(api: Any) -> list[dict[str, Any]]:
-    return api.containers(all=True, filters={"label": "envcheck"})
+    return api.containers(all=True, filters={"label": labels.OWNER})
 
 
 @pytest.fixture
@@ -65,16 +100,16 @@ def no_leftover_containers(docker_api: Any) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def image_janitor(docker_api: Any) -> Iterator[None]:
     """Removes the envcheck images this test session created (disk is shared); ENVCHECK_KEEP_IMAGES=1 keeps them."""
-    before = {i["Id"] for i in docker_api.images(filters={"label": "envcheck"})}
+    before = {i["Id"] for i in docker_api.images(filters={"label": labels.OWNER})}
     yield
     if os.environ.get("ENVCHECK_KEEP_IMAGES") == "1":
         return
-    for image in docker_api.images(filters={"label": "envcheck"}):
+    for image in docker_api.images(filters={"label": labels.OWNER}):
         if image["Id"] not in before:
             for tag in image.get("RepoTags") or [image["Id"]]:
                 subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
     subprocess.run(
-        ["docker", "image", "prune", "-f", "--filter", "label=envcheck.stage"], capture_output=True, check=False
+        ["docker", "image", "prune", "-f", "--filter", f"label={labels.STAGE}"], capture_output=True, check=False
     )
 
 
@@ -116,7 +151,8 @@ def matrix_run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_
 RECORDED_PROBE = load_json("probe-tf2.15.1-and-cuda-no-gpu-runtime.json")
 
 
-def record(stack: str, host: str, when: str, status: str = "cpu-only", **extra) -> dict:
+def record_dict(stack: str, host: str, when: str, status: str = "cpu-only", **extra) -> dict:
+    """A record as a host writes it (the JSON line), from the recorded real probe."""
     probe = copy.deepcopy(RECORDED_PROBE["probe"])
     bench = probe.pop("benchmark")
     base = {
@@ -133,10 +169,14 @@ def record(stack: str, host: str, when: str, status: str = "cpu-only", **extra) 
     return base
 
 
-def gpu_record(stack: str, host: str, when: str) -> dict:
-    r = record(stack, host, when, status="gpu", diagnoses=[])
+def record(stack: str, host: str, when: str, status: str = "cpu-only", **extra) -> Result:
+    return Result.from_dict(record_dict(stack, host, when, status, **extra))
+
+
+def gpu_record(stack: str, host: str, when: str) -> Result:
+    r = record_dict(stack, host, when, status="gpu", diagnoses=[])
     r["host"].update(gpus=["NVIDIA H100 80GB HBM3"], driver="550.54.15", nvidia_runtime=True)
     r["probe"]["gpus"] = [{"name": "/physical_device:GPU:0", "device_name": "NVIDIA H100 80GB HBM3"}]
     r["probe"]["driver"] = "550.54.15"
     r["benchmark"] = [{"library": "tensorflow", "device": "gpu", "dtype": "float16", "n": 8192, "tflops": 412.5}]
-    return r
+    return Result.from_dict(r)

@@ -53,3 +53,15 @@ def test_unreachable_daemon_exits_3(tmp_path: Path):
     assert done.returncode == 3
     assert "Cannot reach the Docker daemon at unix://" in done.stderr and "Start it" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_nonsense_numbers_are_refused_before_anything_runs(tmp_path: Path):
+    for flags in (["--jobs", "0"], ["--build-timeout", "nan"], ["--build-timeout", "-5"], ["--run-timeout", "inf"]):
+        done = run_cli("matrix", "-m", str(REPO / "matrix.yaml"), *flags, env={"DOCKER_HOST": f"unix://{tmp_path}/x"})
+        assert done.returncode == 2, flags
+        assert "is not a" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_build_takes_jobs_like_matrix():
+    for command in ("build", "matrix", "run"):
+        assert "--jobs N" in run_cli(command, "--help").stdout, command

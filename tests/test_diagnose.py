@@ -215,18 +215,65 @@ def test_a_cuda_build_without_gpus_is_never_silently_ok():
     assert [d.code for d in found] == ["gpu-not-detected"] and found[0].severity == ERROR
 
 
-def test_percent_of_peak_from_the_data_file():
-    from envcheck.knowledge import Knowledge, annotate_peaks
+def benchmarked(gpu: str, cc: str, *entries: dict, tf32_enabled: bool | None = True) -> list:
+    probe = gpu_host(recorded_probe(), gpus=[(gpu, cc)])
+    probe["tf32_enabled"] = tf32_enabled
+    probe["benchmark"] = [{"library": "tensorflow", **e} for e in entries]
+    return Facts(probe=probe).benchmark
 
-    bench = [
+
+def test_percent_of_peak_from_the_data_file():
+    bench = benchmarked(
+        "NVIDIA H100 80GB HBM3",
+        "9.0",
         {"device": "gpu", "dtype": "float16", "n": 8192, "tflops": 494.5},
         {"device": "cpu", "dtype": "float32", "n": 2048, "tflops": 0.2},
-    ]
-    annotate_peaks(bench, "NVIDIA H100 80GB HBM3", Knowledge.load())
-    assert bench[0]["percent_of_peak"] == 50.0 and "percent_of_peak" not in bench[1]
+    )
+    assert bench[0].percent_of_peak == 50.0 and bench[1].percent_of_peak is None
+
+
+def test_float32_runs_as_tf32_on_ampere_and_newer():
+    # TF's default: float32 matmuls on tensor cores in TF32, so the CUDA-core peak (67) is the wrong yardstick.
+    h100 = {"device": "gpu", "dtype": "float32", "n": 8192, "tflops": 240.0}
+    bench = benchmarked("NVIDIA H100 80GB HBM3", "9.0", h100)
+    assert (bench[0].precision, bench[0].peak_tflops, bench[0].percent_of_peak) == ("tf32", 494.5, 48.5)
+    bench = benchmarked("NVIDIA H100 80GB HBM3", "9.0", {**h100, "tflops": 50.0}, tf32_enabled=False)
+    assert (bench[0].precision, bench[0].peak_tflops, bench[0].percent_of_peak) == ("float32", 67, 74.6)
+    bench = benchmarked("Tesla T4", "7.5", {**h100, "tflops": 4.05})  # Turing has no TF32
+    assert (bench[0].precision, bench[0].percent_of_peak) == ("float32", 50.0)
+
+
+def test_peaks_are_per_form_factor():
+    # An H100 PCIe or NVL is not the SXM part: its own peak, and none for a name the data does not know.
+    fp16 = {"device": "gpu", "dtype": "float16", "n": 8192, "tflops": 378.25}
+    assert benchmarked("NVIDIA H100 PCIe", "9.0", fp16)[0].percent_of_peak == 50.0
+    assert benchmarked("NVIDIA H100 NVL", "9.0", fp16)[0].peak_tflops == 835.5
+    assert benchmarked("NVIDIA H100 Future Edition", "9.0", fp16)[0].peak_tflops is None
 
 
 def test_driver_in_minor_version_compatibility_is_a_warning():
     found = diagnose(Facts(probe=gpu_host(recorded_probe(), driver="530.30.02")))
     assert [(d.code, d.severity) for d in found] == [("driver-too-old", "warning")]
     assert "minor-version compatibility" in found[0].summary
+
+
+def test_the_wheels_own_code_decides_whether_a_gpu_needs_the_jit():
+    # 2.16+ carry sm_90 SASS: an H100 runs them natively, without TF's PTX warning or envcheck's.
+    probe = gpu_host(recorded_probe(), gpus=[("NVIDIA H100 80GB HBM3", "9.0")])
+    probe.update(tensorflow="2.17.1", build_cuda="12.3")
+    probe["compute_capabilities"] = ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]
+    probe["cuda_libs"]["runtime_versions"].update(cudart="12.3", cudnn="8.9.7")  # what its [and-cuda] pins bring
+    assert diagnosed(probe) == {}
+
+
+def test_ptx_of_unknown_isa_under_minor_version_compatibility_is_refused():
+    # A release envcheck has not read: its build info says compute_90, the ISA of that PTX is unknown, and driver
+    # 535 runs CUDA 12.5 only through minor-version compatibility, which does not JIT newer PTX.
+    probe = gpu_host(recorded_probe(), driver="535.54.03", gpus=[("NVIDIA B200", "10.0")])
+    probe.update(tensorflow="2.99.0", build_cuda="12.5.1", compute_capabilities=["sm_80", "compute_90"])
+    found = diagnosed(probe)
+    assert found["driver-too-old"].severity == ERROR
+    assert (
+        "NVIDIA B200 needs PTX JIT, which minor-version compatibility does not allow"
+        in found["driver-too-old"].evidence[1]
+    )

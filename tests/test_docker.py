@@ -1,7 +1,8 @@
 """End to end on a real Docker engine: real TensorFlow wheels in real images, probed in real containers.
 
 One session-scoped matrix run builds the and-cuda and cpu stacks of TF 2.15.1 (the default matrix's own
-definitions, so `make matrix` reuses the images); the tests assert on what the probe really saw.
+definitions, so `make matrix` reuses the images); the tests assert on what the probe really saw. Whether the
+daemon can give containers GPUs (an NVIDIA runtime or CDI devices) decides what that is: the tests ask it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from typing import Any
 
 import pytest
 
-from conftest import STACKS, default_stacks, envcheck_containers, run_cli, write_matrix
+from conftest import STACKS, daemon_gives_gpus, default_stacks, envcheck_containers, run_cli, write_matrix
 
 pytestmark = pytest.mark.docker
 
 
-def test_and_cuda_stack_reports_its_real_build(matrix_run: dict[str, Any]):
+@pytest.fixture(scope="module")
+def gpus(docker_api: Any) -> bool:
+    """Whether containers get GPUs here; on a machine without the NVIDIA Container Toolkit they do not."""
+    return daemon_gives_gpus(docker_api)
+
+
+def test_and_cuda_stack_reports_its_real_build(matrix_run: dict[str, Any], gpus: bool):
     result = matrix_run["results"]["tf-2.15-cuda12"]
     probe = result["probe"]
     assert result["image"].startswith("envcheck/tf-2.15-cuda12:")
@@ -28,34 +35,40 @@ def test_and_cuda_stack_reports_its_real_build(matrix_run: dict[str, Any]):
     assert probe["build_cuda"] == "12.2"
     assert probe["build_cudnn"] == "8"
     assert "compute_80" in probe["compute_capabilities"]
-    assert probe["gpus"] == [] and probe["driver"] is None
-    # This host has no NVIDIA Container Toolkit: the daemon refuses --gpus all, and envcheck says so.
-    assert result["run"]["gpu_refusal"] and "could not select device driver" in result["run"]["gpu_refusal"]
     codes = [d["code"] for d in result["diagnoses"]]
-    assert codes[0] == "no-gpu-runtime"
-    assert result["status"] == "cpu-only"
+    if gpus:
+        assert result["run"]["gpu_refusal"] is None and probe["driver"] and probe["gpus"]
+        assert "no-gpu-runtime" not in codes
+    else:
+        # No NVIDIA Container Toolkit: the daemon refuses --gpus all, and envcheck says so.
+        assert probe["gpus"] == [] and probe["driver"] is None
+        assert result["run"]["gpu_refusal"] and "could not select device driver" in result["run"]["gpu_refusal"]
+        assert codes[0] == "no-gpu-runtime"
+        assert result["status"] == "cpu-only"
     cpu = [b for b in result["benchmark"] if b["device"] == "cpu" and b["library"] == "tensorflow"]
     assert cpu and cpu[0]["dtype"] == "float32" and cpu[0]["n"] == 1024 and cpu[0]["tflops"] > 0.01
     assert any(b["library"] == "numpy" and b["tflops"] > 0.01 for b in result["benchmark"])
 
 
-def test_and_cuda_libraries_are_found_through_tensorflows_runpath(matrix_run: dict[str, Any]):
+def test_and_cuda_libraries_are_found_through_tensorflows_runpath(matrix_run: dict[str, Any], gpus: bool):
     libs = matrix_run["results"]["tf-2.15-cuda12"]["probe"]["cuda_libs"]
     for name, soname in [("cudart", "libcudart.so.12"), ("cublas", "libcublas.so.12"), ("cudnn", "libcudnn.so.8")]:
         found = libs["libraries"][name]["found"]
         assert found["soname"] == soname
         assert found["source"] == "RUNPATH of libtensorflow_framework.so.2"
         assert "/site-packages/nvidia/" in found["path"]
-    assert libs["libraries"]["cuda"]["found"] is None  # no driver in a container without GPUs
+    # libcuda is the driver's: the NVIDIA runtime mounts it into containers given GPUs, else there is none.
+    assert (libs["libraries"]["cuda"]["found"] is not None) is gpus
     assert libs["runtime_versions"] == {"cudart": "12.2", "cudnn": "8.9.4", "nccl": "2.16.5"}
     assert libs["nvidia_packages"]["nvidia-cudnn-cu12"] == "8.9.4.25"
 
 
-def test_plain_tensorflow_without_cuda_libraries(matrix_run: dict[str, Any]):
+def test_plain_tensorflow_without_cuda_libraries(matrix_run: dict[str, Any], gpus: bool):
     result = matrix_run["results"]["t-plain"]
     assert result["probe"]["is_cuda_build"] is True and result["probe"]["build_cuda"] == "12.2"
     codes = [d["code"] for d in result["diagnoses"]]
-    assert codes[:2] == ["no-gpu-runtime", "cuda-libs-missing"]
+    assert codes[:2] == (["cuda-libs-missing"] if gpus else ["no-gpu-runtime", "cuda-libs-missing"])
+    assert result["status"] == "cpu-only"
     missing = next(d for d in result["diagnoses"] if d["code"] == "cuda-libs-missing")
     assert "cudart" in missing["summary"] and "cudnn" in missing["summary"]
     assert [p["code"] for p in result["predicted"]] == ["cuda-libs-missing"]  # predicted, and then measured
@@ -87,7 +100,7 @@ def test_cpu_stack_is_diagnosed_cpu_only_build(matrix_run: dict[str, Any]):
     assert result["status"] == "cpu-only"
 
 
-def test_results_and_table_are_written_next_to_the_matrix(matrix_run: dict[str, Any]):
+def test_results_and_table_are_written_next_to_the_matrix(matrix_run: dict[str, Any], gpus: bool):
     root: Path = matrix_run["root"]
     for name in STACKS:
         saved = json.loads((root / "results" / f"{name}.json").read_text())
@@ -99,7 +112,8 @@ def test_results_and_table_are_written_next_to_the_matrix(matrix_run: dict[str, 
     cuda_row = next(r for r in rows if r.startswith("| tf-2.15-cuda12 "))
     cells = [c.strip() for c in cuda_row.strip("|").split("|")]
     assert cells[1:6] == ["2.15.1", cells[2], "12.2", "8", "and-cuda"] and cells[2].startswith("3.11.")
-    assert cells[8] == "cpu-only" and "no-gpu-runtime" in cells[9]
+    assert cells[8] == matrix_run["results"]["tf-2.15-cuda12"]["status"]
+    assert ("no-gpu-runtime" in cells[9]) is not gpus
     assert float(cells[10]) > 0.01
 
 
@@ -113,7 +127,9 @@ def test_ca_bundle_is_not_in_the_final_image(matrix_run: dict[str, Any], docker_
     assert "envcheck-ca.pem" not in done.stdout
 
 
-def test_rerun_reuses_the_result_and_force_probes_again(matrix_run: dict[str, Any], no_leftover_containers: None):
+def test_rerun_reuses_the_result_and_force_probes_again(
+    matrix_run: dict[str, Any], no_leftover_containers: None, gpus: bool
+):
     args = ["run", "tf-2.15-cuda12", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto"]
     done = run_cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -125,7 +141,7 @@ def test_rerun_reuses_the_result_and_force_probes_again(matrix_run: dict[str, An
     assert "reused" not in result and result["image"] == matrix_run["results"]["tf-2.15-cuda12"]["image"]
     assert result["build"]["cached"] is False and result["build"]["seconds"] < 120  # Docker's layer cache
     assert result["probe"]["build_cuda"] == "12.2"
-    assert result["diagnoses"][0]["code"] == "no-gpu-runtime"
+    assert (result["diagnoses"][0]["code"] == "no-gpu-runtime") is not gpus
     # Without --quick the benchmark measures n=2048 too, TensorFlow and NumPy side by side.
     sizes = {(b["library"], b["n"]) for b in result["benchmark"] if b["tflops"]}
     assert {("tensorflow", 2048), ("numpy", 2048)} <= sizes

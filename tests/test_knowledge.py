@@ -132,3 +132,67 @@ def test_kernels_for_gpu_generations():
     assert tf215.kernels_for(Version.parse("9.0")) == "ptx"
     assert tf215.kernels_for(Version.parse("3.7")) == "none"
     assert K.tf_build("2.10.0").kernels_for(Version.parse("3.7")) == "native"
+
+
+# -- what the wheels carry (scripts/read_wheel_ptx.py over each wheel; the audit of 2026-11-27) -----------------
+
+
+@pytest.mark.parametrize(
+    ("release", "sass", "ptx"),
+    [
+        ("2.10.1", ["3.5", "5.0", "6.0", "7.0", "7.5", "8.0"], {"8.0": "7.2"}),
+        ("2.14.1", ["3.5", "5.0", "6.0", "7.0", "7.5", "8.0"], {"8.0": "7.8"}),
+        ("2.15.1", ["5.0", "6.0", "7.0", "7.5", "8.0"], {"8.0": "8.1"}),
+        ("2.16.2", ["5.0", "6.0", "7.0", "8.0", "9.0"], {"9.0": "8.1"}),
+        ("2.17.1", ["6.0", "7.0", "8.0", "8.9", "9.0"], {"9.0": "8.1"}),
+        ("2.18.1", ["6.0", "7.0", "8.0", "8.9", "9.0"], {"9.0": "8.3"}),
+        ("2.19.1", ["6.0", "7.0", "8.0", "8.9", "9.0"], {"9.0": "8.3"}),
+    ],
+)
+def test_gpu_code_read_from_the_wheels(release: str, sass: list[str], ptx: dict[str, str]):
+    code = K.tf_build(release).code
+    assert [str(v) for v in code.sass] == sass
+    assert {str(arch): str(isa) for arch, isa in code.ptx.items()} == ptx
+
+
+def test_compute_xy_in_tfs_build_info_means_sass_and_ptx():
+    # What every wheel shows, so a release envcheck has not read is understood the same way.
+    from envcheck.knowledge import GpuCode
+
+    for release in K.releases():
+        tf = K.tf_build(release)
+        derived = GpuCode.from_build_info(
+            [f"sm_{v.major}{v.minor}" for v in tf.native] + [f"compute_{v.major}{v.minor}" for v in tf.ptx]
+        )
+        assert derived.sass == tf.code.sass and set(derived.ptx) == set(tf.code.ptx), release
+    h100 = Version("9.0")
+    assert K.tf_build("2.17.1").kernels_for(h100) == "native" and K.tf_build("2.15.1").kernels_for(h100) == "ptx"
+
+
+def test_driver_ptx_isa():
+    assert str(K.driver_ptx_isa(Version("535.54.03"))) == "8.2"  # CUDA 12.2
+    assert str(K.driver_ptx_isa(Version("560.35.03"))) == "8.5"  # CUDA 12.6 kept ISA 8.5
+    assert str(K.driver_ptx_isa(Version("580.65.06"))) == "9.0"
+    assert K.driver_ptx_isa(Version("440.33")) is None
+
+
+def test_and_cuda_corrections():
+    tf214 = K.tf_build("2.14.1")
+    assert tf214.and_cuda.python is not None and Version("3.10") in tf214.and_cuda.python
+    assert Version("3.11") not in tf214.and_cuda.python and "tensorrt==8.5.3.1" in tf214.and_cuda.python_note
+    tf218 = K.tf_build("2.18.1").and_cuda
+    assert "nvidia-nccl-cu12==2.21.5" in tf218.packages and len(tf218.packages) == 12
+    assert set(tf218.packages) - set(K.tf_build("2.19.1").and_cuda.packages) == {"nvidia-nccl-cu12==2.21.5"}
+    tf220, tf221 = K.tf_build("2.20.0").and_cuda, K.tf_build("2.21.0").and_cuda
+    assert tf220.packages == () and tf220.ranges["nvidia-nccl-cu12"] == ">=2.25.1,<3.0"
+    assert (
+        tf221.ranges["nvidia-nccl-cu12"] == ">=2.27.7,<3.0" and tf221.ranges["nvidia-cudnn-cu12"] == ">=9.3.0.75,<10.0"
+    )
+    assert K.tf_build("2.21.0").confirmed
+
+
+def test_message_meanings_follow_xlas_sources():
+    dlopen = K.classify("Cannot dlopen some GPU libraries. Please make sure the missing libraries mentioned above")
+    assert "cublasLt" in dlopen.meaning and "dlopen_checker" in dlopen.meaning
+    drivers = K.classify("Could not find cuda drivers on your machine, GPU will not be used.")
+    assert "libcudart" in drivers.meaning and "not the driver" in drivers.meaning

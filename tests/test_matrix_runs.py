@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import BROKEN, default_stacks, envcheck_containers, run_cli, write_matrix
-from envcheck.run import run_probe
+from envcheck.engine.run import run_probe
 
 pytestmark = pytest.mark.docker
 

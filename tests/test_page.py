@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, gpu_record, record
-from envcheck.report import write_outputs
+from envcheck.results.publish import write_outputs
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts"

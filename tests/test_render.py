@@ -56,8 +56,11 @@ def test_releases_with_the_same_pins_share_the_nvidia_layer():
     assert tf216[: nvidia + 1] == tf217[: nvidia + 1]  # everything up to and with the pinned wheels
     assert "tensorflow[and-cuda]==2.17.1" in tf217[nvidia + 1] and "tensorflow" not in tf217[nvidia]
     assert tf219[nvidia] != tf217[nvidia] and "nvidia-nccl-cu12==2.23.4" in tf219[nvidia]
-    # Without the full pin set (2.18) or without [and-cuda] there is no separate layer.
-    assert "nvidia-cublas" not in context_files(replace(STACK, tensorflow="2.18.1"), False)["Dockerfile"]
+    # 2.18's set is 2.19's but for NCCL (2.21.5): a layer of its own, not 2.19's.
+    tf218 = layers("2.18.1")
+    assert "nvidia-nccl-cu12==2.21.5" in tf218[nvidia] and tf218[nvidia] != tf219[nvidia]
+    # With ranges instead of pins (2.20 on) or without [and-cuda] there is no separate layer.
+    assert "nvidia-cublas" not in context_files(replace(STACK, tensorflow="2.20.0"), False)["Dockerfile"]
     assert "nvidia-cublas" not in context_files(replace(STACK, variant="cpu"), False)["Dockerfile"]
 
 

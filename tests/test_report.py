@@ -7,18 +7,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from conftest import gpu_record, record, run_cli
-from envcheck.report import (
-    DETAIL_HEADERS,
-    MISSING,
-    append_record,
-    load_result,
-    merge,
-    read_records,
-    render_junit,
-    save_result,
-    write_atomic,
-    write_outputs,
-)
+from envcheck.results.junit import render_junit
+from envcheck.results.publish import DETAIL_HEADERS, MISSING, write_outputs
+from envcheck.results.store import append, load, merge, read, save, write_atomic
+
+
+def append_record(path: Path, result) -> None:
+    append(path, [result])
 
 
 def test_merge_keeps_the_newest_record_per_stack_and_host():
@@ -28,7 +23,7 @@ def test_merge_keeps_the_newest_record_per_stack_and_host():
         record("a", "h2", "2026-10-01T00:00:00+00:00"),
     ]
     merged = merge(records)
-    assert [(r["stack"], r["host"]["label"], r["status"]) for r in merged] == [
+    assert [(r.stack, r.host.label, str(r.status)) for r in merged] == [
         ("a", "h1", "cpu-only"),
         ("a", "h2", "cpu-only"),
     ]
@@ -40,7 +35,7 @@ def test_two_hosts_make_two_column_groups(tmp_path: Path):
     append_record(a, record("tf-2.15-cpu", "ci-cpu", "2026-11-26T10:00:00+00:00", status="cpu-only"))
     append_record(b, gpu_record("tf-2.15-cuda12", "h100-node", "2026-11-26T11:00:00+00:00"))
     b.write_text(b.read_text() + "not json\n")
-    records, problems = read_records([a, b])
+    records, problems = read([a, b])
     assert len(records) == 3 and problems == [f"{b}:2: skipped: Expecting value: line 1 column 1 (char 0)"]
     md, html, data = write_outputs(tmp_path / "docs", records)
     text = md.read_text()
@@ -86,9 +81,9 @@ def test_junit_has_a_case_per_stack_and_host():
 
 
 def test_results_are_written_atomically_and_recorded(tmp_path: Path):
-    path = save_result(tmp_path, record("s", "h", "t"))
+    path = save(tmp_path, record("s", "h", "t"))
     assert json.loads(path.read_text())["stack"] == "s"
-    assert load_result(tmp_path, "s")["stack"] == "s" and load_result(tmp_path, "t") is None
+    assert load(tmp_path, "s").stack == "s" and load(tmp_path, "t") is None
     write_atomic(path, "replaced")
     assert path.read_text() == "replaced"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl", "s.json"]  # no temporary files

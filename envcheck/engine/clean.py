@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envcheck.build import HASH_LABEL
-from envcheck.engine import CONTAINER_LABEL, docker_errors
+from envcheck import labels
+from envcheck.engine.client import docker_errors
 from envcheck.matrix import Matrix
 from envcheck.render import content_hash, context_files
 
@@ -39,23 +39,23 @@ def current_hashes(matrix: Matrix) -> set[str]:
 def stale(api: Any, matrix: Matrix) -> list[Item]:
     keep = current_hashes(matrix)
     items = []
-    for image in api.images(filters={"label": CONTAINER_LABEL}):
-        if (image.get("Labels") or {}).get(HASH_LABEL) not in keep:
+    for image in api.images(filters={"label": labels.OWNER}):
+        if (image.get("Labels") or {}).get(labels.HASH) not in keep:
             name = ", ".join(image.get("RepoTags") or []) or image["Id"][:19]
             items.append(Item("image", name, image.get("Size", 0), image["Id"]))
     # Intermediate images of the CA-bundle build stage (the venv before it is copied out). A fresh one may
     # belong to a build running right now, so only those older than an hour go.
-    for image in api.images(filters={"label": "envcheck.stage", "dangling": True}):
+    for image in api.images(filters={"label": labels.STAGE, "dangling": True}):
         if time.time() - image.get("Created", 0) < STAGE_MIN_AGE:
             continue
         items.append(Item("image", f"{image['Id'][:19]} (build stage)", image.get("Size", 0), image["Id"]))
-    for container in api.containers(all=True, filters={"label": CONTAINER_LABEL}):
+    for container in api.containers(all=True, filters={"label": labels.OWNER}):
         if container.get("State") != "running":
             items.append(
                 Item("container", container["Names"][0].lstrip("/"), container.get("SizeRw", 0) or 0, container["Id"])
             )
     names = {s.name for s in matrix.stacks}
-    build_root = matrix.root / "build"
+    build_root = matrix.layout.build
     for directory in sorted(build_root.iterdir()) if build_root.is_dir() else []:
         if directory.is_dir() and directory.name not in names:
             size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())

@@ -7,15 +7,15 @@ without GPUs so everything else about the image is still measured. Every contain
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.build import STACK_LABEL
-from envcheck.engine import CONTAINER_LABEL, docker_errors
+from envcheck import labels
+from envcheck.engine.client import docker_errors
+from envcheck.probe import PROBE_COMMAND, parse_output
+from envcheck.results.model import RunInfo
 
-PROBE_COMMAND = ["python", "/opt/envcheck/probe.py"]
 GPU_REFUSALS = ("could not select device driver", "unknown runtime specified nvidia", "nvidia-container-cli")
 TAIL_CHARS = 4000
 
@@ -32,16 +32,17 @@ class RunOutcome:
     seconds: float = 0.0
     probe: dict[str, Any] | None = field(default=None)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "exit_code": self.exit_code,
-            "gpu_requested": self.gpu_requested,
-            "gpu_refusal": self.gpu_refusal,
-            "timed_out": self.timed_out,
-            "error": self.error,
-            "seconds": round(self.seconds, 1),
-            "stderr_tail": self.stderr[-TAIL_CHARS:],
-        }
+    def info(self) -> RunInfo:
+        """What a result records of the run (the probe's own document is kept separately)."""
+        return RunInfo(
+            self.exit_code,
+            self.gpu_requested,
+            self.gpu_refusal,
+            self.timed_out,
+            self.error,
+            self.seconds,
+            self.stderr[-TAIL_CHARS:],
+        )
 
 
 def gpu_request() -> list[Any]:
@@ -56,7 +57,7 @@ def _run_once(api: Any, image: str, stack: str, command: list[str], gpus: bool, 
         image,
         command=command,
         host_config=host_config,
-        labels={CONTAINER_LABEL: "1", STACK_LABEL: stack},
+        labels={labels.OWNER: "1", labels.STACK: stack},
     )
     start = time.monotonic()
     try:
@@ -101,7 +102,7 @@ def run_probe(
         except docker_errors() as exc2:
             return RunOutcome(None, "", "", False, gpu_refusal=message.strip(), error=str(exc2).strip())
         outcome.gpu_refusal = message.strip()
-    outcome.probe = parse_probe_output(outcome.stdout)
+    outcome.probe = parse_output(outcome.stdout)
     if outcome.probe is None and not outcome.error:
         outcome.error = (
             f"the probe was killed after {timeout:.0f}s (--run-timeout)"
@@ -109,15 +110,3 @@ def run_probe(
             else f"the probe printed no JSON (exit code {outcome.exit_code})"
         )
     return outcome
-
-
-def parse_probe_output(stdout: str) -> dict[str, Any] | None:
-    """The probe's JSON document: the last stdout line that parses as a JSON object."""
-    for line in reversed(stdout.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None

@@ -1,6 +1,6 @@
-"""The connection to the Docker daemon, with one clear error when there is none.
+"""The connection to the Docker daemon, with one clear error when there is none, and the host as results record it.
 
-The docker SDK is imported here and only here, lazily, so `envcheck doctor` and `lint` work without it.
+The docker SDK is imported here and only here, lazily, so `envcheck doctor`, `lint` and `plan` work without it.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import os
 from typing import Any
 
 from envcheck.errors import DockerUnavailable
-
-CONTAINER_LABEL = "envcheck"
+from envcheck.results.model import Host
 
 
 def connect(timeout: int = 300) -> Any:
@@ -44,15 +43,41 @@ def docker_errors() -> tuple[type[BaseException], ...]:
     return (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
-def host_facts(api: Any) -> dict[str, Any]:
-    """What the daemon says about itself that matters for GPUs."""
-    info = api.info()
+def daemon_facts(info: dict[str, Any]) -> dict[str, Any]:
+    """What `docker info` says that matters for GPUs (from the SDK or the CLI's JSON alike)."""
     runtimes = sorted((info.get("Runtimes") or {}).keys())
     return {
-        "docker_version": api.version().get("Version"),
         "runtimes": runtimes,
         "nvidia_runtime": "nvidia" in runtimes,
         "cdi_devices": [d.get("ID") for d in info.get("DiscoveredDevices") or [] if d.get("Source") == "cdi"],
         "kernel": info.get("KernelVersion"),
         "hostname": info.get("Name"),
     }
+
+
+def host_facts(api: Any) -> dict[str, Any]:
+    """What the daemon says about itself that matters for GPUs."""
+    return {"docker_version": api.version().get("Version"), **daemon_facts(api.info())}
+
+
+def describe_host(api: Any, label: str | None = None) -> Host:
+    """This host as its results record it: the daemon's facts, NVML's driver and GPUs, and the fingerprint that
+    decides whether a saved result can be reused here."""
+    from envcheck.probe.probe import probe_nvml
+
+    facts = host_facts(api)
+    nvml = probe_nvml()
+    host = Host(
+        label=label or facts["hostname"] or "unknown host",
+        hostname=facts["hostname"],
+        docker_version=facts["docker_version"],
+        runtimes=facts["runtimes"],
+        nvidia_runtime=facts["nvidia_runtime"],
+        cdi_devices=facts["cdi_devices"],
+        kernel=facts["kernel"],
+        driver=nvml["driver"],
+        cuda_driver=nvml["cuda_driver"],
+        gpus=[g["name"] or f"GPU {g['index']}" for g in nvml["gpus"]],
+    )
+    host.fingerprint = host.decisive_fingerprint()
+    return host

@@ -18,7 +18,7 @@ import tempfile
 import time
 import traceback
 
-SCHEMA_VERSION = 1
+PROBE_SCHEMA = 1
 ENV_PREFIXES = ("CUDA_", "NVIDIA_", "TF_", "LD_LIBRARY_PATH", "XLA_")
 MAX_LOG_LINES = 400
 
@@ -58,46 +58,141 @@ def probe_device_nodes() -> list:
         return []
 
 
+class _Bindings:
+    """NVML through nvidia-ml-py (imported as pynvml), when it is installed."""
+
+    name = "pynvml"
+
+    def __init__(self) -> None:
+        import pynvml
+
+        self.nvml = pynvml
+
+    def init(self) -> None:
+        self.nvml.nvmlInit()
+
+    def shutdown(self) -> None:
+        self.nvml.nvmlShutdown()
+
+    def driver(self) -> str:
+        return _text(self.nvml.nvmlSystemGetDriverVersion())
+
+    def cuda_driver(self) -> int:
+        return self.nvml.nvmlSystemGetCudaDriverVersion()
+
+    def count(self) -> int:
+        return self.nvml.nvmlDeviceGetCount()
+
+    def device(self, index: int) -> tuple:
+        """(name, (major, minor), (total bytes, free bytes)) of one GPU."""
+        handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+        memory = self.nvml.nvmlDeviceGetMemoryInfo(handle)
+        return (
+            _text(self.nvml.nvmlDeviceGetName(handle)),
+            self.nvml.nvmlDeviceGetCudaComputeCapability(handle),
+            (memory.total, memory.free),
+        )
+
+
+class _CApi:
+    """NVML through libnvidia-ml's C API (nvml.h) with ctypes, for images without the bindings."""
+
+    name = "ctypes"
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self.ctypes = ctypes
+        self.lib = ctypes.CDLL("libnvidia-ml.so.1")
+        self.lib.nvmlErrorString.restype = ctypes.c_char_p
+
+    def call(self, function: str, *args) -> None:
+        status = getattr(self.lib, function)(*args)
+        if status != 0:
+            raise RuntimeError(f"{function}: {self.lib.nvmlErrorString(status).decode(errors='replace')} ({status})")
+
+    def init(self) -> None:
+        self.call("nvmlInit_v2")
+
+    def shutdown(self) -> None:
+        self.lib.nvmlShutdown()
+
+    def driver(self) -> str:
+        buffer = self.ctypes.create_string_buffer(96)
+        self.call("nvmlSystemGetDriverVersion", buffer, 96)
+        return buffer.value.decode()
+
+    def cuda_driver(self) -> int:
+        number = self.ctypes.c_int()
+        self.call("nvmlSystemGetCudaDriverVersion", self.ctypes.byref(number))
+        return number.value
+
+    def count(self) -> int:
+        number = self.ctypes.c_uint()
+        self.call("nvmlDeviceGetCount_v2", self.ctypes.byref(number))
+        return number.value
+
+    def device(self, index: int) -> tuple:
+        ctypes = self.ctypes
+
+        class Memory(ctypes.Structure):  # nvmlMemory_t
+            _fields_ = (("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong))
+
+        handle, buffer, major, minor, memory = (
+            ctypes.c_void_p(),
+            ctypes.create_string_buffer(96),
+            ctypes.c_int(),
+            ctypes.c_int(),
+            Memory(),
+        )
+        self.call("nvmlDeviceGetHandleByIndex_v2", index, ctypes.byref(handle))
+        self.call("nvmlDeviceGetName", handle, buffer, 96)
+        self.call("nvmlDeviceGetCudaComputeCapability", handle, ctypes.byref(major), ctypes.byref(minor))
+        self.call("nvmlDeviceGetMemoryInfo", handle, ctypes.byref(memory))
+        return buffer.value.decode(errors="replace"), (major.value, minor.value), (memory.total, memory.free)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def probe_nvml() -> dict:
-    """Driver and GPUs as NVML sees them; independent of TensorFlow."""
+    """Driver and GPUs as NVML sees them, independent of TensorFlow: through nvidia-ml-py when it is installed,
+    else through libnvidia-ml's C API (the same facts; `bindings` says which)."""
     out: dict = {"available": False, "driver": None, "cuda_driver": None, "gpus": [], "error": None}
     try:
         with open("/proc/driver/nvidia/version") as f:
             out["proc_version"] = f.readline().strip()
     except OSError:
         out["proc_version"] = None
+    note = ""
     try:
-        import pynvml
+        api = _Bindings()
     except Exception as exc:
-        out["error"] = f"pynvml not importable: {_error(exc)}"
-        return _nvml_ctypes(out)
-
-    def text(value):
-        return value.decode() if isinstance(value, bytes) else value
-
+        note = f"pynvml not importable: {_error(exc)}; "
+        try:
+            api = _CApi()
+        except OSError as exc2:
+            out["error"] = f"{note}libnvidia-ml.so.1 not loadable: {exc2}"
+            return out
     try:
-        pynvml.nvmlInit()
+        api.init()
     except Exception as exc:
-        out["error"] = _error(exc)
+        out["error"] = note + _error(exc)
         return out
     try:
-        out["available"] = True
-        out["driver"] = text(pynvml.nvmlSystemGetDriverVersion())
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        out.update(bindings=api.name, available=True, driver=api.driver())
+        cuda = api.cuda_driver()
         out["cuda_driver"] = f"{cuda // 1000}.{cuda % 1000 // 10}"
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            gpu: dict = {"index": index, "name": text(pynvml.nvmlDeviceGetName(handle))}
+        for index in range(api.count()):
+            gpu: dict = {"index": index, "name": None, "compute_capability": None}
             try:
-                major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-                gpu["compute_capability"] = f"{major}.{minor}"
-            except Exception as exc:
-                gpu["compute_capability"] = None
-                gpu["error"] = _error(exc)
-            try:
-                memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-                gpu["memory_total_mib"] = memory.total // 2**20
-                gpu["memory_free_mib"] = memory.free // 2**20
+                gpu["name"], (major, minor), (total, free) = api.device(index)
+                gpu.update(
+                    compute_capability=f"{major}.{minor}",
+                    memory_total_mib=total // 2**20,
+                    memory_free_mib=free // 2**20,
+                )
             except Exception as exc:
                 gpu["error"] = _error(exc)
             out["gpus"].append(gpu)
@@ -105,31 +200,7 @@ def probe_nvml() -> dict:
         out["error"] = _error(exc)
     finally:
         with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-    return out
-
-
-def _nvml_ctypes(out: dict) -> dict:
-    """Without the pynvml bindings, ask libnvidia-ml itself (ctypes) for the driver version and GPU count."""
-    import ctypes
-
-    try:
-        nvml = ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError as exc:
-        out["error"] += f"; libnvidia-ml.so.1 not loadable: {exc}"
-        return out
-    if nvml.nvmlInit_v2() != 0:
-        out["error"] += "; nvmlInit failed"
-        return out
-    try:
-        buffer = ctypes.create_string_buffer(96)
-        count = ctypes.c_uint()
-        if nvml.nvmlSystemGetDriverVersion(buffer, 96) == 0:
-            out.update(available=True, driver=buffer.value.decode(), error=None)
-        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0:
-            out["gpus"] = [{"index": i, "name": None} for i in range(count.value)]
-    finally:
-        nvml.nvmlShutdown()
+            api.shutdown()
     return out
 
 
@@ -269,7 +340,7 @@ def _file_version(path: str):
     return tail or None
 
 
-def probe_cuda_libraries(report: dict) -> None:
+def probe_cuda_libraries(facts: dict) -> None:
     """For each CUDA library TF needs: where the loader finds it (and which file), or that it is missing,
     and separately where it lies on disk without being reachable."""
     import glob
@@ -305,7 +376,7 @@ def probe_cuda_libraries(report: dict) -> None:
         reachable = set(found["candidates"]) if found else set()
         on_disk = [f for d in extra_dirs for f in _matches(d, lib) if f not in reachable]
         libraries[lib] = {"found": found, "unreachable_on_disk": on_disk}
-    report["cuda_libs"] = {
+    facts["cuda_libs"] = {
         "tensorflow_dir": tf_dir,
         "search_path": [{"dir": d, "source": s} for d, s in search if os.path.isdir(d)],
         "libraries": libraries,
@@ -378,9 +449,9 @@ def nvidia_packages() -> dict:
         return {}
 
 
-def probe_tensorflow(report: dict):
+def probe_tensorflow(facts: dict):
     """Import TF and list its GPUs with its log captured; returns the module or None."""
-    report.update(
+    facts.update(
         tensorflow=None,
         tensorflow_error=None,
         is_cuda_build=None,
@@ -390,27 +461,32 @@ def probe_tensorflow(report: dict):
         build_info={},
         gpus=[],
         tf_log=[],
+        tf32_enabled=None,
     )
-    log = report["tf_log"]
+    log = facts["tf_log"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
     with captured_stderr(log):
         try:
             import tensorflow as tf
         except Exception as exc:
-            report["tensorflow_error"] = f"import tensorflow failed: {_error(exc)}"
+            facts["tensorflow_error"] = f"import tensorflow failed: {_error(exc)}"
             return None
         try:
-            report["tensorflow"] = tf.__version__
-            report["is_cuda_build"] = bool(tf.test.is_built_with_cuda())
+            facts["tensorflow"] = tf.__version__
+            facts["is_cuda_build"] = bool(tf.test.is_built_with_cuda())
             build = dict(tf.sysconfig.get_build_info())
-            report["build_info"] = {
+            facts["build_info"] = {
                 k: v if isinstance(v, (str, int, float, bool, list)) else str(v) for k, v in build.items()
             }
-            report["build_cuda"] = build.get("cuda_version")
-            report["build_cudnn"] = build.get("cudnn_version")
-            report["compute_capabilities"] = list(build.get("cuda_compute_capabilities") or [])
+            facts["build_cuda"] = build.get("cuda_version")
+            facts["build_cudnn"] = build.get("cudnn_version")
+            facts["compute_capabilities"] = list(build.get("cuda_compute_capabilities") or [])
         except Exception as exc:
-            report["tensorflow_error"] = f"reading build info failed: {_error(exc)}"
+            facts["tensorflow_error"] = f"reading build info failed: {_error(exc)}"
+        try:  # float32 matmuls run as TF32 on tensor cores (Ampere and newer) while this is on: TF's default
+            facts["tf32_enabled"] = bool(tf.config.experimental.tensor_float_32_execution_enabled())
+        except Exception:
+            facts["tf32_enabled"] = None
         try:
             for device in tf.config.list_physical_devices("GPU"):
                 gpu: dict = {"name": device.name}
@@ -421,9 +497,9 @@ def probe_tensorflow(report: dict):
                     gpu["compute_capability"] = f"{cc[0]}.{cc[1]}" if cc else None
                 except Exception as exc:
                     gpu["error"] = _error(exc)
-                report["gpus"].append(gpu)
+                facts["gpus"].append(gpu)
         except Exception as exc:
-            report["tensorflow_error"] = f"listing GPUs failed: {_error(exc)}"
+            facts["tensorflow_error"] = f"listing GPUs failed: {_error(exc)}"
     return tf
 
 
@@ -492,31 +568,31 @@ def _is_oom(exc: BaseException) -> bool:
     return "resourceexhausted" in text or "out of memory" in text or " oom" in text
 
 
-def probe_placement(tf, report: dict) -> None:
-    """Ask for a matmul on /GPU:0 and report where its result really lives."""
-    if not report["gpus"]:
-        report["placement"] = None
+def probe_placement(tf, facts: dict) -> None:
+    """Ask for a matmul on /GPU:0 and facts where its result really lives."""
+    if not facts["gpus"]:
+        facts["placement"] = None
         return
     try:
         with tf.device("/GPU:0"):
             c = tf.matmul(tf.ones((64, 64)), tf.ones((64, 64)))
-        report["placement"] = {"requested": "/GPU:0", "placed_on": c.device, "on_gpu": "GPU" in c.device.upper()}
+        facts["placement"] = {"requested": "/GPU:0", "placed_on": c.device, "on_gpu": "GPU" in c.device.upper()}
     except Exception as exc:
-        report["placement"] = {"requested": "/GPU:0", "placed_on": None, "on_gpu": False, "error": _error(exc)}
+        facts["placement"] = {"requested": "/GPU:0", "placed_on": None, "on_gpu": False, "error": _error(exc)}
 
 
-def probe_benchmark(tf, report: dict, quick: bool) -> None:
+def probe_benchmark(tf, facts: dict, quick: bool) -> None:
     """Matmul TFLOP/s on CPU (with NumPy beside it) and on the first GPU in float32, float16 and bfloat16.
     GPU sizes go from large to small, so an out-of-memory at one size still leaves the smaller ones."""
-    results = report["benchmark"] = []
+    results = facts["benchmark"] = []
     if tf is None:
         return
     repeats = 3 if quick else 5
     cases = [("/CPU:0", "float32", n) for n in ((1024,) if quick else (1024, 2048))]
-    if report["gpus"]:
+    if facts["gpus"]:
         sizes = (4096,) if quick else (8192, 4096, 2048)
         cases += [("/GPU:0", dtype, n) for dtype in ("float32", "float16", "bfloat16") for n in sizes]
-    with captured_stderr(report["tf_log"]):
+    with captured_stderr(facts["tf_log"]):
         for device, dtype, n in cases:
             kind = "gpu" if "GPU" in device else "cpu"
             try:
@@ -551,8 +627,8 @@ def probe_benchmark(tf, report: dict, quick: bool) -> None:
 
 def main(argv: list | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    report: dict = {
-        "schema": SCHEMA_VERSION,
+    facts: dict = {
+        "schema": PROBE_SCHEMA,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "env": {},
@@ -562,40 +638,40 @@ def main(argv: list | None = None) -> int:
         "errors": [],
     }
     steps = [
-        ("env", lambda: report.update(env=probe_env())),
-        ("device_nodes", lambda: report.update(device_nodes=probe_device_nodes())),
-        ("nvml", lambda: report.update(nvml=probe_nvml())),
+        ("env", lambda: facts.update(env=probe_env())),
+        ("device_nodes", lambda: facts.update(device_nodes=probe_device_nodes())),
+        ("nvml", lambda: facts.update(nvml=probe_nvml())),
         (
             "driver",
-            lambda: report.update(driver=report["nvml"]["driver"], cuda_driver=report["nvml"]["cuda_driver"]),
+            lambda: facts.update(driver=facts["nvml"]["driver"], cuda_driver=facts["nvml"]["cuda_driver"]),
         ),
     ]
     for name, func in steps:
         try:
             func()
         except Exception:
-            report["errors"].append(f"{name}: {traceback.format_exc(limit=3)}")
+            facts["errors"].append(f"{name}: {traceback.format_exc(limit=3)}")
     tf = None
     try:
-        tf = probe_tensorflow(report)
+        tf = probe_tensorflow(facts)
     except Exception:
-        report["errors"].append(f"tensorflow: {traceback.format_exc(limit=3)}")
+        facts["errors"].append(f"tensorflow: {traceback.format_exc(limit=3)}")
     if tf is not None:
         try:
-            with captured_stderr(report["tf_log"]):
-                probe_placement(tf, report)
+            with captured_stderr(facts["tf_log"]):
+                probe_placement(tf, facts)
         except Exception:
-            report["errors"].append(f"placement: {traceback.format_exc(limit=3)}")
+            facts["errors"].append(f"placement: {traceback.format_exc(limit=3)}")
     try:
-        probe_cuda_libraries(report)
+        probe_cuda_libraries(facts)
     except Exception:
-        report["errors"].append(f"cuda_libs: {traceback.format_exc(limit=3)}")
+        facts["errors"].append(f"cuda_libs: {traceback.format_exc(limit=3)}")
     if "--no-benchmark" not in args:
         try:
-            probe_benchmark(tf, report, quick="--quick" in args)
+            probe_benchmark(tf, facts, quick="--quick" in args)
         except Exception:
-            report["errors"].append(f"benchmark: {traceback.format_exc(limit=3)}")
-    sys.stdout.write(json.dumps(report) + "\n")
+            facts["errors"].append(f"benchmark: {traceback.format_exc(limit=3)}")
+    sys.stdout.write(json.dumps(facts) + "\n")
     sys.stdout.flush()
     return 0
 

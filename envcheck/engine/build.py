@@ -9,41 +9,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from envcheck import log
-from envcheck.engine import CONTAINER_LABEL, docker_errors
+from envcheck import labels, log
+from envcheck.engine.client import docker_errors
 from envcheck.errors import BaseImageMissing
 from envcheck.render import BuildContext
+from envcheck.results.model import BuildInfo
 
-HASH_LABEL = "envcheck.hash"
-STACK_LABEL = "envcheck.stack"
 STEP_RE = re.compile(r"Step (\d+)/(\d+) : (.*)")
 TAIL_LINES = 30
-
-
-@dataclass
-class BuildOutcome:
-    ok: bool
-    image: str
-    cached: bool
-    seconds: float
-    log_path: str
-    error: str | None = None
-    log_tail: list[str] | None = None
-    timed_out: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "cached": self.cached,
-            "seconds": round(self.seconds, 1),
-            "log": self.log_path,
-            "error": self.error,
-            "log_tail": self.log_tail or [],
-            "timed_out": self.timed_out,
-        }
 
 
 def current_image(api: Any, ctx: BuildContext) -> str | None:
@@ -52,8 +27,8 @@ def current_image(api: Any, ctx: BuildContext) -> str | None:
         attrs = api.inspect_image(ctx.tag)
     except docker_errors():
         return None
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
-    return attrs["Id"] if labels.get(HASH_LABEL) == ctx.content_hash else None
+    found = (attrs.get("Config") or {}).get("Labels") or {}
+    return attrs["Id"] if found.get(labels.HASH) == ctx.content_hash else None
 
 
 def ensure_base(api: Any, ctx: BuildContext) -> None:
@@ -77,15 +52,15 @@ def ensure_base(api: Any, ctx: BuildContext) -> None:
         ) from None
 
 
-Report = Callable[[str, bool], None]
+Progress = Callable[[str, bool], None]
 
 
-def _print_report(name: str) -> Report:
-    def report(text: str, heartbeat: bool) -> None:
+def _print_progress(name: str) -> Progress:
+    def progress(text: str, heartbeat: bool) -> None:
         if not heartbeat:
             log.info(f"[{name}] {text}")
 
-    return report
+    return progress
 
 
 def build(
@@ -93,23 +68,23 @@ def build(
     ctx: BuildContext,
     force: bool = False,
     timeout: float | None = None,
-    report: Report | None = None,
+    progress: Progress | None = None,
     no_cache: bool = False,
-) -> BuildOutcome:
+) -> BuildInfo:
     """Build ctx's image unless an image with the same content hash already exists (or force: build anyway,
     with Docker's layer cache unless no_cache).
 
-    report(text, heartbeat) receives progress: each step as it starts, and the latest log line (heartbeat).
+    progress(text, heartbeat) receives progress: each step as it starts, and the latest log line (heartbeat).
     A build running longer than timeout seconds is abandoned (closing the connection cancels it in the daemon).
     """
     start = time.monotonic()
     name = ctx.stack.name
-    report = report or _print_report(name)
+    progress = progress or _print_progress(name)
     if not force and current_image(api, ctx):
-        report(f"image {ctx.tag} is up to date, not rebuilding", False)
+        progress(f"image {ctx.tag} is up to date, not rebuilding", False)
         if not ctx.log_path.exists():  # keep the log of the build that made it, when this context has one
             ctx.log_path.write_text(f"# {ctx.tag} was up to date (content hash {ctx.content_hash}); not rebuilt\n")
-        return BuildOutcome(True, ctx.tag, True, time.monotonic() - start, str(ctx.log_path))
+        return BuildInfo(True, cached=True, seconds=time.monotonic() - start, log=str(ctx.log_path))
     ensure_base(api, ctx)
     tail: list[str] = []
     error: str | None = None
@@ -121,7 +96,7 @@ def build(
             stream = api.build(
                 path=str(ctx.directory),
                 tag=ctx.tag,
-                labels={HASH_LABEL: ctx.content_hash, STACK_LABEL: name, CONTAINER_LABEL: "1"},
+                labels={labels.HASH: ctx.content_hash, labels.STACK: name, labels.OWNER: "1"},
                 rm=True,
                 forcerm=True,
                 pull=False,
@@ -144,9 +119,9 @@ def build(
                     match = STEP_RE.match(line)
                     if match:
                         step = f"step {match[1]}/{match[2]}"
-                        report(f"building {step}: {match[3][:70]}", False)
+                        progress(f"building {step}: {match[3][:70]}", False)
                     else:
-                        report(f"building {step}: {line.strip()[:70]}", True)
+                        progress(f"building {step}: {line.strip()[:70]}", True)
                 if timeout is not None and time.monotonic() - start > timeout:
                     raise TimeoutError
         except (TimeoutError, *docker_errors(), *_read_timeouts()) as exc:
@@ -159,10 +134,10 @@ def build(
             logfile.write(f"ERROR: {error}\n")
     seconds = time.monotonic() - start
     if error:
-        report(f"build failed after {log.format_seconds(seconds)}: {error[:150]} (log: {ctx.log_path})", False)
-        return BuildOutcome(False, ctx.tag, False, seconds, str(ctx.log_path), error, tail, timed_out)
-    report(f"built {ctx.tag} in {log.format_seconds(seconds)}", False)
-    return BuildOutcome(True, ctx.tag, False, seconds, str(ctx.log_path))
+        progress(f"build failed after {log.format_seconds(seconds)}: {error[:150]} (log: {ctx.log_path})", False)
+        return BuildInfo(False, False, seconds, str(ctx.log_path), error, tail, timed_out)
+    progress(f"built {ctx.tag} in {log.format_seconds(seconds)}", False)
+    return BuildInfo(True, seconds=seconds, log=str(ctx.log_path))
 
 
 def _read_timeouts() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,237 @@
+"""One function per `envcheck` command: what the command does, given typed arguments; cli.py only parses.
+
+Each returns the exit code (envcheck.errors); errors meant for the user are raised as EnvcheckError.
+Machine-readable output goes to stdout, progress for people to stderr (envcheck.log).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from envcheck import log
+from envcheck.errors import EXIT_CONFIG, EXIT_OK, EXIT_STACK_FAILED, ConfigError
+from envcheck.matrix import Layout, load_matrix
+from envcheck.options import Options
+from envcheck.results.model import Result
+
+
+def list_stacks(matrix_file: str, patterns: list[str]) -> int:
+    for stack in load_matrix(matrix_file).select(patterns):
+        print(stack.name)
+    return EXIT_OK
+
+
+def lint(matrix_file: str, strict: bool) -> int:
+    from envcheck.lint import lint as lint_matrix
+
+    try:
+        matrix = load_matrix(matrix_file)
+    except ConfigError as exc:
+        print(exc)
+        return exc.exit_code
+    findings = lint_matrix(matrix, strict=strict)
+    for finding in findings:
+        print(finding)
+    errors = sum(f.severity == "error" for f in findings)
+    log.info(f"{matrix.path}: {len(matrix.stacks)} stacks, {errors} errors, {len(findings) - errors} warnings")
+    return EXIT_CONFIG if errors else EXIT_OK
+
+
+def plan(
+    matrix_file: str,
+    patterns: list[str],
+    driver: str | None,
+    compute_capabilities: list[str],
+    gpus: list[str],
+    as_json: bool,
+    save: bool,
+    host_label: str | None,
+) -> int:
+    from envcheck.knowledge import Knowledge
+    from envcheck.plan import host_from_args, host_from_nvml, plan, predicted_results
+    from envcheck.results import store
+
+    knowledge = Knowledge.load()
+    matrix = load_matrix(matrix_file)
+    host = host_from_args(driver, compute_capabilities, gpus, knowledge)
+    if host is None:
+        host, why = host_from_nvml()
+        if host is None:
+            log.info(
+                f"envcheck plan: {why}. Plan for another host with --driver VERSION "
+                "[--compute-capability X.Y | --gpu NAME]."
+            )
+            return EXIT_CONFIG
+        if why:
+            log.info(f"envcheck plan: {why}; planning for driver {host.driver} only")
+    stacks = matrix.select(patterns)
+    verdicts = plan(stacks, host, knowledge)
+    if save:
+        results_dir = matrix.layout.results
+        with store.lock(results_dir):
+            store.append(store.records_file(results_dir), predicted_results(stacks, verdicts, host, host_label))
+        log.info(
+            f"saved {len(verdicts)} predicted records to {store.records_file(results_dir)} (shown as 🔮 in the table)"
+        )
+    if as_json:
+        print(json.dumps([v.as_dict() for v in verdicts], indent=2))
+        return EXIT_OK
+    listed = ", ".join(f"{label} ({cc})" if not label.startswith("compute") else label for label, cc in host.gpus)
+    print(
+        f"Plan for driver {host.driver}"
+        + (f" with {listed}" if listed else " (no GPU given: compute capability not checked)")
+    )
+    width = max(len(v.stack) for v in verdicts)
+    for v in verdicts:
+        codes = f" [{', '.join(v.codes)}]" if v.codes else ""
+        print(f"  {v.stack:<{width}}  {v.status.value:<5}  {v.reason}{codes}")
+    return EXIT_OK
+
+
+def render(matrix_file: str, stack_name: str, options: Options) -> int:
+    from envcheck.render import render as render_stack
+
+    matrix = load_matrix(matrix_file)
+    for stack in matrix.select([stack_name]):
+        ctx = render_stack(stack, matrix.layout.build, options.ca_bundle)
+        log.info(f"wrote {ctx.directory}/ (tag {ctx.tag})")
+        sys.stdout.write(ctx.dockerfile.read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+def build(matrix_file: str, patterns: list[str], options: Options) -> int:
+    from envcheck.pipeline import MatrixRun
+
+    matrix = load_matrix(matrix_file)
+    failed = 0
+    for ctx, outcome in MatrixRun(matrix, options).build_only(matrix.select(patterns)):
+        if isinstance(outcome, str) or not outcome.ok:
+            failed += 1
+            error = outcome if isinstance(outcome, str) else f"build failed (log: {outcome.log})"
+            print(f"{ctx.stack.name}: {error}")
+        else:
+            print(ctx.tag)
+    return EXIT_STACK_FAILED if failed else EXIT_OK
+
+
+def check(matrix_file: str, patterns: list[str], options: Options, output: str, single: bool) -> int:
+    """`run` (one stack, single=True) and `matrix`: build, probe, diagnose, save; print text, JSON or JUnit."""
+    from envcheck.pipeline import MatrixRun
+
+    matrix = load_matrix(matrix_file)
+    stacks = matrix.select(patterns)
+    start = time.monotonic()
+    results = MatrixRun(matrix, options).run(stacks)
+    counts = Counter(str(r.status) for r in results)
+    reused = sum(r.reused for r in results)
+    log.info(
+        f"summary: {len(results)} stacks in {log.format_seconds(time.monotonic() - start)}: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        + (f" ({reused} reused unchanged)" if reused else "")
+    )
+    layout = matrix.layout
+    log.info(
+        f"results: {layout.results}/  build logs: {layout.build}/NAME/build.log  "
+        f"table: {layout.docs / 'compatibility.md'}"
+    )
+    print_results(results, output, single)
+    return EXIT_OK if all(r.status.ran for r in results) else EXIT_STACK_FAILED
+
+
+def print_results(results: list[Result], output: str, single: bool) -> None:
+    if output == "junit":
+        from envcheck.results.junit import render_junit
+
+        sys.stdout.write(render_junit(results))
+    elif output == "json":
+        data = [r.to_dict() for r in results]
+        print(json.dumps(data[0] if single else data, indent=2, sort_keys=True))
+    else:
+        from envcheck.results.publish import format_text
+
+        for result in results:
+            print(format_text(result))
+
+
+def doctor(scripts: list[str], full: bool, as_json: bool) -> int:
+    from envcheck.doctor import doctor as check_host
+    from envcheck.doctor import format_text
+
+    with log.step("probing this host"):
+        found = check_host(scripts, quick=not full)
+    print(json.dumps(found.to_dict(), indent=2, sort_keys=True) if as_json else format_text(found))
+    return EXIT_OK if found.uses_gpu else EXIT_STACK_FAILED
+
+
+def clean(matrix_file: str, dry_run: bool) -> int:
+    from envcheck.engine.clean import remove, stale
+    from envcheck.engine.client import connect
+
+    matrix = load_matrix(matrix_file)
+    api = connect()
+    items = stale(api, matrix)
+    for item in items:
+        print(f"{'would remove' if dry_run else 'removing'} {item}")
+    total = sum(i.size for i in items) / 1e9
+    if dry_run:
+        log.info(f"{len(items)} items, {total:.2f} GB; run without --dry-run to remove them")
+        return EXIT_OK
+    errors = remove(api, items)
+    for error in errors:
+        log.warning(f"not removed: {error}")
+    log.info(f"removed {len(items) - len(errors)} items, {total:.2f} GB")
+    return EXIT_STACK_FAILED if errors else EXIT_OK
+
+
+def table(matrix_file: str, sources: list[str] | None) -> int:
+    from envcheck.results import publish, store
+
+    layout = Layout.of(matrix_file)
+    paths = [Path(p) for p in sources] if sources else [store.records_file(layout.results)]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ConfigError(
+            f"no such results file or directory: {', '.join(missing)} (run `envcheck matrix` first, "
+            "or pass --results FILE.jsonl|DIR)"
+        )
+    results, problems = store.read(paths)
+    for problem in problems:
+        log.warning(problem)
+    with store.lock(layout.results):
+        written = publish.write_outputs(layout.docs, results)
+    for path in written:
+        print(path)
+    log.info(f"{len(results)} records from {len(paths)} source(s) merged")
+    return EXIT_OK
+
+
+def results_export(matrix_file: str, output: str | None) -> int:
+    from envcheck.results import store
+
+    results, _ = store.own_records(Layout.of(matrix_file).results)
+    merged = store.merge(results)
+    text = "".join(store.record_line(r) for r in merged)
+    if output:
+        store.write_atomic(Path(output), text)
+        log.info(f"exported {len(merged)} records to {output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def results_import(matrix_file: str, files: list[str]) -> int:
+    from envcheck.results import store
+
+    if not files:
+        raise ConfigError("results import needs FILE.jsonl arguments (records exported on another host)")
+    results, problems = store.read([Path(f) for f in files])
+    for problem in problems:
+        log.warning(problem)
+    target = Layout.of(matrix_file).results
+    added = store.import_records(target, results)
+    log.info(f"imported {added} new records into {store.records_file(target)} ({len(results) - added} already there)")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Docker: the daemon connection (client), image builds (build), probe containers (run) and cleanup (clean)."""

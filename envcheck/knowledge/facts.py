@@ -1,0 +1,297 @@
+"""A typed view of knowledge.yaml: what TF releases were built with and carry, what CUDA needs from the driver.
+
+Versions compare with `packaging` (12.10 > 12.9, 3.10 == 3.10.0); callers ask questions (`tf_build("2.15.1")`,
+`min_driver("12.2")`, `gpu_compute_capability("NVIDIA A100-SXM4-40GB")`) instead of branching on version
+strings. What to conclude from the facts is in rules.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version as _PackagingVersion
+
+DATA_FILE = Path(__file__).with_name("knowledge.yaml")
+_NUMERIC = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+class Version(_PackagingVersion):
+    """A dotted numeric version (12.2, 535.54.03, 2.15.1) compared by packaging's rules; a suffix such as rc1 is
+    ignored, and the text is kept as written, since drivers are spelled 535.54.03, not 535.54.3."""
+
+    def __init__(self, text: str | float | int) -> None:
+        match = _NUMERIC.match(str(text).strip())
+        if not match:
+            raise ValueError(f"not a version: {text!r}")
+        super().__init__(match[0])
+        self._text = match[0]
+
+    @classmethod
+    def parse(cls, text: str | float | int) -> Version:
+        return cls(text)
+
+    def prefix(self, n: int) -> Version:
+        """The first n components (12.5.1 → 12.5), zero-filled (12 → 12.0)."""
+        return Version(".".join(str(p) for p in (self.release + (0,) * n)[:n]))
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"Version('{self._text}')"
+
+
+def capability(entry: str) -> Version | None:
+    """'sm_90' / 'compute_90' / 'sm_90a' → 9.0 (the arch-specific 'a' suffix is kept out of the number)."""
+    digits = entry.partition("_")[2].rstrip("af")
+    return Version(f"{digits[:-1]}.{digits[-1]}") if digits.isdigit() and len(digits) >= 2 else None
+
+
+@dataclass(frozen=True)
+class GpuCode:
+    """GPU code in a build: SASS for some architectures, PTX (with its ISA version, when read) for others."""
+
+    sass: tuple[Version, ...]
+    ptx: dict[Version, Version | None]  # PTX target → PTX ISA version (None: not read)
+
+    @classmethod
+    def from_build_info(cls, entries: list[str]) -> GpuCode:
+        """TF's build-info list ['sm_60', 'compute_90'] → GPU code. In TF's builds `compute_XY` means SASS for
+        sm_XY and PTX for compute_XY both (every wheel 2.10-2.21 read with scripts/read_wheel_ptx.py)."""
+        sass, ptx = [], {}
+        for entry in entries:
+            cc = capability(entry)
+            if cc is None:
+                continue
+            sass.append(cc)
+            if entry.startswith("compute_"):
+                ptx[cc] = None
+        return cls(tuple(sorted(set(sass))), ptx)
+
+    def kernels_for(self, compute_capability: Version) -> str:
+        """'native' when there is SASS for this GPU, 'ptx' when only a JIT from PTX, else 'none'.
+
+        SASS built for X.Y runs on X.Z with Z >= Y (same major); PTX for X.Y JIT-compiles for any GPU >= X.Y.
+        """
+        cc = compute_capability.prefix(2)
+        if any(sm.major == cc.major and sm <= cc for sm in self.sass):
+            return "native"
+        if self.jit_ptx(cc) is not None:
+            return "ptx"
+        return "none"
+
+    def jit_ptx(self, compute_capability: Version) -> Version | None:
+        """The PTX target the driver JIT-compiles for this GPU: the newest one not newer than the GPU."""
+        fitting = [p for p in self.ptx if p <= compute_capability.prefix(2)]
+        return max(fitting) if fitting else None
+
+    @property
+    def oldest(self) -> Version:
+        return min((*self.sass, *self.ptx))
+
+    def describe(self) -> str:
+        sass = ", ".join(f"sm_{v.major}{v.minor}" for v in self.sass)
+        ptx = ", ".join(
+            f"compute_{v.major}{v.minor}" + (f" (PTX ISA {isa})" if isa else "") for v, isa in self.ptx.items()
+        )
+        return f"SASS {sass or 'none'}; PTX {ptx or 'none'}"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message TensorFlow or Docker prints, and the diagnosis it is evidence for (None: harmless)."""
+
+    text: str
+    code: str | None
+    meaning: str
+
+
+@dataclass(frozen=True)
+class AndCudaPins:
+    """What tensorflow[and-cuda] requires: exact pins (2.14-2.19) or ranges (2.20 on)."""
+
+    cuda_major: int
+    cuda_runtime: Version  # the pin, or the floor of the range
+    cudnn: Version
+    packages: tuple[str, ...] = ()  # every NVIDIA wheel the extra pins exactly, when the data has the full set
+    ranges: dict[str, str] = field(default_factory=dict)  # package → version range, when the extra has ranges
+    python: SpecifierSet | None = None  # narrower than TF's own range when a pinned wheel lacks newer Pythons
+    python_note: str = ""
+
+
+@dataclass(frozen=True)
+class TFBuild:
+    """What one TensorFlow minor release was built and tested with, and the GPU code its wheel carries."""
+
+    release: str
+    python: tuple[Version, Version]
+    cuda: Version
+    cudnn: Version
+    build_cuda: str
+    build_cudnn: str
+    native: tuple[Version, ...]  # build info: sm_XY entries
+    ptx: tuple[Version, ...]  # build info: compute_XY entries
+    code: GpuCode  # read from the wheel where known, else derived from the build info
+    and_cuda: AndCudaPins | None
+    confirmed: bool
+    notes: dict[str, str]
+
+    @property
+    def python_spec(self) -> SpecifierSet:
+        return SpecifierSet(f">={self.python[0]},<{self.python[1].major}.{self.python[1].minor + 1}")
+
+    def supports_python(self, python: str) -> bool:
+        return Version(python).prefix(2) in self.python_spec
+
+    def python_range(self) -> str:
+        return f"{self.python[0]}–{self.python[1]}"
+
+    def kernels_for(self, compute_capability: Version) -> str:
+        return self.code.kernels_for(compute_capability)
+
+    @property
+    def oldest_gpu(self) -> Version:
+        return self.code.oldest
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A GPU's datasheet peak dense matmul TFLOP/s per dtype ('tf32': float32 on tensor cores)."""
+
+    name: str
+    tflops: dict[str, float]
+
+
+class Knowledge:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.sources: dict[str, str] = data["sources"]
+        sets = {name: tuple(packages) for name, packages in data["and_cuda_sets"].items()}
+        self._tf = {release: _tf_build(release, entry, sets) for release, entry in data["tensorflow"].items()}
+        self._drivers = {Version(k): Version(v) for k, v in data["cuda_drivers"].items()}
+        self._driver_updates = {Version(k): Version(v) for k, v in data["cuda_driver_updates"].items()}
+        self._floors = {int(k): Version(v) for k, v in data["minor_compat_floor"].items()}
+        self._ptx_isa = {Version(k): Version(v) for k, v in data["ptx_isa"].items()}
+        self._cudnn_cuda = {int(k): set(v) for k, v in data["cudnn_cuda_majors"].items()}
+        # Longest names first so "A100" wins over "A10" and "GTX TITAN X" over "GTX TITAN".
+        self._gpus = sorted(((k, Version(v)) for k, v in data["gpus"].items()), key=lambda kv: -len(kv[0]))
+        self._peaks = sorted((Peak(k, v) for k, v in data["gpu_peaks"].items()), key=lambda p: -len(p.name))
+        self.tf32_from = Version(data["tf32"]["compute_capability"])
+        self.required_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["required"])
+        self.optional_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["optional"])
+        self.messages = tuple(Message(m["text"], m.get("code"), m["meaning"]) for m in data["messages"])
+
+    @classmethod
+    @functools.cache
+    def load(cls, path: Path = DATA_FILE) -> Knowledge:
+        return cls(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+    def releases(self) -> list[str]:
+        return sorted(self._tf, key=Version)
+
+    def tf_build(self, tensorflow: str) -> TFBuild | None:
+        """The build facts for a TF version ('2.15.1' → the 2.15 entry), or None if unknown."""
+        try:
+            return self._tf.get(str(Version(tensorflow).prefix(2)))
+        except ValueError:
+            return None
+
+    def min_driver(self, cuda: str | Version) -> Version | None:
+        """Minimum Linux driver for a CUDA toolkit/runtime version (an update-level entry when one is listed)."""
+        version = cuda if isinstance(cuda, Version) else Version(cuda)
+        updates = [d for u, d in self._driver_updates.items() if u.prefix(2) == version.prefix(2) and u <= version]
+        ga = self._drivers.get(version.prefix(2))
+        candidates = [d for d in [ga, *updates] if d is not None]
+        return max(candidates) if candidates else None
+
+    def minor_compat_floor(self, cuda_major: int) -> Version | None:
+        return self._floors.get(cuda_major)
+
+    def newest_cuda_for_driver(self, driver: Version) -> Version | None:
+        fitting = [cuda for cuda, needed in self._drivers.items() if needed <= driver]
+        return max(fitting) if fitting else None
+
+    def newest_cuda(self, major: int) -> Version | None:
+        """The newest CUDA minor of a major that the data knows (what a `<13` range may install today)."""
+        known = [cuda for cuda in self._drivers if cuda.major == major]
+        return max(known) if known else None
+
+    def ptx_isa(self, cuda: Version) -> Version | None:
+        """The newest PTX ISA a CUDA version knows (what its nvcc writes, what its driver JIT-compiles)."""
+        fitting = [isa for c, isa in self._ptx_isa.items() if c <= cuda.prefix(2)]
+        return max(fitting) if fitting else None
+
+    def driver_ptx_isa(self, driver: Version) -> Version | None:
+        """The newest PTX ISA a driver's JIT compiles: that of the newest CUDA the driver supports."""
+        cuda = self.newest_cuda_for_driver(driver)
+        return self.ptx_isa(cuda) if cuda is not None else None
+
+    def cudnn_supports_cuda(self, cudnn_major: int, cuda_major: int) -> bool:
+        return cuda_major in self._cudnn_cuda.get(cudnn_major, set())
+
+    def classify(self, line: str) -> Message | None:
+        """The known message a log line contains, if any."""
+        return next((m for m in self.messages if m.text in line), None)
+
+    def gpu_peak(self, product: str) -> Peak | None:
+        """The datasheet peaks of a GPU product, matched by its most specific known name (form factors differ:
+        'H100 PCIe' and 'H100 NVL' are not the SXM part, so a bare 'H100' matches nothing)."""
+        return next((p for p in self._peaks if _word_in(p.name, product)), None)
+
+    def gpu_compute_capability(self, product: str) -> Version | None:
+        """The compute capability of a GPU product name such as 'NVIDIA A100-SXM4-40GB' or 'Tesla K80'."""
+        return next((cc for name, cc in self._gpus if _word_in(name, product)), None)
+
+
+def _word_in(name: str, product: str) -> bool:
+    """'A100' is in 'NVIDIA A100-SXM4-40GB' but 'A10' is not."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", product, re.IGNORECASE) is not None
+
+
+def _tf_build(release: str, entry: dict[str, Any], sets: dict[str, tuple[str, ...]]) -> TFBuild:
+    pins = entry.get("and_cuda")
+    build_info = entry["capabilities"]
+    native = tuple(c for e in build_info if e.startswith("sm_") and (c := capability(e)))
+    ptx = tuple(c for e in build_info if e.startswith("compute_") and (c := capability(e)))
+    wheel = entry.get("wheel_code")
+    code = (
+        GpuCode(
+            tuple(Version(v) for v in wheel["sass"]),
+            {Version(arch): Version(isa) for arch, isa in wheel["ptx"].items()},
+        )
+        if wheel
+        else GpuCode.from_build_info(build_info)
+    )
+    and_cuda = None
+    if pins:
+        python = pins.get("python")
+        and_cuda = AndCudaPins(
+            int(pins["cuda_major"]),
+            Version(pins["cuda_runtime"]),
+            Version(pins["cudnn"]),
+            sets[pins["set"]] if pins.get("set") else (),
+            dict(pins.get("ranges") or {}),
+            SpecifierSet(f">={python[0]},<{Version(python[1]).major}.{Version(python[1]).minor + 1}")
+            if python
+            else None,
+            str(pins.get("python_note") or ""),
+        )
+    return TFBuild(
+        release=release,
+        python=(Version(entry["python"][0]), Version(entry["python"][1])),
+        cuda=Version(entry["cuda"]),
+        cudnn=Version(entry["cudnn"]),
+        build_cuda=str(entry["build_cuda"]),
+        build_cudnn=str(entry["build_cudnn"]),
+        native=native,
+        ptx=ptx,
+        code=code,
+        and_cuda=and_cuda,
+        confirmed=bool(entry.get("confirmed", True)),
+        notes={str(k): str(v) for k, v in (entry.get("notes") or {}).items()},
+    )

@@ -1,0 +1,1 @@
+"""Results: the typed result (model), where results are kept (store) and what is made from them (publish, junit)."""

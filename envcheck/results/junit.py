@@ -1,0 +1,29 @@
+"""Results as JUnit XML, for CI systems that show test reports: one test case per stack × host."""
+
+from __future__ import annotations
+
+import json
+from xml.sax.saxutils import escape, quoteattr
+
+from envcheck.results.model import Result
+
+
+def render_junit(results: list[Result]) -> str:
+    """A stack that did not build and run is a failure; its message names the status and the cause."""
+    cases = []
+    for r in results:
+        name = quoteattr(r.stack)
+        classname = quoteattr(f"envcheck.{r.host.label}")
+        seconds = (r.build.seconds if r.build else 0) + (r.run.seconds if r.run else 0)
+        body = escape(json.dumps({"status": r.status.value, "codes": r.codes, "gpu_tflops": r.best_tflops("gpu")}))
+        head = f'  <testcase classname={classname} name={name} time="{seconds:.1f}">'
+        if r.status.ran:
+            cases.append(f"{head}<system-out>{body}</system-out></testcase>")
+        else:
+            message = quoteattr(f"{r.status}: {r.error or ', '.join(r.codes)}"[:500])
+            cases.append(f'{head}<failure message={message} type="{r.status}">{body}</failure></testcase>')
+    failures = sum(not r.status.ran for r in results)
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="envcheck" tests="{len(results)}" '
+        f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n"
+    )

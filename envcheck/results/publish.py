@@ -1,0 +1,257 @@
+"""The compatibility outputs: docs/compatibility.md, .html and .json, all from one merged view of results.
+
+The view holds one cell per (stack, host) — the newest result — and one entry per host; every output renders
+that same view, so the three never disagree. Values come from other hosts and are escaped for each format.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from tabulate import tabulate
+
+from envcheck.results import store
+from envcheck.results.model import SCHEMA, Result
+from envcheck.results.store import merge, write_atomic
+
+MISSING = "–"  # an en dash reads as "no value" in the rendered table
+OUTPUTS = ("compatibility.md", "compatibility.html", "compatibility.json")
+DETAIL_HEADERS = [
+    "Stack",
+    "TF",
+    "Python",
+    "CUDA (build)",
+    "cuDNN (build)",
+    "Variant",
+    "GPUs seen",
+    "Driver",
+    "Status",
+    "Diagnoses",
+    "CPU TFLOP/s",
+    "GPU TFLOP/s",
+    "Date",
+    "Host",
+]
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.3g}" if value else MISSING
+
+
+def cell(result: Result) -> dict[str, Any]:
+    """What one (stack, host) cell shows, the same in Markdown, HTML and JSON."""
+    return {
+        "stack": result.stack,
+        "host": result.host.label,
+        "status": result.status.value,
+        "predicted": result.predicted_only,
+        "mark": result.status.mark,
+        "tensorflow": result.tensorflow,
+        "python": result.python,
+        "build_cuda": result.build_cuda,
+        "build_cudnn": result.build_cudnn,
+        "variant": result.variant,
+        "gpus": result.gpu_names,
+        "driver": result.driver,
+        "gpu_tflops": result.best_tflops("gpu"),
+        "cpu_tflops": result.best_tflops("cpu"),
+        "codes": result.codes,
+        "diagnoses": [d.to_dict() for d in result.diagnoses],
+        "benchmark": [b.to_dict() for b in result.benchmark],
+        "error": result.error,
+        "reason": result.reason,
+        "date": result.date,
+    }
+
+
+def hosts_of(results: list[Result]) -> list[dict[str, Any]]:
+    """One entry per host (its newest result's facts), titled 'label: GPU model, driver'."""
+    hosts: dict[str, dict[str, Any]] = {}
+    for result in sorted(results, key=lambda r: r.timestamp):
+        host = result.host
+        hosts[host.label] = {
+            "label": host.label,
+            "gpus": sorted(set(host.gpus)),
+            "driver": host.driver,
+            "cuda_driver": host.cuda_driver,
+            "docker_version": host.docker_version,
+            "nvidia_runtime": host.nvidia_runtime,
+            "last": result.timestamp[:19],
+            "title": host.title,
+        }
+    return [hosts[k] for k in sorted(hosts)]
+
+
+def view(results: list[Result]) -> dict[str, Any]:
+    merged = merge(results)
+    return {
+        "hosts": hosts_of(merged),
+        "stacks": sorted({r.stack for r in merged}),
+        "cells": {(r.stack, r.host.label): cell(r) for r in merged},
+        "records": merged,
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# -- Markdown -----------------------------------------------------------------------------------------------------
+
+
+def md(value: object) -> str:
+    """A value from a record as Markdown table text: no raw HTML, no column breaks, one line."""
+    text = html.escape(str(value), quote=False).replace("|", "\\|").replace("`", "'")
+    return " ".join(text.split())
+
+
+def _md_cell(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return MISSING
+    parts = [f"{c['mark']} {'predicted ' if c['predicted'] else ''}{c['status']}"]
+    if c["tensorflow"]:
+        parts.append(
+            f"TF {md(c['tensorflow'])}"
+            + (f" · CUDA {md(c['build_cuda'])}/cuDNN {md(c['build_cudnn'])}" if c["build_cuda"] else "")
+            + (f" · Py {md(c['python'])}" if c["python"] else "")
+        )
+    if c["gpu_tflops"]:
+        parts.append(f"GPU {_fmt(c['gpu_tflops'])} TFLOP/s")
+    if c["codes"]:
+        parts.append(" ".join(f"`{md(code)}`" for code in c["codes"]))
+    return "<br>".join(parts)
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_markdown(v: dict[str, Any]) -> str:
+    hosts_table = _table(
+        [
+            [
+                md(h["label"]),
+                md(", ".join(h["gpus"]) or "no GPU"),
+                md(h["driver"] or MISSING),
+                md(h["cuda_driver"] or MISSING),
+                md(h["docker_version"] or MISSING),
+                "yes" if h["nvidia_runtime"] else "no",
+                md(h["last"]),
+            ]
+            for h in v["hosts"]
+        ],
+        ["Host", "GPUs", "Driver", "CUDA driver", "Docker", "NVIDIA runtime", "Newest record"],
+    )
+    grid = _table(
+        [[f"**{md(s)}**", *[_md_cell(v["cells"].get((s, h["label"]))) for h in v["hosts"]]] for s in v["stacks"]],
+        ["Stack", *[md(h["title"]) for h in v["hosts"]]],
+    )
+    details = _table([_detail_row(c) for c in v["cells"].values()], DETAIL_HEADERS)
+    return (
+        "# TensorFlow GPU compatibility\n\n"
+        "Generated by `envcheck table` from result records; do not edit by hand. Every measured value was read "
+        "inside the stack's running container (the probe), not copied from matrix.yaml. "
+        "A self-contained page with filters and details: [compatibility.html](compatibility.html); the data: "
+        "[compatibility.json](compatibility.json).\n\n"
+        f"## Hosts\n\n{hosts_table}\n\n## Stacks × hosts\n\n{grid}\n\n"
+        "Legend: ✅ `gpu` TensorFlow used a GPU · ❌ `cpu-only` it ran but used no GPU (see the codes) · "
+        "💥 `build-failed` / `run-failed` · ⏱ `timeout` · 🔮 predicted by `envcheck plan` (not measured): "
+        "`ok`, `warn`, `fails`.\n\n"
+        f"## Details\n\n{details}\n"
+    )
+
+
+def _detail_row(c: dict[str, Any]) -> list[str]:
+    names = ", ".join(sorted({n for n in c["gpus"] if n}))
+    return [
+        md(c["stack"]),
+        md(c["tensorflow"] or MISSING),
+        md(c["python"] or MISSING),
+        md(c["build_cuda"] or MISSING),
+        md(c["build_cudnn"] or MISSING),
+        md(c["variant"] or MISSING),
+        f"{len(c['gpus'])}" + (f" ({md(names)})" if names else ""),
+        md(c["driver"] or MISSING),
+        ("predicted " if c["predicted"] else "") + c["status"],
+        md(", ".join(c["codes"]) or MISSING),
+        _fmt(c["cpu_tflops"]),
+        _fmt(c["gpu_tflops"]),
+        md(c["date"] or MISSING),
+        md(c["host"]),
+    ]
+
+
+# -- HTML and JSON --------------------------------------------------------------------------------------------
+
+
+def render_html(v: dict[str, Any]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    bars = [
+        (c["stack"], c["host"], c["gpu_tflops"] or c["cpu_tflops"], "GPU" if c["gpu_tflops"] else "CPU")
+        for c in v["cells"].values()
+        if (c["gpu_tflops"] or c["cpu_tflops"])
+    ]
+    versions = sorted({c["tensorflow"] for c in v["cells"].values() if c["tensorflow"]})
+    statuses = sorted({c["status"] for c in v["cells"].values()})
+    return env.get_template("compatibility.html.j2").render(
+        v=v, bars=bars, versions=versions, statuses=statuses, fmt=_fmt, maximum=max((b[2] for b in bars), default=1)
+    )
+
+
+def render_json(v: dict[str, Any]) -> str:
+    data = {
+        "schema": SCHEMA,
+        "generated": v["generated"],
+        "hosts": v["hosts"],
+        "cells": list(v["cells"].values()),
+        "records": [r.to_dict() for r in v["records"]],
+    }
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def write_outputs(docs_dir: Path, results: list[Result]) -> list[Path]:
+    """docs/compatibility.md, .html and .json from the same merged results."""
+    v = view(results)
+    texts = dict(zip(OUTPUTS, (render_markdown(v), render_html(v), render_json(v)), strict=True))
+    for name, text in texts.items():
+        write_atomic(docs_dir / name, text)
+    return [docs_dir / name for name in OUTPUTS]
+
+
+# -- text, for people at a terminal ---------------------------------------------------------------------------
+
+
+def format_text(result: Result) -> str:
+    """The human summary of one stack: verdict first, then each cause with its fix."""
+    reused = " [reused: image and host unchanged]" if result.reused else ""
+    lines = [f"{result.stack}: {result.status}  ({result.image}){reused}"]
+    if result.probe:
+        lines.append(
+            f"  TensorFlow {result.tensorflow} on Python {result.python}, built for "
+            f"CUDA {result.build_cuda or '-'} / cuDNN {result.build_cudnn or '-'}; "
+            f"GPUs seen: {len(result.gpu_names)}; driver: {result.probe_driver or 'none'}"
+        )
+    if result.error:
+        lines.append(f"  error: {result.error}")
+    for d in result.diagnoses:
+        lines.append(f"  [{d.severity}] {d.code}: {d.summary}")
+        lines += [f"      evidence: {line}" for line in d.evidence]
+        lines.append(f"      fix: {d.fix}")
+    for b in result.benchmark:
+        figure = f"{b.tflops} TFLOP/s" if b.tflops is not None else f"failed: {b.error}"
+        precision = f" ({b.precision})" if b.precision else ""
+        lines.append(f"  matmul {b.library} {b.device} {b.dtype}{precision} n={b.n}: {figure}")
+    return "\n".join(lines)
+
+
+def refresh(results_dir: Path, docs_dir: Path) -> list[Path]:
+    """Rewrite the outputs from a results directory's own records (after each stack of a run)."""
+    results, _ = store.own_records(results_dir)
+    return write_outputs(docs_dir, results)

@@ -1,0 +1,144 @@
+"""The results store: one directory (results/ next to the matrix) that keeps what every run found.
+
+- results/NAME.json: a stack's latest result on this host, what reruns reuse;
+- results/records.jsonl: one JSON line per result, appended by every run, by `plan --save` and by
+  `results import`; these lines travel between hosts;
+- results/.lock: one writer at a time (matrix runs, builds, imports and table refreshes take turns).
+
+Files are replaced atomically and record lines appended with a single write, so a crash or Ctrl-C never leaves
+half a file. Records are read as untrusted input: a line that is not a valid record is skipped and named.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from envcheck import log
+from envcheck.results.model import SCHEMA, RecordError, Result
+
+RECORDS_FILE = "records.jsonl"
+LOCK_FILE = ".lock"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; published files are readable like any other
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def lock(results_dir: Path) -> Iterator[None]:
+    """One writer per results directory at a time: a second one waits (and says so) instead of interleaving."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with (results_dir / LOCK_FILE).open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"another envcheck run is using {results_dir}; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def record_line(result: Result) -> str:
+    return json.dumps({**result.to_dict(), "record_schema": SCHEMA}, sort_keys=True) + "\n"
+
+
+def append(path: Path, results: Iterable[Result]) -> None:
+    """Record lines, each written with a single O_APPEND write so concurrent writers never interleave a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for result in results:
+            os.write(fd, record_line(result).encode())
+    finally:
+        os.close(fd)
+
+
+def save(results_dir: Path, result: Result) -> Path:
+    """The stack's latest result (for reuse) and one more line in the records that travel."""
+    path = results_dir / f"{result.stack}.json"
+    write_atomic(path, json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    append(results_dir / RECORDS_FILE, [result])
+    return path
+
+
+def load(results_dir: Path, stack: str) -> Result | None:
+    """A stack's saved result, or None when there is none or it cannot be read."""
+    try:
+        return Result.from_dict(json.loads((results_dir / f"{stack}.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def read(sources: Iterable[Path]) -> tuple[list[Result], list[str]]:
+    """Results from .jsonl files (or every .jsonl under a directory); each unreadable line is named, not fatal."""
+    results: list[Result] = []
+    problems: list[str] = []
+    for source in sources:
+        files = sorted(source.rglob("*.jsonl")) if source.is_dir() else [source]
+        for file in files:
+            try:
+                raw = file.read_bytes()
+            except OSError as exc:
+                problems.append(f"{file}: {exc.strerror or exc}")
+                continue
+            for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    results.append(Result.from_dict(json.loads(line)))
+                except RecursionError:
+                    problems.append(f"{file}:{number}: skipped: nested too deeply to be a record")
+                except (ValueError, RecordError) as exc:
+                    problems.append(f"{file}:{number}: skipped: {exc}")
+    return results, problems
+
+
+def merge(results: Iterable[Result]) -> list[Result]:
+    """The newest result per (stack, host), in a stable order."""
+    newest: dict[tuple[str, str], Result] = {}
+    for result in results:
+        key = (result.stack, result.host.label)
+        if key not in newest or result.timestamp >= newest[key].timestamp:
+            newest[key] = result
+    return [newest[k] for k in sorted(newest)]
+
+
+def records_file(results_dir: Path) -> Path:
+    return results_dir / RECORDS_FILE
+
+
+def own_records(results_dir: Path) -> tuple[list[Result], list[str]]:
+    path = records_file(results_dir)
+    return read([path]) if path.exists() else ([], [])
+
+
+def import_records(results_dir: Path, results: list[Result]) -> int:
+    """Add other hosts' results to this directory's records, each at most once; returns how many were new."""
+    with lock(results_dir):
+        existing, _ = own_records(results_dir)
+        seen = {record_line(r) for r in existing}
+        new = []
+        for result in results:
+            line = record_line(result)
+            if line not in seen:
+                seen.add(line)
+                new.append(result)
+        append(records_file(results_dir), new)
+    return len(new)
