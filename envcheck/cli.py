@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 from collections.abc import Callable
+from typing import NoReturn
 
 from envcheck import __version__, commands, log, options
-from envcheck.errors import EXIT_INTERRUPTED, EnvcheckError
+from envcheck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EnvcheckError, Terminated
 
 
 def positive_seconds(text: str) -> float:
@@ -94,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE|auto|none",
         help="CA bundle pip uses during builds (behind a TLS-intercepting proxy); kept out of the final image. "
-        f"Default: ${options.ENV_CA_BUNDLE} or none; 'auto' uses pip's configured bundle.",
+        f"Default: ${options.ENV_CA_BUNDLE}, else auto: pip's configured bundle, if it has one.",
     )
     building = argparse.ArgumentParser(add_help=False, parents=[bundle])
     building.add_argument(
@@ -184,13 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, terminate)
     try:
         return COMMANDS[args.command](args)
     except EnvcheckError as exc:
         log.info(f"envcheck: error: {exc}")
         return exc.exit_code
+    except Terminated:
+        log.info("envcheck: terminated; finished results are kept under results/")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         log.info("envcheck: interrupted; finished results are kept under results/")
         return EXIT_INTERRUPTED

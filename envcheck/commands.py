@@ -148,8 +148,8 @@ def print_results(results: list[Result], output: str, single: bool) -> None:
 
         sys.stdout.write(render_junit(results))
     elif output == "json":
-        data = [r.to_dict() for r in results]
-        print(json.dumps(data[0] if single else data, indent=2, sort_keys=True))
+        data = [r.to_dict() for r in results]  # one object for `run` of one stack; an array for several
+        print(json.dumps(data[0] if single and len(data) == 1 else data, indent=2, sort_keys=True))
     else:
         from envcheck.results.publish import format_text
 
@@ -201,6 +201,11 @@ def table(matrix_file: str, sources: list[str] | None) -> int:
     results, problems = store.read(paths)
     for problem in problems:
         log.warning(problem)
+    if not results:
+        raise ConfigError(
+            f"no valid result records in {', '.join(map(str, paths))}; the published table in {layout.docs} is "
+            "left as it was (run `envcheck matrix`, or pass other --results)"
+        )
     with store.lock(layout.results):
         written = publish.write_outputs(layout.docs, results)
     for path in written:
@@ -228,6 +233,9 @@ def results_import(matrix_file: str, files: list[str]) -> int:
 
     if not files:
         raise ConfigError("results import needs FILE.jsonl arguments (records exported on another host)")
+    missing = [f for f in files if not Path(f).exists()]
+    if missing:
+        raise ConfigError(f"no such results file or directory: {', '.join(missing)}; nothing was imported")
     results, problems = store.read([Path(f) for f in files])
     for problem in problems:
         log.warning(problem)

@@ -19,9 +19,9 @@ from envcheck.knowledge import GpuCode, Knowledge, TFBuild, Version
 from envcheck.knowledge import rules as knowledge_rules
 from envcheck.knowledge.rules import Check, DriverSupport, Level
 from envcheck.results.model import Benchmark, Diagnosis, RecordError, Severity
+from envcheck.scan import HIDING_VALUES, where
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
-HIDING_VALUES = {"", "-1", "none", "void", "nodevfiles"}
 
 
 def _version(value: Any) -> Version | None:
@@ -486,7 +486,7 @@ def placement_forced_cpu(f: Facts) -> Diagnosis | None:
             f"a matmul placed on {placement.get('requested')} ran on {placement.get('placed_on')}"
             + (f" ({placement['error']})" if placement.get("error") else "")
         )
-    evidence += [f"{s['file']}:{s['line']}: {s['text']}" for s in f.script_findings]
+    evidence += [f"{where(s)}: {s['text']}" for s in f.script_findings]
     if not evidence:
         return None
     severity = ERROR if placement and not placement.get("on_gpu") else WARNING

@@ -7,9 +7,7 @@ the CPU.
 
 from __future__ import annotations
 
-import ast
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -17,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck.diagnose import ERROR, HIDING_VALUES, Facts, diagnose, uses_gpu
+from envcheck.diagnose import ERROR, Facts, diagnose, uses_gpu
 from envcheck.engine.client import daemon_facts
 from envcheck.errors import ConfigError
 from envcheck.probe import PROBE_SOURCE, parse_output
 from envcheck.results.model import Benchmark, Diagnosis
+from envcheck.scan import Scan, scan_paths
 
 PROBE_TIMEOUT = 300
 
@@ -64,76 +63,12 @@ def docker_facts() -> dict[str, Any]:
         return {"reachable": True, "docker_version": info.get("ServerVersion"), **daemon_facts(info)}
 
 
-# -- what forces the CPU in user code -----------------------------------------------------------------------
-
-NOTEBOOK_ENV_RE = re.compile(r"^\s*%env\s+CUDA_VISIBLE_DEVICES\s*=?\s*(-1|\"\"|'')?\s*$")
-
-
-def _const(node: ast.AST | None) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-def _attr_name(node: ast.AST) -> str:
-    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
-
-
-def _hides_gpus(key: ast.AST | None, value: ast.AST | None) -> bool:
-    text = _const(value)
-    return _const(key) == "CUDA_VISIBLE_DEVICES" and text is not None and text.strip() in HIDING_VALUES
-
-
-def _call_forces_cpu(call: ast.Call) -> bool:
-    """tf.device('/CPU:0'), os.environ.setdefault/os.putenv('CUDA_VISIBLE_DEVICES', '-1'),
-    tf.config.set_visible_devices([], 'GPU')."""
-    name = _attr_name(call.func)
-    first = call.args[0] if call.args else None
-    if name == "device":
-        return "cpu" in (_const(first) or "").lower()
-    if name in ("setdefault", "putenv"):
-        return len(call.args) >= 2 and _hides_gpus(first, call.args[1])
-    if name == "set_visible_devices" and isinstance(first, (ast.List, ast.Tuple)) and not first.elts:
-        kinds = [_const(a) for a in call.args[1:]] + [_const(k.value) for k in call.keywords]
-        return any((k or "").upper() == "GPU" for k in kinds)
-    return False
-
-
-def scan_source(text: str, filename: str) -> list[dict[str, Any]]:
-    """Places in Python source that force TensorFlow onto the CPU, as {file, line, text}."""
-    findings: list[dict[str, Any]] = []
-    lines = text.splitlines()
-
-    def add(lineno: int) -> None:
-        findings.append({"file": filename, "line": lineno, "text": lines[lineno - 1].strip()[:200]})
-
-    try:
-        tree = ast.parse(text, filename=filename)
-    except SyntaxError:
-        tree = None
-    for node in ast.walk(tree) if tree else ():
-        if (isinstance(node, ast.Call) and _call_forces_cpu(node)) or (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Subscript) and _hides_gpus(t.slice, node.value) for t in node.targets)
-        ):
-            add(node.lineno)
-    for number, line in enumerate(lines, 1):  # notebook magics are not Python
-        if NOTEBOOK_ENV_RE.match(line):
-            add(number)
-    return sorted(findings, key=lambda f: f["line"])
-
-
-def scan_scripts(paths: list[str]) -> list[dict[str, Any]]:
-    findings = []
-    for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise ConfigError(f"--script {given}: no such file or directory")
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            try:
-                findings += scan_source(file.read_text(encoding="utf-8", errors="replace"), str(file))
-            except OSError as exc:
-                raise ConfigError(f"--script {file}: cannot read it: {exc}") from None
-    return findings
+def scan_scripts(paths: list[str]) -> Scan:
+    """--script FILE|DIR: what forces the CPU in the user's code (envcheck.scan)."""
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"--script {', '.join(missing)}: no such file or directory")
+    return scan_paths([Path(p) for p in paths])
 
 
 @dataclass
@@ -145,6 +80,7 @@ class HostCheck:
     probe: dict[str, Any]
     docker: dict[str, Any]
     script_findings: list[dict[str, Any]]
+    unreadable_scripts: list[dict[str, str]] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     benchmark: list[Benchmark] = field(default_factory=list)
 
@@ -155,19 +91,27 @@ class HostCheck:
             "probe": {**self.probe, "benchmark": [b.to_dict() for b in self.benchmark]},
             "docker": self.docker,
             "script_findings": self.script_findings,
+            "unreadable_scripts": self.unreadable_scripts,
             "diagnoses": [d.to_dict() for d in self.diagnoses],
         }
 
 
 def doctor(scripts: list[str] | None = None, quick: bool = True) -> HostCheck:
     """Probe this host, ask Docker, scan the scripts, and diagnose."""
-    findings = scan_scripts(scripts or [])
+    scanned = scan_scripts(scripts or [])
     probe = probe_host(quick)
     docker = docker_facts()
-    facts = Facts(probe=probe, in_container=False, docker=docker, script_findings=tuple(findings))
+    facts = Facts(probe=probe, in_container=False, docker=docker, script_findings=tuple(scanned.findings))
     diagnoses = diagnose(facts)
     return HostCheck(
-        verdict(probe, diagnoses), uses_gpu(probe, diagnoses), probe, docker, findings, diagnoses, facts.benchmark
+        verdict(probe, diagnoses),
+        uses_gpu(probe, diagnoses),
+        probe,
+        docker,
+        scanned.findings,
+        scanned.unreadable,
+        diagnoses,
+        facts.benchmark,
     )
 
 
@@ -212,6 +156,7 @@ def format_text(check: HostCheck) -> str:
             else f"not reachable ({docker.get('error', '')[:120]})"
         ),
     ]
+    out += [f"--script could not read {u['file']}: {u['reason']}" for u in check.unreadable_scripts]
     for b in check.benchmark:
         figure = f"{b.tflops} TFLOP/s" if b.tflops is not None else f"failed: {b.error}"
         peak = f" ({b.percent_of_peak}% of peak)" if b.percent_of_peak else ""

@@ -1,7 +1,7 @@
 """Every error envcheck reports on purpose, each with the exit code the CLI returns for it.
 
 One place for exit codes keeps them a stable contract: 0 every stack met its expectation, 1 some did not,
-2 configuration error, 3 Docker unavailable, 130 interrupted.
+2 configuration error, 3 Docker unavailable, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ EXIT_STACK_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_DOCKER = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class EnvcheckError(Exception):
@@ -35,3 +36,8 @@ class BaseImageMissing(EnvcheckError):
     """The stack's base image is not present locally and cannot be pulled."""
 
     exit_code = EXIT_STACK_FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what CI systems and Kubernetes send on cancel), raised where Ctrl-C would be, so the same cleanup
+    runs: the running container and builds are removed, finished results kept."""

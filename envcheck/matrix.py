@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 import re
 import string
 from collections.abc import Callable, Iterable
@@ -26,10 +27,14 @@ VARIANTS = {
     "cpu": "tensorflow-cpu",
 }
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
-TF_VERSION_RE = re.compile(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?\Z")
-VERSION_RE = re.compile(r"\d+(\.\d+){0,3}\Z")
-PYTHON_RE = re.compile(r"3\.\d{1,2}\Z")
+# Names become Docker repository components (envcheck/NAME) and directory names: Docker's grammar for a path
+# component (lowercase alphanumerics joined by '.', '_', '__' or dashes), at most 100 characters.
+NAME_RE = re.compile(r"(?=.{1,100}\Z)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+TF_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+((a|b|rc)[0-9]+)?(\.post[0-9]+)?\Z")
+VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
+PYTHON_RE = re.compile(r"3\.[0-9]{1,2}\Z")
+MAX_STACKS = 10_000  # an axes product larger than this is refused before it is expanded
+MAX_DEPTH = 20  # nesting of YAML collections; a matrix file needs 5
 IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:@-]*\Z")
 PIP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+ ]*\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -61,6 +66,7 @@ class Stack:
     python: str
     pip: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    sandbox: bool = True  # probe with least privilege (no network, no capabilities, read-only root)
     position: Position | None = field(default=None, compare=False)
     positions: dict[str, Position] = field(default_factory=dict, compare=False)
 
@@ -84,6 +90,7 @@ class Stack:
             "python": self.python,
             "pip": list(self.pip),
             "env": dict(self.env),
+            "sandbox": self.sandbox,
         }
 
 
@@ -151,11 +158,24 @@ def _string(pattern: re.Pattern[str], expected: str) -> Callable[[yaml.Node], tu
 
 
 TOP_KEYS = ("defaults", "stacks", "axes")
-NAME_EXPECTED = "a name of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+NAME_EXPECTED = (
+    "a name of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit "
+    "and ending with one, no '..', at most 100 characters"
+)
 # A field's value and where it was written (None for built-in defaults).
 Entry = dict[str, tuple[object, "Position | None"]]
 
-STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[str | None, str]]] = {
+
+def _boolean(expected: str) -> Callable[[yaml.Node], tuple[bool | None, str]]:
+    def check(node: yaml.Node) -> tuple[bool | None, str]:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:bool":
+            return None, expected
+        return node.value.lower() in ("true", "yes", "on", "y"), expected
+
+    return check
+
+
+STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[object, str]]] = {
     "name": _string(NAME_RE, NAME_EXPECTED),
     "tensorflow": _string(TF_VERSION_RE, 'an exact TensorFlow version such as "2.15.1"'),
     "variant": _string(re.compile("(" + "|".join(map(re.escape, VARIANTS)) + r")\Z"), "one of " + ", ".join(VARIANTS)),
@@ -163,6 +183,7 @@ STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[str | None, str]]] = {
     "cudnn": _string(VERSION_RE, 'a cuDNN version such as "8.9"'),
     "base": _string(IMAGE_RE, 'a Docker image reference such as "debian:bookworm-slim"'),
     "python": _string(PYTHON_RE, 'a Python version such as "3.11"'),
+    "sandbox": _boolean("true or false"),
 }
 LIST_FIELDS = {"pip", "env"}
 REQUIRED = ("name", "tensorflow", "variant")
@@ -174,6 +195,7 @@ class _Validator:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.errors: list[tuple[int, int, str]] = []
+        self.expanded = 0  # stacks the axes groups read so far expand to
 
     def pos(self, node: yaml.Node) -> Position:
         return Position(str(self.path), node.start_mark.line + 1, node.start_mark.column + 1)
@@ -230,7 +252,7 @@ class _Validator:
         written = self.mapping(node, "an axes group")
         options: dict[str, list[tuple[object, Position]]] = {}
         template: tuple[str, yaml.Node] | None = None
-        excludes: list[dict[str, str]] = []
+        excludes: list[tuple[dict[str, str], yaml.Node]] = []
         for key, (key_node, value_node) in written.items():
             if key not in allowed:
                 self.error(key_node, f"unknown key {key!r} in an axes group", "one of " + ", ".join(sorted(allowed)))
@@ -255,8 +277,11 @@ class _Validator:
                 self.error(node, "axes group has no name template", 'name: "tf-{tensorflow}-{variant}"')
             return []
         text, template_node = template
-        placeholders = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
-        unknown = placeholders - set(options)
+        placeholders = template_fields(text)
+        if isinstance(placeholders, str):
+            self.error(template_node, placeholders, 'placeholders like {tensorflow}, e.g. "tf-{tensorflow}-{variant}"')
+            return []
+        unknown = set(placeholders) - set(options)
         if unknown:
             self.error(
                 template_node,
@@ -264,21 +289,46 @@ class _Validator:
                 "placeholders among " + ", ".join(sorted(options)),
             )
             return []
+        for rule, rule_node in excludes:
+            strangers = sorted(set(rule) - set(options))
+            if not rule:
+                self.error(rule_node, "an exclude rule with no keys would remove every stack", "axis: value pairs")
+            elif strangers:
+                self.error(
+                    rule_node,
+                    f"exclude rule names {', '.join(strangers)}, which the group does not set",
+                    "keys among " + ", ".join(sorted(options)),
+                )
+        if any(not rule or set(rule) - set(options) for rule, _ in excludes):
+            return []
+        size = math.prod(len(values) for values in options.values())
+        if self.expanded + size > MAX_STACKS:
+            self.error(
+                node,
+                f"axes would make {self.expanded + size:,} stacks (this group alone {size:,})",
+                f"at most {MAX_STACKS:,} stacks in a matrix; split it into several files",
+            )
+            return []
+        self.expanded += size
         stacks = []
+        bad_names = False
         keys = list(options)
         for combination in itertools.product(*(options[k] for k in keys)):
             entry: Entry = dict(zip(keys, combination, strict=True))
-            if any(all(str(entry[k][0]) == v for k, v in rule.items() if k in entry) for rule in excludes):
+            if any(all(str(entry[k][0]) == v for k, v in rule.items()) for rule, _ in excludes):
                 continue
             name = text.format(**{k: entry[k][0] for k in placeholders})
             if not NAME_RE.match(name):
                 self.error(template_node, f"name template makes the bad name {name!r}", NAME_EXPECTED)
+                bad_names = True
                 continue
             entry["name"] = (name, self.pos(template_node))
             stacks.append((entry, set(entry)))
+        if excludes and size and not stacks and not bad_names:
+            self.error(node, "exclude removes every stack of this axes group", "at least one combination left")
         return stacks
 
-    def exclude_list(self, node: yaml.Node) -> list[dict[str, str]]:
+    def exclude_list(self, node: yaml.Node) -> list[tuple[dict[str, str], yaml.Node]]:
         if not isinstance(node, yaml.SequenceNode):
             self.error(node, "exclude is not a list", 'a list of mappings such as {tensorflow: "2.15.1", variant: cpu}')
             return []
@@ -290,7 +340,8 @@ class _Validator:
                     self.error(key_node, f"bad exclude key {key!r}", "axis keys with single values")
                 else:
                     rule[key] = value_node.value
-            rules.append(rule)
+            if isinstance(item, yaml.MappingNode):
+                rules.append((rule, item))
         return rules
 
     def pip_list(self, node: yaml.Node) -> tuple[str, ...]:
@@ -325,6 +376,23 @@ class _Validator:
         return tuple(items)
 
 
+def template_fields(text: str) -> list[str] | str:
+    """The placeholders of an axes name template, or what is wrong with it: only plain {key} fields."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        return f"bad name template {text!r}: {exc}"
+    names = []
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            return f"bad name template {text!r}: {shown} is not a plain {{key}} placeholder"
+        names.append(name)
+    return names
+
+
 def _shown(node: yaml.Node) -> str:
     if isinstance(node, yaml.ScalarNode):
         return repr(node.value)
@@ -346,6 +414,10 @@ def load_matrix(path: str | Path) -> Matrix:
 def parse_matrix(text: str, path: Path) -> Matrix:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: error: YAML nested too deeply (expected a matrix file, a few levels deep)"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -419,6 +491,7 @@ def _stack(values: Entry, position: Position) -> Stack:
         python=get("python"),
         pip=get("pip", ()),
         env=get("env", ()),
+        sandbox=get("sandbox", True),
         position=position,
         positions={key: pos for key, (_, pos) in values.items() if pos is not None},
     )

@@ -37,9 +37,10 @@ class Options:
 
 
 def ca_bundle(value: str | None) -> Path | None:
-    """--ca-bundle FILE | auto | none (default $ENVCHECK_CA_BUNDLE, else none); auto takes pip's own bundle
-    (PIP_CERT or `pip config get global.cert`)."""
-    value = value if value is not None else os.environ.get(ENV_CA_BUNDLE, "none")
+    """--ca-bundle FILE | auto | none (default $ENVCHECK_CA_BUNDLE, else auto); auto takes pip's own bundle
+    (PIP_CERT or `pip config get global.cert`) and is a no-op where pip has none, so builds behind a
+    TLS-intercepting proxy work without a flag."""
+    value = value if value is not None else os.environ.get(ENV_CA_BUNDLE, "auto")
     if value in ("", "none"):
         return None
     if value == "auto":

@@ -81,6 +81,7 @@ class MatrixRun:
             and saved.content_hash == ctx.content_hash
             and saved.host.fingerprint == host.fingerprint
             and saved.status.ran
+            and saved.definition.get("sandbox", True) == ctx.stack.sandbox
             and current_image(self.api, ctx)
         ):
             saved.reused = True
@@ -158,7 +159,12 @@ class MatrixRun:
     def probe(self, ctx: BuildContext, result: Result) -> None:
         start = time.monotonic()
         outcome = run_probe(
-            self.api, ctx.tag, ctx.stack.name, self.options.probe_args, timeout=self.options.run_timeout
+            self.api,
+            ctx.tag,
+            ctx.stack.name,
+            self.options.probe_args,
+            timeout=self.options.run_timeout,
+            sandbox=ctx.stack.sandbox,
         )
         result.run = outcome.info()
         if outcome.probe is None:

@@ -7,6 +7,7 @@ its CUDA runtime, and whether each GPU has native kernels or PTX the driver can 
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from envcheck.matrix import Stack
 from envcheck.results.model import Diagnosis, Host, Result, Severity, Status
 
 VERDICTS = {Level.OK: Status.OK, Level.WARN: Status.WARN, Level.FAILS: Status.FAILS}
+FULL_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,14 @@ def host_from_args(driver: str | None, ccs: list[str], gpus: list[str], k: Knowl
         return None
     if driver is None:
         raise ConfigError("--compute-capability/--gpu need --driver too (for example --driver 535.54.03)")
-    try:
-        pairs = [(f"compute capability {cc}", Version(cc)) for cc in ccs]
-        version = Version(driver)
-    except ValueError as exc:
-        raise ConfigError(f"{exc} (expected --driver like 535.54.03 and --compute-capability like 8.0)") from None
+    bad = [v for v in [driver, *ccs] if not FULL_VERSION.fullmatch(v)]
+    if bad:
+        raise ConfigError(
+            f"not a version: {', '.join(map(repr, bad))} (expected --driver like 535.54.03 and --compute-capability "
+            "like 8.0)"
+        )
+    pairs = [(f"compute capability {cc}", Version(cc)) for cc in ccs]
+    version = Version(driver)
     for name in gpus:
         cc = k.gpu_compute_capability(name)
         if cc is None:

@@ -77,7 +77,8 @@ def test_axes_errors_point_at_the_group():
         )
     assert str(info.value).splitlines() == [
         "m.yaml:2:11: error: name template makes the bad name 'TF-2.15.1' (expected a name of lowercase letters, "
-        "digits, '.', '_' or '-', starting with a letter or digit)",
+        "digits, '.', '_' or '-', starting with a letter or digit and ending with one, no '..', at most 100 "
+        "characters)",
         "m.yaml:3:28: error: bad tensorflow 'bad' (expected an exact TensorFlow version such as \"2.15.1\")",
     ]
 

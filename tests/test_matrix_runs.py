@@ -108,8 +108,9 @@ def test_build_timeout_stops_the_build(tmp_path: Path, docker_api: Any):
     assert "--build-timeout" in (tmp_path / "build" / "t-slow-build" / "build.log").read_text()
 
 
-def test_sigint_keeps_finished_results_and_leaves_no_container(
-    tmp_path: Path, matrix_run: dict[str, Any], docker_api: Any
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_keeps_finished_results_and_leaves_no_container(
+    tmp_path: Path, matrix_run: dict[str, Any], docker_api: Any, signum: int, code: int
 ):
     matrix = write_matrix(tmp_path, [*default_stacks("tf-2.15-cpu"), HIDDEN])
     process = subprocess.Popen(
@@ -129,10 +130,10 @@ def test_sigint_keeps_finished_results_and_leaves_no_container(
     else:
         process.kill()
         pytest.fail("the second stack's container never started")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)  # Ctrl-C, or what CI systems and Kubernetes send on cancel
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-2000:]
-    assert "interrupted" in stderr
+    assert process.returncode == code, stderr[-2000:]
+    assert ("interrupted" if signum == signal.SIGINT else "terminated") in stderr
     assert envcheck_containers(docker_api) == []
     assert json.loads(first.read_text())["status"] == "cpu-only"
     assert not (tmp_path / "results" / "t-hidden.json").exists()
@@ -182,3 +183,34 @@ def test_unreachable_daemon_is_exit_3_for_matrix(tmp_path: Path):
     done = run_cli("matrix", "-m", str(matrix), env={"DOCKER_HOST": f"unix://{tmp_path}/stopped.sock"})
     assert done.returncode == 3 and "Cannot reach the Docker daemon" in done.stderr
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").glob("*.json"))
+
+
+SANDBOX_CHECK = (
+    "echo interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '); "
+    "echo routes: $(tail -n +2 /proc/net/route | wc -l); "
+    "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; "
+    "touch /opt/written 2>&1 || true; touch /tmp/written && echo tmp-writable"
+)
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_probe_containers_run_with_least_privilege(docker_api: Any, no_leftover_containers: None, sandbox: bool):
+    check = ["sh", "-c", SANDBOX_CHECK]
+    outcome = run_probe(docker_api, "debian:bookworm-slim", "t-sandbox", timeout=60, command=check, sandbox=sandbox)
+    lines = outcome.stdout.splitlines()
+    assert "tmp-writable" in lines
+    if sandbox:
+        # No network (only loopback, no route), no capabilities, no privilege escalation, a read-only root.
+        assert "interfaces: lo" in lines and "routes: 0" in lines
+        assert "CapEff:\t0000000000000000" in lines and "NoNewPrivs:\t1" in lines
+        assert "touch: cannot touch '/opt/written': Read-only file system" in lines
+    else:  # a stack with `sandbox: false` gets Docker's defaults
+        assert "interfaces: eth0 lo" in lines and "NoNewPrivs:\t0" in lines
+        assert not any("Read-only" in line for line in lines)
+
+
+def test_run_with_a_pattern_of_several_stacks_prints_one_json_array(matrix_run: dict[str, Any]):
+    done = run_cli("run", "t-*", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto", "--quick")
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    assert isinstance(results, list) and sorted(r["stack"] for r in results) == ["t-cudnn9", "t-hidden", "t-plain"]

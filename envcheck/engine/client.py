@@ -11,9 +11,12 @@ from typing import Any
 from envcheck.errors import DockerUnavailable
 from envcheck.results.model import Host
 
+PING_TIMEOUT = 5  # seconds a daemon gets to answer at all: a socket that accepts and never answers is not a daemon
+
 
 def connect(timeout: int = 300) -> Any:
-    """A docker.APIClient for the daemon in DOCKER_HOST (or the default socket), checked with a ping."""
+    """A docker.APIClient for the daemon in DOCKER_HOST (or the default socket), checked with a ping within
+    PING_TIMEOUT seconds; later requests (builds, waits) get `timeout`."""
     try:
         import docker
     except ImportError:
@@ -24,9 +27,10 @@ def connect(timeout: int = 300) -> Any:
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         client = docker.APIClient(
-            base_url=where if "DOCKER_HOST" in os.environ else None, version="auto", timeout=timeout
+            base_url=where if "DOCKER_HOST" in os.environ else None, version="auto", timeout=PING_TIMEOUT
         )
         client.ping()
+        client.timeout = timeout
     except Exception as exc:
         raise DockerUnavailable(
             f"Cannot reach the Docker daemon at {where}: {exc}. Start it (for example `dockerd &` as root, "

@@ -51,12 +51,32 @@ def gpu_request() -> list[Any]:
     return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
 
 
-def _run_once(api: Any, image: str, stack: str, command: list[str], gpus: bool, timeout: float) -> RunOutcome:
-    host_config = api.create_host_config(device_requests=gpu_request() if gpus else None)
+# The probe needs no network and writes only scratch files: its container gets no network, no capabilities, no
+# privilege escalation, a read-only root with a tmpfs /tmp (HOME too, for caches), and memory and PID limits.
+# GPUs still work: the NVIDIA runtime injects devices and libraries whatever the capabilities.
+SANDBOX = {
+    "network_mode": "none",
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "read_only": True,
+    "tmpfs": {"/tmp": "rw,nosuid,nodev,size=2g"},
+    "mem_limit": "8g",
+    "pids_limit": 4096,
+}
+SANDBOX_ENV = {"HOME": "/tmp"}
+
+
+def _run_once(
+    api: Any, image: str, stack: str, command: list[str], gpus: bool, timeout: float, sandbox: bool
+) -> RunOutcome:
+    host_config = api.create_host_config(
+        device_requests=gpu_request() if gpus else None, **(SANDBOX if sandbox else {})
+    )
     container = api.create_container(
         image,
         command=command,
         host_config=host_config,
+        environment=SANDBOX_ENV if sandbox else None,
         labels={labels.OWNER: "1", labels.STACK: stack},
     )
     start = time.monotonic()
@@ -87,18 +107,20 @@ def run_probe(
     args: list[str] | None = None,
     timeout: float = 600,
     command: list[str] | None = None,
+    sandbox: bool = True,
 ) -> RunOutcome:
     """Run the probe (or another command) with GPUs; if the daemon cannot give GPUs, record why and run again
-    without. A container still running after timeout seconds is killed; every container is removed."""
+    without. A container still running after timeout seconds is killed; every container is removed. sandbox
+    (the default) runs it with least privilege (SANDBOX); a stack opts out with `sandbox: false`."""
     command = command or PROBE_COMMAND + (args or [])
     try:
-        outcome = _run_once(api, image, stack, command, gpus=True, timeout=timeout)
+        outcome = _run_once(api, image, stack, command, True, timeout, sandbox)
     except docker_errors() as exc:
         message = str(getattr(exc, "explanation", None) or exc)
         if not any(marker in message.lower() for marker in GPU_REFUSALS):
             return RunOutcome(None, "", "", True, error=message.strip())
         try:
-            outcome = _run_once(api, image, stack, command, gpus=False, timeout=timeout)
+            outcome = _run_once(api, image, stack, command, False, timeout, sandbox)
         except docker_errors() as exc2:
             return RunOutcome(None, "", "", False, gpu_refusal=message.strip(), error=str(exc2).strip())
         outcome.gpu_refusal = message.strip()

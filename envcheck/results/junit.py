@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import json
+import re
 from xml.sax.saxutils import escape, quoteattr
 
 from envcheck.results.model import Result
+
+# Characters XML 1.0 does not allow (control codes such as the ESC of colour codes in build logs, surrogates).
+NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def text(value: str) -> str:
+    """A value as XML character data: ANSI colour sequences dropped, other characters XML forbids replaced."""
+    return NOT_XML.sub("\ufffd", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", value))
 
 
 def render_junit(results: list[Result]) -> str:
     """A stack that did not build and run is a failure; its message names the status and the cause."""
     cases = []
     for r in results:
-        name = quoteattr(r.stack)
-        classname = quoteattr(f"envcheck.{r.host.label}")
+        name = quoteattr(text(r.stack))
+        classname = quoteattr(text(f"envcheck.{r.host.label}"))
         seconds = (r.build.seconds if r.build else 0) + (r.run.seconds if r.run else 0)
         body = escape(json.dumps({"status": r.status.value, "codes": r.codes, "gpu_tflops": r.best_tflops("gpu")}))
         head = f'  <testcase classname={classname} name={name} time="{seconds:.1f}">'
         if r.status.ran:
             cases.append(f"{head}<system-out>{body}</system-out></testcase>")
         else:
-            message = quoteattr(f"{r.status}: {r.error or ', '.join(r.codes)}"[:500])
+            message = quoteattr(text(f"{r.status}: {r.error or ', '.join(r.codes)}"[:500]))
             cases.append(f'{head}<failure message={message} type="{r.status}">{body}</failure></testcase>')
     failures = sum(not r.status.ran for r in results)
     return (

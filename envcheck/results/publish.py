@@ -7,6 +7,7 @@ that same view, so the three never disagree. Values come from other hosts and ar
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import json
 from pathlib import Path
@@ -186,13 +187,18 @@ def _detail_row(c: dict[str, Any]) -> list[str]:
 # -- HTML and JSON --------------------------------------------------------------------------------------------
 
 
-def render_html(v: dict[str, Any]) -> str:
-    env = jinja2.Environment(
+@functools.cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def render_html(v: dict[str, Any]) -> str:
+    env = _templates()
     bars = [
         (c["stack"], c["host"], c["gpu_tflops"] or c["cpu_tflops"], "GPU" if c["gpu_tflops"] else "CPU")
         for c in v["cells"].values()

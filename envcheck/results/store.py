@@ -86,8 +86,28 @@ def load(results_dir: Path, stack: str) -> Result | None:
         return None
 
 
+def parse_line(raw: bytes) -> Result:
+    """One record line, from any host and any version; RecordError says why it cannot be a result."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"not UTF-8 text (byte {exc.start + 1})") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise RecordError("nested too deeply to be a record") from None
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError("a string in it is not valid Unicode (a lone surrogate)") from None
+    return Result.from_dict(data)
+
+
 def read(sources: Iterable[Path]) -> tuple[list[Result], list[str]]:
-    """Results from .jsonl files (or every .jsonl under a directory); each unreadable line is named, not fatal."""
+    """Results from .jsonl files (or every .jsonl under a directory); each unreadable line is named
+    (FILE:LINE: skipped: why) and skipped, never fatal, and never costs the good lines around it."""
     results: list[Result] = []
     problems: list[str] = []
     for source in sources:
@@ -98,14 +118,12 @@ def read(sources: Iterable[Path]) -> tuple[list[Result], list[str]]:
             except OSError as exc:
                 problems.append(f"{file}: {exc.strerror or exc}")
                 continue
-            for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+            for number, line in enumerate(raw.split(b"\n"), 1):
                 if not line.strip():
                     continue
                 try:
-                    results.append(Result.from_dict(json.loads(line)))
-                except RecursionError:
-                    problems.append(f"{file}:{number}: skipped: nested too deeply to be a record")
-                except (ValueError, RecordError) as exc:
+                    results.append(parse_line(line))
+                except RecordError as exc:
                     problems.append(f"{file}:{number}: skipped: {exc}")
     return results, problems
 

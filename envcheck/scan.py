@@ -1,0 +1,375 @@
+"""What forces TensorFlow onto the CPU in user code: `envcheck doctor --script FILE|DIR`.
+
+Reads Python files and Jupyter notebooks (code cells, magics included) and reports the statements that hide GPUs
+or place work on the CPU: CUDA_VISIBLE_DEVICES set to ''/-1 (by assignment, setdefault, putenv, update or
+%env), tf.config.set_visible_devices([], 'GPU'), TF1's ConfigProto(device_count={'GPU': 0}), and CPU
+placement with tf.device or OneDeviceStrategy. Keys, values and device strings are followed through simple
+data flow (a constant or a variable holding one). A CPU fallback that applies only when no GPU exists (the
+widely copied try_gpu()/cpu() helpers) is not reported, nor is other frameworks' placement (torch.device).
+Files that cannot be read or parsed are named, not silently skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HIDING_VALUES = {"", "-1", "none", "void", "nodevfiles"}
+CPU_DEVICE = re.compile(r"/?(job:[^/]*/)?(replica:\d+/)?(task:\d+/)?(device:)?cpu(:\d+)?", re.IGNORECASE)
+MAGIC_ENV = re.compile(r"^\s*%(set_)?env\s+CUDA_VISIBLE_DEVICES\s*[= ]\s*(?P<value>\S*)\s*$")
+# Calls whose result tells whether a GPU exists: code that tests one of these chooses the CPU only without a GPU.
+AVAILABILITY = {
+    "list_physical_devices",
+    "list_logical_devices",
+    "is_gpu_available",
+    "gpu_device_name",
+    "num_gpus",
+    "is_built_with_cuda",
+    "is_available",
+    "device_count",
+    "get_available_gpus",
+}
+MAX_SOURCE = 2_000_000  # characters: larger "scripts" are data, not code to scan
+
+
+@dataclass
+class Scan:
+    """Findings ({file, line, text[, cell]}) and the files that could not be scanned ({file, reason})."""
+
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Python text to scan and where each of its lines came from (a notebook cell's line, or the file's)."""
+
+    text: str
+    origin: list[tuple[int | None, int]]  # per line: (cell number or None, line number in that cell or file)
+    magics: list[tuple[int, str]]  # (line in text, magic line as written)
+
+
+def python_source(text: str) -> Source:
+    """A .py file; IPython magics in it (jupytext and %run scripts keep them) are read like a notebook's."""
+    lines, magics, _ = _unit(text.splitlines(), 0)
+    return Source("\n".join(lines) + "\n", [(None, n) for n in range(1, len(lines) + 1)], magics)
+
+
+def notebook_source(text: str) -> Source:
+    """A notebook's code cells as one program (later cells see earlier cells' constants). Magics become `pass`
+    so the cell parses, and are read on their own; a cell that is still not Python (IPython syntax such as
+    `x = !ls`) is left out, and only that cell."""
+    data = json.loads(text)
+    cells = data.get("cells") if isinstance(data, dict) else None
+    if not isinstance(cells, list):
+        raise ValueError("not a Jupyter notebook (no cells)")
+    out: list[str] = []
+    origin: list[tuple[int | None, int]] = []
+    magics: list[tuple[int, str]] = []
+    for number, cell in enumerate(cells, 1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source") or ""
+        cell_lines = ("".join(source) if isinstance(source, list) else str(source)).splitlines()
+        if cell_lines and cell_lines[0].lstrip().startswith("%%"):  # a cell in another language (%%bash, ...)
+            continue
+        lines, found, parses = _unit(cell_lines, len(out))
+        magics += found
+        out += lines if parses else ["pass"] * len(lines)
+        origin += [(number, n) for n in range(1, len(lines) + 1)]
+    return Source("\n".join(out) + "\n", origin, magics)
+
+
+def _unit(lines: list[str], offset: int) -> tuple[list[str], list[tuple[int, str]], bool]:
+    """One cell or file: lines starting with % or ! are IPython magics (replaced by `pass`), unless they continue
+    a Python expression (`% (a, b)` on a continuation line). Returns the lines, the magics and whether it parses."""
+    candidates = [n for n, line in enumerate(lines) if line.lstrip().startswith(("%", "!"))]
+
+    def replaced(keep: set[int]) -> list[str]:
+        return [
+            line[: len(line) - len(line.lstrip())] + "pass" if n in candidates and n not in keep else line
+            for n, line in enumerate(lines)
+        ]
+
+    for keep in [set(), *({n} for n in candidates)]:
+        attempt = replaced(keep)
+        try:
+            ast.parse("\n".join(attempt))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        return attempt, [(offset + n + 1, lines[n]) for n in candidates if n not in keep], True
+    return replaced(set()), [(offset + n + 1, lines[n]) for n in candidates], False
+
+
+class Scanner(ast.NodeVisitor):
+    """One pass over a module: constants and TensorFlow aliases first, then the statements that force the CPU."""
+
+    def __init__(self, tree: ast.AST) -> None:
+        self.constants: dict[str, str] = {}
+        self.assigned: dict[str, int] = {}  # how often each name is bound: a name bound twice is no constant
+        self.gpu_names: set[str] = set()  # names bound to the answer of an availability call
+        # Names bound to the tensorflow module (tf, tensorflow, tf.compat.v1). `tf` means TensorFlow unless the
+        # code binds it to something else: snippets and notebook cells often use it without the import.
+        self.tf_names: set[str] = set()
+        self.tf_device_names: set[str] = set()  # `device` imported from tensorflow
+        self.found: list[int] = []
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.bound: set[str] = set()  # every name the code binds, by import or assignment
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                self.parents[child] = node
+            self.learn(node)
+        if "tf" not in self.bound:
+            self.tf_names.add("tf")
+
+    # -- what the module binds ---------------------------------------------------------------------------------
+
+    def learn(self, node: ast.AST) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            self.bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            self.bound.add(node.id)
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "tensorflow" or alias.name.startswith("tensorflow."):
+                    self.tf_names.add(alias.asname or "tensorflow")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tensorflow":
+            for alias in node.names:
+                if alias.name == "device":
+                    self.tf_device_names.add(alias.asname or "device")
+                elif alias.name in ("v1", "v2", "compat"):
+                    self.tf_names.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            self.assigned[name] = self.assigned.get(name, 0) + 1
+            value = self.text(node.value)
+            if value is not None and self.constants.get(name, value) == value:
+                self.constants[name] = value
+            else:
+                self.constants.pop(name, None)
+                self.assigned[name] += 1  # never a constant again
+            if _calls_availability(node.value) or any(
+                isinstance(n, ast.Name) and n.id in self.gpu_names for n in ast.walk(node.value)
+            ):
+                self.gpu_names.add(name)
+
+    def text(self, node: ast.AST | None) -> str | None:
+        """The string a node stands for: a literal, a name bound to one, or an f-string of such parts."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, (str, int)) and not isinstance(node.value, bool):
+            return str(node.value)
+        if isinstance(node, ast.Name):
+            return self.constants.get(node.id) if self.assigned.get(node.id, 0) <= 1 else None
+        if isinstance(node, ast.JoinedStr):
+            parts = [self.text(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+            return None if any(p is None for p in parts) else "".join(p for p in parts if p is not None)
+        return None
+
+    def is_tf(self, node: ast.AST) -> bool:
+        """An expression rooted at the tensorflow module (tf.config, tf.compat.v1, tensorflow)."""
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in self.tf_names
+
+    def hides_gpus(self, key: ast.AST | None, value: ast.AST | None) -> bool:
+        found = self.text(value)
+        return self.text(key) == "CUDA_VISIBLE_DEVICES" and found is not None and found.strip().lower() in HIDING_VALUES
+
+    def is_cpu(self, node: ast.AST | None) -> bool:
+        found = self.text(node)
+        return found is not None and CPU_DEVICE.fullmatch(found.strip()) is not None
+
+    # -- the statements that force the CPU -----------------------------------------------------------------
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            if (
+                isinstance(target, ast.Subscript)
+                and _is_environ(target.value)
+                and self.hides_gpus(target.slice, node.value)
+            ):
+                self.report(node)
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if self.forces_cpu(node):
+            self.report(node)
+        self.generic_visit(node)
+
+    def forces_cpu(self, node: ast.Call) -> bool:
+        name = _attr(node.func)
+        first = node.args[0] if node.args else None
+        count = _keyword(node, "device_count")  # TF1: ConfigProto(device_count={'GPU': 0})
+        if isinstance(count, ast.Dict) and any(
+            (self.text(k) or "").upper() == "GPU" and self.text(v) == "0"
+            for k, v in zip(count.keys, count.values, strict=True)
+        ):
+            return True
+        if name in ("setdefault", "putenv"):
+            return len(node.args) >= 2 and self.hides_gpus(first, node.args[1])
+        if name == "update" and isinstance(node.func, ast.Attribute) and _is_environ(node.func.value):
+            pairs = list(zip(first.keys, first.values, strict=True)) if isinstance(first, ast.Dict) else []
+            pairs += [(ast.Constant(k.arg), k.value) for k in node.keywords if k.arg]
+            return any(self.hides_gpus(k, v) for k, v in pairs)
+        if name == "device":
+            return self.is_tf_device(node.func) and self.is_cpu(first) and not self.returned(node)
+        if name == "OneDeviceStrategy":
+            return self.is_cpu(first or _keyword(node, "device"))
+        if name in ("MirroredStrategy", "CentralStorageStrategy"):  # a strategy over CPUs only
+            devices = first or _keyword(node, "devices") or _keyword(node, "compute_devices")
+            return (
+                isinstance(devices, (ast.List, ast.Tuple))
+                and bool(devices.elts)
+                and all(map(self.is_cpu, devices.elts))
+            )
+        if name == "set_visible_devices" and self.is_tf(node.func) and _empty(first or _keyword(node, "devices")):
+            kinds = [self.text(a) for a in node.args[1:]] + [self.text(_keyword(node, "device_type"))]
+            return any((k or "").upper() == "GPU" for k in kinds)
+        return False
+
+    def is_tf_device(self, func: ast.AST) -> bool:
+        if isinstance(func, ast.Name):
+            return func.id in self.tf_device_names
+        return isinstance(func, ast.Attribute) and self.is_tf(func.value)
+
+    def returned(self, node: ast.AST) -> bool:
+        """tf.device(...) handed back by a helper (d2l's cpu(), try_all_gpus()) places nothing by itself."""
+        parent = self.parents.get(node)
+        while parent is not None and not isinstance(parent, ast.stmt):
+            if isinstance(parent, ast.Lambda):
+                return True
+            parent = self.parents.get(parent)
+        return isinstance(parent, ast.Return)
+
+    def report(self, node: ast.AST) -> None:
+        if not self.in_fallback(node):
+            self.found.append(node.lineno)
+
+    def in_fallback(self, node: ast.AST) -> bool:
+        """Code that runs only where no GPU exists: the else of `if <there is a GPU>:` (or the body of
+        `if not ...`), or what follows `if <there is a GPU>: return ...` in the same function, as in d2l's
+        try_gpu(). A CPU there is the fallback for a machine without a GPU, not a forced CPU."""
+        child, parent = node, self.parents.get(node)
+        while parent is not None:
+            if isinstance(parent, (ast.If, ast.IfExp)) and self.asks_for_gpus(parent.test) is not None:
+                gpu_first = self.asks_for_gpus(parent.test)
+                in_body = child is parent.body or (isinstance(parent.body, list) and child in parent.body)
+                if in_body != gpu_first:
+                    return True
+            body = getattr(parent, "body", None)
+            if isinstance(body, list) and child in body:
+                for earlier in body[: body.index(child)]:
+                    if (
+                        isinstance(earlier, ast.If)
+                        and self.asks_for_gpus(earlier.test)
+                        and any(isinstance(n, ast.Return) for n in ast.walk(earlier))
+                    ):
+                        return True
+            child, parent = parent, self.parents.get(parent)
+        return False
+
+    def asks_for_gpus(self, test: ast.AST) -> bool | None:
+        """Whether a condition asks if a GPU exists: True when it holds with a GPU (`if gpus:`), False when it
+        holds without one (`if not gpus:`, `len(gpus) == 0`), None when it does not ask."""
+        asks = _calls_availability(test) or any(
+            isinstance(n, ast.Name) and n.id in self.gpu_names for n in ast.walk(test)
+        )
+        if not asks:
+            return None
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            return False
+        if isinstance(test, ast.Compare) and len(test.ops) == 1:
+            limit = test.comparators[0]
+            if isinstance(limit, ast.Constant) and isinstance(limit.value, int):
+                op = test.ops[0]
+                return not (
+                    (isinstance(op, ast.Eq) and limit.value == 0)
+                    or (isinstance(op, ast.Lt) and limit.value <= 1)
+                    or (isinstance(op, ast.LtE) and limit.value == 0)
+                )
+        return True
+
+
+def _attr(node: ast.AST) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
+def _keyword(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _empty(node: ast.AST | None) -> bool:
+    return isinstance(node, (ast.List, ast.Tuple)) and not node.elts
+
+
+def _is_environ(node: ast.AST) -> bool:
+    """os.environ, or environ imported from os."""
+    return _attr(node) == "environ"
+
+
+def _calls_availability(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Call) and _attr(n.func) in AVAILABILITY for n in ast.walk(node))
+
+
+def analyse(text: str, filename: str, notebook: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+    """Places in one file's source that force TensorFlow onto the CPU, as {file, line, text[, cell]}, and why
+    the Python in it could not be parsed, if it could not (magics are still read then)."""
+    source = notebook_source(text) if notebook else python_source(text)
+    lines = source.text.splitlines()
+    found: dict[int, str] = {}
+    problem = None
+    try:
+        tree = ast.parse(source.text, filename=filename)
+        scanner = Scanner(tree)
+        scanner.visit(tree)
+        found.update((line, lines[line - 1]) for line in scanner.found)
+    except SyntaxError as exc:
+        problem = f"not Python: {exc.msg} (line {exc.lineno})"
+    except (RecursionError, MemoryError):
+        problem = "too deeply nested to parse"
+    for line, magic in source.magics:
+        match = MAGIC_ENV.match(magic)
+        if match and match["value"].strip("\"'").lower() in HIDING_VALUES:
+            found[line] = magic
+    findings = []
+    for line in sorted(found):
+        cell, number = source.origin[line - 1]
+        finding: dict[str, Any] = {"file": filename, "line": number, "text": found[line].strip()[:200]}
+        if cell is not None:
+            finding["cell"] = cell
+        findings.append(finding)
+    return findings, problem
+
+
+def scan_source(text: str, filename: str, notebook: bool = False) -> list[dict[str, Any]]:
+    return analyse(text, filename, notebook)[0]
+
+
+def scan_paths(paths: list[Path]) -> Scan:
+    """Every .py file and notebook under the given files and folders."""
+    result = Scan()
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".py", ".ipynb")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8", errors="replace")
+                if len(text) > MAX_SOURCE:
+                    raise ValueError(f"larger than {MAX_SOURCE:,} characters")
+                findings, problem = analyse(text, str(file), notebook=file.suffix == ".ipynb")
+            except OSError as exc:
+                findings, problem = [], exc.strerror or str(exc)
+            except ValueError as exc:  # a notebook that is not JSON, or a file too large to be a script
+                findings, problem = [], str(exc)
+            result.findings += findings
+            if problem:
+                result.unreadable.append({"file": str(file), "reason": problem})
+    return result
+
+
+def where(finding: dict[str, Any]) -> str:
+    """FILE:LINE, or FILE[cell N]:LINE for a notebook."""
+    cell = f"[cell {finding['cell']}]" if finding.get("cell") else ""
+    return f"{finding['file']}{cell}:{finding['line']}"
