@@ -1,5 +1,6 @@
 # envcheck's entry points. `make matrix` runs the default matrix; `make test` runs the test suite;
-# `make test-fast` runs what needs no Docker and no browser (under a minute), for while you develop.
+# `make test-fast` runs what needs no Docker and no browser (under a minute), for while you develop;
+# `make gpu-check` records a GPU host's facts (no Docker needed).
 PYTHON ?= python3
 ENVCHECK ?= $(PYTHON) -m envcheck
 # Behind a TLS-intercepting proxy pip needs its CA bundle inside builds: 'auto' hands pip's own bundle over.
@@ -7,7 +8,7 @@ ENVCHECK_CA_BUNDLE ?= auto
 export ENVCHECK_CA_BUNDLE
 BASE ?= debian:bookworm-slim
 
-.PHONY: matrix base test test-fast lint table clean-build
+.PHONY: matrix base test test-fast lint table clean-build gpu-check
 
 matrix: base
 	$(ENVCHECK) matrix -m matrix.yaml
@@ -27,6 +28,11 @@ lint:
 
 table:
 	$(ENVCHECK) table -m matrix.yaml
+
+# On a GPU host without Docker: doctor + the full benchmark for every framework installed, recorded in a folder.
+GPU_CHECK_DIR ?= gpu-check
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py --out $(GPU_CHECK_DIR)
 
 clean-build:
 	rm -rf build

@@ -71,7 +71,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "build": lambda a: commands.build(a.matrix, a.stacks, run_options(a)),
     "run": lambda a: commands.check(a.matrix, [a.stack], run_options(a), output_format(a), single=True),
     "matrix": lambda a: commands.check(a.matrix, a.only or [], run_options(a), output_format(a), single=False),
-    "doctor": lambda a: commands.doctor(a.script or [], a.full, a.json),
+    "doctor": lambda a: commands.doctor(a.script or [], a.full, a.json, a.framework),
     "clean": lambda a: commands.clean(a.matrix, a.dry_run),
     "table": lambda a: commands.table(a.matrix, a.results),
     "results": lambda a: (
@@ -166,8 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL",
         help=f"the host's name in the table (default: ${options.ENV_HOST_LABEL}, else from the flags)",
     )
-    p = sub.add_parser("doctor", help="why TensorFlow on this host does (not) use the GPU; no Docker needed")
+    p = sub.add_parser(
+        "doctor", help="why TensorFlow (or PyTorch, JAX) on this host does (not) use the GPU; no Docker needed"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--framework",
+        choices=["tensorflow", "torch", "jax"],
+        default="tensorflow",
+        help="the framework the verdict and exit code are about (default tensorflow); every other framework "
+        "this Python has is reported too",
+    )
     p.add_argument("--script", action="append", metavar="FILE", help="scan Python code for what forces the CPU")
     p.add_argument("--full", action="store_true", help="the full benchmark instead of the quick one")
     p = sub.add_parser("clean", parents=[common], help="remove outdated envcheck images, containers, contexts")

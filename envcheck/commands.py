@@ -157,12 +157,12 @@ def print_results(results: list[Result], output: str, single: bool) -> None:
             print(format_text(result))
 
 
-def doctor(scripts: list[str], full: bool, as_json: bool) -> int:
+def doctor(scripts: list[str], full: bool, as_json: bool, framework: str = "tensorflow") -> int:
     from envcheck.doctor import doctor as check_host
     from envcheck.doctor import format_text
 
     with log.step("probing this host"):
-        found = check_host(scripts, quick=not full)
+        found = check_host(scripts, quick=not full, framework=framework)
     print(json.dumps(found.to_dict(), indent=2, sort_keys=True) if as_json else format_text(found))
     return EXIT_OK if found.uses_gpu else EXIT_STACK_FAILED
 

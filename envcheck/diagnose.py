@@ -1,10 +1,11 @@
 """Why the GPU is not used: small rules, one per cause, each reading probe facts and what Docker said.
 
 A rule returns a Diagnosis or None. Rules run in registration order, which puts root causes (no GPU runtime,
-no TensorFlow, a CPU-only package, no driver) before their consequences. Codes are a public, stable vocabulary;
-adding a cause is adding one rule here and its test. What the knowledge implies (supported Pythons, how a
+no framework, a CPU-only package, no driver) before their consequences. The facts are the probe's for any
+framework (TensorFlow, PyTorch, JAX; probe documents of schema 1 are TensorFlow's). Codes are a public, stable
+vocabulary; adding a cause is adding one rule here and its test. What the knowledge implies (supported Pythons, how a
 driver runs a CUDA runtime, whether a GPU has native kernels or PTX the driver can compile, cuDNN compatibility)
-comes from knowledge.rules, the same conclusions lint and plan draw. TensorFlow's own log lines, classified
+comes from knowledge.rules, the same conclusions lint and plan draw. The framework's own log lines, classified
 against the known messages in the knowledge data, are attached as evidence to the rule whose code they support.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from envcheck.knowledge import GpuCode, Knowledge, TFBuild, Version
 from envcheck.knowledge import rules as knowledge_rules
+from envcheck.knowledge.facts import FRAMEWORK_NAMES, Build
 from envcheck.knowledge.rules import Check, DriverSupport, Level
 from envcheck.results.model import Benchmark, Diagnosis, RecordError, Severity
 from envcheck.scan import HIDING_VALUES, where
@@ -31,6 +33,69 @@ def _version(value: Any) -> Version | None:
         return None
 
 
+# The probe keys the rules read, by the type they must have: a probe of another version, or an odd image, may
+# print anything, and a value of the wrong type is dropped rather than allowed to crash a rule.
+TEXT_KEYS = (
+    "framework",
+    "framework_version",
+    "framework_error",
+    "tensorflow",
+    "tensorflow_error",
+    "python",
+    "build_cuda",
+    "build_cudnn",
+    "driver",
+)
+FLAG_KEYS = ("is_cuda_build", "tf32_enabled")
+MAPPING_KEYS = ("env", "nvml", "cuda_libs", "placement", "build_info", "gpu_code")
+TEXT_LIST_KEYS = ("compute_capabilities", "device_nodes", "log", "tf_log")
+RECORD_LIST_KEYS = ("gpus", "benchmark")
+
+
+def _items(value: Any, kind: type) -> list[Any]:
+    return [v for v in value if isinstance(v, kind)] if isinstance(value, list) else []
+
+
+def _texts(value: Any) -> dict[str, str]:
+    return {k: v for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
+
+
+def _located(found: Any) -> dict[str, str] | None:
+    """A library the probe found: its text fields, when it names a path."""
+    return _texts(found) if isinstance(found, dict) and isinstance(found.get("path"), str) else None
+
+
+def typed_probe(probe: Any) -> dict[str, Any]:
+    """The probe's JSON with every key the rules read in its expected type (nested ones too)."""
+    probe = dict(probe) if isinstance(probe, dict) else {}
+    for keys, kind in ((TEXT_KEYS, str), (FLAG_KEYS, bool), (MAPPING_KEYS, dict)):
+        for key in keys:
+            if not isinstance(probe.get(key), kind):
+                probe.pop(key, None)
+    for keys, kind in ((TEXT_LIST_KEYS, str), (RECORD_LIST_KEYS, dict)):
+        for key in keys:
+            probe[key] = _items(probe.get(key), kind)
+    probe["env"] = _texts(probe.get("env"))
+    nvml = dict(probe.get("nvml") or {})
+    nvml["gpus"] = _items(nvml.get("gpus"), dict)
+    if not isinstance(nvml.get("error"), (str, type(None))):
+        nvml["error"] = str(nvml["error"])
+    probe["nvml"] = nvml
+    libs = dict(probe.get("cuda_libs") or {})
+    found = libs.get("libraries") if isinstance(libs.get("libraries"), dict) else {}
+    libs["libraries"] = {
+        name: {
+            "found": _located(entry.get("found")),
+            "unreachable_on_disk": _items(entry.get("unreachable_on_disk"), str),
+        }
+        for name, entry in found.items()
+        if isinstance(entry, dict)
+    }
+    libs["runtime_versions"] = _texts(libs.get("runtime_versions"))
+    probe["cuda_libs"] = libs
+    return probe
+
+
 @dataclass(frozen=True)
 class Facts:
     """Everything a rule may read: the probe's JSON, what Docker said, and what `doctor --script` found."""
@@ -40,6 +105,9 @@ class Facts:
     in_container: bool = True
     docker: dict[str, Any] | None = None  # doctor: the host's Docker daemon, when reachable
     script_findings: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "probe", typed_probe(self.probe))
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,10 +133,52 @@ class Facts:
     def knowledge(self) -> Knowledge:
         return Knowledge.load()
 
+    @property
+    def framework(self) -> str:
+        """tensorflow, torch or jax (a record of probe schema 1 is TensorFlow's)."""
+        name = self.probe.get("framework")
+        return name if name in FRAMEWORK_NAMES else "tensorflow"
+
+    @property
+    def name(self) -> str:
+        return FRAMEWORK_NAMES[self.framework]
+
+    @property
+    def version(self) -> str | None:
+        return self.probe.get("framework_version") or self.probe.get("tensorflow")
+
+    @property
+    def log(self) -> list[str]:
+        return self.probe["log"] or self.probe["tf_log"]
+
     @cached_property
+    def build(self) -> Build | None:
+        """What the knowledge data says of this release (its default GPU variant: JAX's cuda12 or cuda13 as the
+        plugin found, PyTorch's PyPI wheel)."""
+        if not self.version:
+            return None
+        major = str(self.probe.get("build_cuda") or "12").split(".")[0]
+        variant = {"tensorflow": "and-cuda", "torch": "pypi", "jax": f"cuda{major}"}[self.framework]
+        return self.knowledge.build(self.framework, self.version, variant)
+
+    @property
     def tf(self) -> TFBuild | None:
-        version = self.probe.get("tensorflow")
-        return self.knowledge.tf_build(version) if isinstance(version, str) else None
+        return self.build if isinstance(self.build, TFBuild) else None
+
+    @cached_property
+    def code(self) -> GpuCode | None:
+        """The GPU code of this build: read from its binaries by the probe, else the knowledge data's for the
+        release, else what TensorFlow's build info lists."""
+        read = self.probe.get("gpu_code")
+        if isinstance(read, dict) and isinstance(read.get("sass"), list) and isinstance(read.get("ptx"), dict):
+            sass = [v for v in map(_version, read["sass"]) if v is not None]
+            ptx = {v: _version(isa) for arch, isa in read["ptx"].items() if (v := _version(arch)) is not None}
+            if sass or ptx:
+                return GpuCode(tuple(sorted(set(sass))), ptx)
+        if self.build and self.build.code and not self.build.unavailable:
+            return self.build.code
+        entries = [e for e in self.probe.get("compute_capabilities") or [] if isinstance(e, str)]
+        return GpuCode.from_build_info(entries) if self.framework == "tensorflow" else None
 
     @property
     def gpu_name(self) -> str | None:
@@ -94,12 +204,11 @@ class Facts:
 
     @cached_property
     def gpu_checks(self) -> list[tuple[str, Version, Check]]:
-        """What the knowledge says of each GPU NVML lists with this build's GPU code (the wheel's, for a known
-        release; else what the build info says)."""
-        code = self.tf.code if self.tf else GpuCode.from_build_info(list(self.probe.get("compute_capabilities") or []))
-        if not code.sass and not code.ptx:
-            return []
-        release = self.tf.release if self.tf else str(self.probe.get("tensorflow"))
+        """What the knowledge says of each GPU NVML lists with this build's GPU code."""
+        code = self.code
+        if not self.cuda_build or code is None or (not code.sass and not code.ptx):
+            return []  # a CPU-only build has no GPU code to judge
+        release = self.build.label if self.build else f"{self.name} {self.version}"
         found = []
         for gpu in self.nvml.get("gpus") or []:
             cc = _version(gpu.get("compute_capability"))
@@ -136,9 +245,9 @@ class Facts:
 
     @cached_property
     def log_codes(self) -> dict[str, list[str]]:
-        """TF's log lines (and Docker's refusal) by the diagnosis code they are evidence for."""
+        """The framework's log lines (and Docker's refusal) by the diagnosis code they are evidence for."""
         found: dict[str, list[str]] = {}
-        for line in [*(self.probe.get("tf_log") or []), self.gpu_refusal or ""]:
+        for line in [*self.log, self.gpu_refusal or ""]:
             message = self.knowledge.classify(line)
             if message and message.code:
                 found.setdefault(message.code, []).append(f"log: {line.strip()[:300]}")
@@ -178,47 +287,78 @@ def no_gpu_runtime(f: Facts) -> Diagnosis | None:
     return None
 
 
+INSTALL = {
+    "tensorflow": "`pip install 'tensorflow[and-cuda]'` (Linux, GPU)",
+    "torch": "`pip install torch` (its default Linux wheel is a CUDA build)",
+    "jax": "`pip install 'jax[cuda12]'` (or jax[cuda13] with driver >= 580)",
+}
+
+
 @rule
-def tensorflow_missing(f: Facts) -> Diagnosis | None:
-    if f.probe.get("tensorflow"):
+def framework_missing(f: Facts) -> Diagnosis | None:
+    """TensorFlow keeps its code of probe schema 1 (tensorflow-missing); PyTorch and JAX get framework-missing."""
+    if f.version:
         return None
+    error = f.probe.get("framework_error") or f.probe.get("tensorflow_error")
     return Diagnosis(
-        "tensorflow-missing",
+        "tensorflow-missing" if f.framework == "tensorflow" else "framework-missing",
         ERROR,
-        "TensorFlow cannot be imported.",
-        "Install it in this Python: `pip install 'tensorflow[and-cuda]'` (Linux, GPU), or fix the import error shown.",
-        [str(f.probe.get("tensorflow_error") or "tensorflow not importable")],
+        f"{f.name} cannot be imported.",
+        f"Install it in this Python: {INSTALL[f.framework]}, or fix the import error shown.",
+        [str(error or f"{f.framework} not importable")],
     )
 
 
 @rule
 def python_unsupported(f: Facts) -> Diagnosis | None:
     python = f.probe.get("python")
-    if not f.tf or not isinstance(python, str) or not _version(python):
+    build = f.build
+    if not build or not isinstance(python, str) or not _version(python):
         return None
-    if not knowledge_rules.python_support(str(f.probe.get("tensorflow")), python, None, f.tf):
+    if not knowledge_rules.python_support(str(f.version), python, None, build):
         return None
     return Diagnosis(
         "python-unsupported",
         WARNING,
-        f"TensorFlow {f.tf.release} is tested with Python {f.tf.python_range()}, not {f.probe['python']}.",
-        f"Use Python {f.tf.python[1]} (or another in {f.tf.python_range()}), or a TensorFlow release that supports "
-        f"Python {f.probe['python']}.",
-        [f"python {f.probe['python']}, tensorflow {f.probe.get('tensorflow')}"],
+        f"{build.label} is tested with Python {build.python_range()}, not {python}.",
+        f"Use Python {build.python[1]} (or another in {build.python_range()}), or a {f.name} release that supports "
+        f"Python {python}.",
+        [f"python {python}, {f.framework} {f.version}"],
     )
+
+
+CPU_ONLY = {
+    "tensorflow": (
+        "is_built_with_cuda() is False",
+        "`pip uninstall tensorflow-cpu && pip install 'tensorflow[and-cuda]'` (the old `tensorflow-gpu` package no "
+        "longer exists)",
+        "tf.test.is_built_with_cuda() = False",
+    ),
+    "torch": (
+        "torch.version.cuda is None",
+        "`pip install torch` from PyPI (a CUDA build on Linux x86_64) or from a CUDA index such as "
+        "https://download.pytorch.org/whl/cu128, not from the cpu index",
+        "torch.version.cuda = None",
+    ),
+    "jax": (
+        "no CUDA plugin (jax-cuda12-plugin / jax-cuda13-plugin) is installed",
+        "`pip install 'jax[cuda12]'` (or jax[cuda13] with driver >= 580); plain `jax` and jax[cpu] run on the CPU only",
+        "no jax-cuda12/13 plugin installed",
+    ),
+}
 
 
 @rule
 def cpu_only_build(f: Facts) -> Diagnosis | None:
     if f.probe.get("is_cuda_build") is not False:
         return None
+    what, fix, evidence = CPU_ONLY[f.framework]
     return Diagnosis(
         "cpu-only-build",
         ERROR,
-        f"This TensorFlow {f.probe.get('tensorflow')} is a CPU-only build (is_built_with_cuda() is False).",
-        "Install the GPU-capable package instead: `pip uninstall tensorflow-cpu && pip install 'tensorflow[and-cuda]'`"
-        " (the old `tensorflow-gpu` package no longer exists).",
-        [f"tf.test.is_built_with_cuda() = False; build info: {f.probe.get('build_info')}"],
+        f"This {f.name} {f.version} is a CPU-only build ({what}).",
+        f"Install the GPU-capable package instead: {fix}.",
+        [f"{evidence}; build info: {f.probe.get('build_info')}", *f.log_codes.get("cpu-only-build", [])],
     )
 
 
@@ -292,7 +432,7 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
     if not evidence:
         return None
     summary = (
-        f"The NVIDIA driver is too old for the CUDA {build} this TensorFlow was built with."
+        f"The NVIDIA driver is too old for the CUDA {build} this {f.name} was built with."
         if severity == ERROR
         else f"The NVIDIA driver is older than CUDA {build} needs; it runs only through minor-version "
         "compatibility (no PTX JIT of newer code)."
@@ -303,7 +443,7 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
         "driver-too-old",
         severity,
         summary,
-        f"Upgrade the host's driver to {minimum or 'a newer one'} or newer, or use an older TensorFlow/CUDA stack "
+        f"Upgrade the host's driver to {minimum or 'a newer one'} or newer, or use an older {f.name}/CUDA stack "
         f"(`envcheck plan --driver {f.probe.get('driver')}` lists which).",
         evidence,
     )
@@ -312,12 +452,19 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
 def _missing_libraries(f: Facts) -> tuple[list[str], list[str]]:
     """Required CUDA libraries (the driver's libcuda aside) that the loader cannot find: (nowhere, on disk)."""
     nowhere, on_disk = [], []
-    for name in f.knowledge.required_libraries:
+    for name in f.knowledge.required_libraries_for(f.framework):
         entry = f.libraries.get(name)
         if name == "cuda" or entry is None or entry.get("found"):
             continue
         (on_disk if entry.get("unreachable_on_disk") else nowhere).append(name)
     return nowhere, on_disk
+
+
+WITH_LIBRARIES = {
+    "tensorflow": "`pip install 'tensorflow[and-cuda]=={version}'`",
+    "torch": "`pip install torch=={version}` from PyPI, whose nvidia-* dependencies bring them",
+    "jax": "`pip install 'jax[cuda12]=={version}'`, not jax[cuda12-local]",
+}
 
 
 @rule
@@ -330,10 +477,10 @@ def cuda_libs_missing(f: Facts) -> Diagnosis | None:
     return Diagnosis(
         "cuda-libs-missing",
         ERROR,
-        f"CUDA libraries TensorFlow needs are not installed: {', '.join(nowhere)}.",
-        "Install TensorFlow with its CUDA libraries: `pip install 'tensorflow[and-cuda]=="
-        + f"{f.probe.get('tensorflow')}'`, or use a CUDA {f.probe.get('build_cuda')} + cuDNN "
-        f"{f.probe.get('build_cudnn')} base image (nvidia/cuda:*-cudnn*-runtime).",
+        f"CUDA libraries {f.name} needs are not installed: {', '.join(nowhere)}.",
+        f"Install {f.name} with its CUDA libraries ({WITH_LIBRARIES[f.framework].format(version=f.version)}), or "
+        f"use a CUDA {f.probe.get('build_cuda')} + cuDNN {f.probe.get('build_cudnn')} base image "
+        "(nvidia/cuda:*-cudnn*-runtime).",
         [f"lib{name}: not found on the loader path nor on disk" for name in nowhere]
         + f.log_codes.get("cuda-libs-missing", []),
     )
@@ -352,7 +499,7 @@ def cuda_libs_not_on_path(f: Facts) -> Diagnosis | None:
         ERROR,
         f"CUDA libraries are installed but the loader does not find them: {', '.join(on_disk)}.",
         f"Add their directories to LD_LIBRARY_PATH (export LD_LIBRARY_PATH={':'.join(dirs)}:$LD_LIBRARY_PATH), or "
-        "use a TensorFlow release whose RUNPATH reaches the pip NVIDIA packages.",
+        f"use a {f.name} release whose RUNPATH reaches the pip NVIDIA packages.",
         [f"lib{name}: on disk at {', '.join(f.libraries[name]['unreachable_on_disk'])}" for name in on_disk]
         + f.log_codes.get("cuda-libs-not-on-path", []),
     )
@@ -367,26 +514,46 @@ def _soname_major(path: str) -> int | None:
 def cuda_mismatch(f: Facts) -> Diagnosis | None:
     build = f.probe.get("build_cuda")
     found = (f.libraries.get("cudart") or {}).get("found")
-    if not f.cuda_build or not build or not found:
+    built = _version(build)
+    if not f.cuda_build or built is None or not found:
         return None
-    built = Version(build)
     evidence = []
     major = _soname_major(found["path"])
     if major is not None and major != built.major:
-        evidence.append(f"libcudart found is {found['soname']} (CUDA {major}), TensorFlow was built with CUDA {build}")
+        evidence.append(
+            f"libcudart found is {found.get('soname') or found['path']} (CUDA {major}), {f.name} was built with "
+            f"CUDA {build}"
+        )
     runtime = f.runtime_versions.get("cudart", "")
     if _version(runtime) and Version(runtime).prefix(2) < built.prefix(2):
-        evidence.append(f"CUDA runtime {runtime} is older than the CUDA {build} TensorFlow was built with")
+        evidence.append(f"CUDA runtime {runtime} is older than the CUDA {build} {f.name} was built with")
+    evidence += f.log_codes.get("cuda-mismatch", [])
     if not evidence:
         return None
     return Diagnosis(
         "cuda-mismatch",
         ERROR,
-        "The CUDA runtime found does not match the CUDA TensorFlow was built with.",
-        f"Install the CUDA {built.prefix(2)} runtime (pip: nvidia-cuda-runtime-cu{built.major}, as "
-        "tensorflow[and-cuda] pins it) and remove other CUDA runtimes from the loader path.",
+        f"The CUDA runtime found does not match the CUDA {f.name} was built with.",
+        f"Install the CUDA {built.prefix(2)} runtime (pip: nvidia-cuda-runtime-cu{built.major}, as the "
+        f"{f.framework} package's CUDA dependencies pin it) and remove other CUDA runtimes from the loader path.",
         evidence,
     )
+
+
+CUDNN_RULE = {
+    "tensorflow": "needs the same major and an equal or higher minor",
+    "torch": "needs the same major",
+    "jax": "needs the same major and at least that version",
+}
+
+
+def _cudnn_fits(framework: str, loaded: Version, built: Version, known_release: bool) -> bool:
+    """Each framework's own check of the cuDNN it loads against the one it was built with."""
+    if framework == "tensorflow":
+        return knowledge_rules.cudnn_usable(loaded, built) if known_release else loaded.major == built.major
+    if framework == "jax":
+        return loaded.major == built.major and loaded >= built
+    return loaded.major == built.major
 
 
 @rule
@@ -398,20 +565,17 @@ def cudnn_mismatch(f: Facts) -> Diagnosis | None:
     evidence = list(f.log_codes.get("cudnn-mismatch", []))
     loaded = f.runtime_versions.get("cudnn", "")
     version = _version(loaded)
-    if version is not None:
-        usable = knowledge_rules.cudnn_usable(version, needed) if f.tf else version.major == needed.major
-        if not usable:
-            evidence.insert(
-                0,
-                f"cuDNN {loaded} found, TensorFlow {f.probe.get('tensorflow')} was built with cuDNN "
-                f"{needed} (needs the same major and an equal or higher minor)",
-            )
+    if version is not None and not _cudnn_fits(f.framework, version, needed, f.tf is not None):
+        evidence.insert(
+            0,
+            f"cuDNN {loaded} found, {f.name} {f.version} was built with cuDNN {needed} ({CUDNN_RULE[f.framework]})",
+        )
     if not evidence:
         return None
     return Diagnosis(
         "cudnn-mismatch",
         ERROR,
-        "The cuDNN found does not match the cuDNN TensorFlow was built with.",
+        f"The cuDNN found does not match the cuDNN {f.name} was built with.",
         f"Install cuDNN {needed.major}.x at least {needed} (pip: nvidia-cudnn-cu{str(f.probe.get('build_cuda'))[:2]}"
         f"=={f.tf.and_cuda.cudnn if f.tf and f.tf.and_cuda else needed}) and remove other cuDNN versions from the "
         "loader path.",
@@ -430,16 +594,16 @@ def compute_capability_unsupported(f: Facts) -> Diagnosis | None:
     return Diagnosis(
         code,
         ERROR,
-        "The GPU is older than any this TensorFlow build has kernels for.",
-        "Use an older TensorFlow release that still supports this GPU (`envcheck plan --gpu NAME` lists them), or "
-        "a newer GPU.",
+        f"This {f.name} build has no kernels for the GPU's architecture: it is older than the build supports, or "
+        "newer than its SASS with no PTX to compile.",
+        f"Use a {f.name} release built for this GPU generation (`envcheck plan --gpu NAME` lists them).",
         evidence,
     )
 
 
 @rule
 def ptx_jit(f: Facts) -> Diagnosis | None:
-    code = f.tf.code if f.tf else None
+    code = f.code
     native = ", ".join(f"sm_{v.major}{v.minor}" for v in code.sass) if code else None
     native = native or ", ".join(c for c in f.probe.get("compute_capabilities") or [] if c.startswith("sm_"))
     evidence = [
@@ -454,10 +618,17 @@ def ptx_jit(f: Facts) -> Diagnosis | None:
         "ptx-jit",
         WARNING,
         "The GPU is newer than this build's native kernels: they are JIT-compiled from PTX (slow first start).",
-        "Use a TensorFlow release built for this GPU generation, and keep the JIT cache "
+        f"Use a {f.name} release built for this GPU generation, and keep the JIT cache "
         "(CUDA_CACHE_MAXSIZE=4294967296) between runs.",
         evidence,
     )
+
+
+MEMORY = {
+    "tensorflow": "set TF_FORCE_GPU_ALLOW_GROWTH=true so TensorFlow does not reserve all memory up front.",
+    "torch": "set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True against fragmentation.",
+    "jax": "set XLA_PYTHON_CLIENT_PREALLOCATE=false (JAX reserves 75% of GPU memory up front by default).",
+}
 
 
 @rule
@@ -471,10 +642,19 @@ def gpu_oom(f: Facts) -> Diagnosis | None:
         "gpu-oom",
         WARNING,
         "The GPU ran out of memory" + (f" at n={failed[0].n}" if failed else "") + ".",
-        "Use smaller batches or models, stop other processes on the GPU (`nvidia-smi`), or set "
-        "TF_FORCE_GPU_ALLOW_GROWTH=true so TensorFlow does not reserve all memory up front.",
+        "Use smaller batches or models, stop other processes on the GPU (`nvidia-smi`), or " + MEMORY[f.framework],
         evidence,
     )
+
+
+FORCED_CPU_FIX = {
+    "tensorflow": "Remove tf.device('/CPU:0') scopes, CUDA_VISIBLE_DEVICES=''/-1 assignments and "
+    "tf.config.set_visible_devices([], 'GPU') calls",
+    "torch": "Remove hard-wired torch.device('cpu') / .to('cpu') placements and CUDA_VISIBLE_DEVICES=''/-1 "
+    "assignments; pick the device with torch.cuda.is_available()",
+    "jax": "Remove JAX_PLATFORMS=cpu, jax.config.update('jax_platforms'|'jax_platform_name', 'cpu'), "
+    "jax.default_device(CPU) and numpyro.set_platform('cpu') calls",
+}
 
 
 @rule
@@ -493,15 +673,14 @@ def placement_forced_cpu(f: Facts) -> Diagnosis | None:
     return Diagnosis(
         "placement-forced-cpu",
         severity,
-        "Code or configuration forces TensorFlow's work onto the CPU.",
-        "Remove tf.device('/CPU:0') scopes, CUDA_VISIBLE_DEVICES=''/-1 assignments and "
-        "tf.config.set_visible_devices([], 'GPU') calls, or limit them to the code that must run on CPU.",
+        f"Code or configuration forces {f.name}'s work onto the CPU.",
+        FORCED_CPU_FIX[f.framework] + " (or limit them to the code that must run on the CPU).",
         evidence,
     )
 
 
 def uses_gpu(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> bool:
-    """TensorFlow lists a GPU and nothing at error level stands in its way."""
+    """The framework lists a GPU and nothing at error level stands in its way."""
     return bool(probe.get("gpus")) and not any(d.severity == ERROR for d in diagnoses)
 
 
@@ -514,9 +693,9 @@ def diagnose(facts: Facts) -> list[Diagnosis]:
             Diagnosis(
                 "gpu-not-detected",
                 ERROR,
-                "TensorFlow is built with CUDA but lists no GPU, for a reason envcheck could not pin down.",
-                "Read the TensorFlow log lines in the evidence; run `envcheck doctor` on the host for its side.",
-                [f"log: {line[:300]}" for line in (facts.probe.get("tf_log") or [])[-10:]],
+                f"{facts.name} is built with CUDA but lists no GPU, for a reason envcheck could not pin down.",
+                f"Read the {facts.name} log lines in the evidence; run `envcheck doctor` on the host for its side.",
+                [f"log: {line[:300]}" for line in facts.log[-10:]],
             )
         )
     return found

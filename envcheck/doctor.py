@@ -1,12 +1,14 @@
 """`envcheck doctor`: the same probe and rules for the user's own host, no Docker needed.
 
-The probe runs in a child process of the current Python (so TensorFlow's import cannot take envcheck down),
-Docker is asked whether it could give containers a GPU, and `--script` scans the user's code for what forces
-the CPU.
+The probe runs in a child process of the current Python (so a framework's import cannot take envcheck down),
+once for the framework asked about (--framework, TensorFlow by default) and once for every other framework this
+Python has (TensorFlow, PyTorch, JAX); Docker is asked whether it could give containers a GPU, and `--script`
+scans the user's code for what forces each framework onto the CPU.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ from typing import Any
 from envcheck.diagnose import ERROR, Facts, diagnose, uses_gpu
 from envcheck.engine.client import daemon_facts
 from envcheck.errors import ConfigError
+from envcheck.knowledge.facts import FRAMEWORK_NAMES
 from envcheck.probe import PROBE_SOURCE, parse_output
 from envcheck.results.model import Benchmark, Diagnosis
 from envcheck.scan import Scan, scan_paths
@@ -25,20 +28,26 @@ from envcheck.scan import Scan, scan_paths
 PROBE_TIMEOUT = 300
 
 
-def probe_host(quick: bool = True) -> dict[str, Any]:
-    """The probe's report for the current Python on this host."""
-    args = [sys.executable, str(PROBE_SOURCE), *(["--quick"] if quick else [])]
+FRAMEWORKS = tuple(FRAMEWORK_NAMES)
+
+
+def installed_frameworks() -> list[str]:
+    """The frameworks this Python has, found without importing them."""
+    return [name for name in FRAMEWORKS if importlib.util.find_spec(name) is not None]
+
+
+def probe_host(quick: bool = True, framework: str = "tensorflow") -> dict[str, Any]:
+    """The probe's report on one framework for the current Python on this host."""
+    args = [sys.executable, str(PROBE_SOURCE), "--framework", framework, *(["--quick"] if quick else [])]
+    failed = {"framework": framework, "framework_version": None, "tensorflow": None}
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        return {"errors": [f"the probe did not finish in {PROBE_TIMEOUT}s"], "tensorflow": None}
+        return {**failed, "errors": [f"the probe did not finish in {PROBE_TIMEOUT}s"]}
     facts = parse_output(done.stdout)
     if facts is not None:
         return facts
-    return {
-        "errors": [f"the probe printed no report (exit {done.returncode}): {done.stderr[-500:]}"],
-        "tensorflow": None,
-    }
+    return {**failed, "errors": [f"the probe printed no report (exit {done.returncode}): {done.stderr[-500:]}"]}
 
 
 def docker_facts() -> dict[str, Any]:
@@ -72,8 +81,31 @@ def scan_scripts(paths: list[str]) -> Scan:
 
 
 @dataclass
+class FrameworkCheck:
+    """One framework of this host's Python: its verdict, the probe's facts, the diagnoses and the benchmark."""
+
+    framework: str
+    verdict: str
+    uses_gpu: bool
+    probe: dict[str, Any]
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    benchmark: list[Benchmark] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "version": self.probe.get("framework_version") or self.probe.get("tensorflow"),
+            "verdict": self.verdict,
+            "uses_gpu": self.uses_gpu,
+            "probe": {**self.probe, "benchmark": [b.to_dict() for b in self.benchmark]},
+            "diagnoses": [d.to_dict() for d in self.diagnoses],
+        }
+
+
+@dataclass
 class HostCheck:
-    """What `envcheck doctor` found on this host: the verdict first, then the facts it rests on."""
+    """What `envcheck doctor` found on this host: the verdict on the framework asked about first, then the facts
+    it rests on, then every other framework this Python has."""
 
     verdict: str
     uses_gpu: bool
@@ -83,6 +115,7 @@ class HostCheck:
     unreadable_scripts: list[dict[str, str]] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     benchmark: list[Benchmark] = field(default_factory=list)
+    frameworks: list[FrameworkCheck] = field(default_factory=list)  # the one asked about first
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,36 +126,54 @@ class HostCheck:
             "script_findings": self.script_findings,
             "unreadable_scripts": self.unreadable_scripts,
             "diagnoses": [d.to_dict() for d in self.diagnoses],
+            "frameworks": [f.to_dict() for f in self.frameworks],
         }
 
 
-def doctor(scripts: list[str] | None = None, quick: bool = True) -> HostCheck:
-    """Probe this host, ask Docker, scan the scripts, and diagnose."""
-    scanned = scan_scripts(scripts or [])
-    probe = probe_host(quick)
-    docker = docker_facts()
-    facts = Facts(probe=probe, in_container=False, docker=docker, script_findings=tuple(scanned.findings))
+def check_framework(
+    framework: str, quick: bool, docker: dict[str, Any], findings: list[dict[str, Any]]
+) -> FrameworkCheck:
+    """Probe one framework and diagnose it with the script findings that concern it."""
+    probe = probe_host(quick, framework)
+    mine = tuple(f for f in findings if f.get("framework", "any") in ("any", framework))
+    facts = Facts(probe=probe, in_container=False, docker=docker, script_findings=mine)
     diagnoses = diagnose(facts)
-    return HostCheck(
-        verdict(probe, diagnoses),
-        uses_gpu(probe, diagnoses),
-        probe,
-        docker,
-        scanned.findings,
-        scanned.unreadable,
-        diagnoses,
-        facts.benchmark,
+    return FrameworkCheck(
+        framework, verdict(probe, diagnoses, framework), uses_gpu(probe, diagnoses), probe, diagnoses, facts.benchmark
     )
 
 
-def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> str:
+def doctor(scripts: list[str] | None = None, quick: bool = True, framework: str = "tensorflow") -> HostCheck:
+    """Probe this host for `framework` and every other framework its Python has, ask Docker, scan the scripts,
+    and diagnose each framework."""
+    scanned = scan_scripts(scripts or [])
+    docker = docker_facts()
+    names = [framework, *(name for name in installed_frameworks() if name != framework)]
+    checks = [check_framework(name, quick, docker, scanned.findings) for name in names]
+    first = checks[0]
+    return HostCheck(
+        first.verdict,
+        first.uses_gpu,
+        first.probe,
+        docker,
+        scanned.findings,
+        scanned.unreadable,
+        first.diagnoses,
+        first.benchmark,
+        checks,
+    )
+
+
+def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis], framework: str = "tensorflow") -> str:
+    name = FRAMEWORK_NAMES[framework]
     errors = [d for d in diagnoses if d.severity == ERROR]
     if probe.get("gpus") and not errors:
         names = ", ".join(g.get("device_name") or g["name"] for g in probe["gpus"])
-        return f"TensorFlow {probe.get('tensorflow')} uses the GPU here ({names})."
+        version = probe.get("framework_version") or probe.get("tensorflow")
+        return f"{name} {version} uses the GPU here ({names})."
     if errors:
-        return f"TensorFlow will not use a GPU here: {errors[0].summary}"
-    return "TensorFlow will not use a GPU here."
+        return f"{name} will not use a GPU here: {errors[0].summary}"
+    return f"{name} will not use a GPU here."
 
 
 def format_text(check: HostCheck) -> str:
@@ -136,13 +187,15 @@ def format_text(check: HostCheck) -> str:
     nvml = probe.get("nvml") or {}
     docker = check.docker
     gpus = ", ".join(g.get("name") or f"GPU {g.get('index')}" for g in nvml.get("gpus") or [])
+    name = FRAMEWORK_NAMES[probe.get("framework") if probe.get("framework") in FRAMEWORK_NAMES else "tensorflow"]
+    version = probe.get("framework_version") or probe.get("tensorflow")
     out += [
         "",
-        f"Python {probe.get('python')}; TensorFlow {probe.get('tensorflow') or 'not importable'}"
+        f"Python {probe.get('python')}; {name} {version or 'not importable'}"
         + (
             f" (CUDA build: {probe.get('is_cuda_build')}, CUDA {probe.get('build_cuda')}, cuDNN "
             f"{probe.get('build_cudnn')})"
-            if probe.get("tensorflow")
+            if version
             else ""
         ),
         f"NVIDIA driver: {probe.get('driver') or 'none'}"
@@ -157,7 +210,10 @@ def format_text(check: HostCheck) -> str:
         ),
     ]
     out += [f"--script could not read {u['file']}: {u['reason']}" for u in check.unreadable_scripts]
-    for b in check.benchmark:
+    for other in check.frameworks[1:]:
+        out.append(f"also in this Python: {other.verdict}")
+        out += [f"    [{d.severity}] {d.code}: {d.summary}" for d in other.diagnoses if d.severity == ERROR]
+    for b in (b for c in check.frameworks for b in c.benchmark) if check.frameworks else check.benchmark:
         figure = f"{b.tflops} TFLOP/s" if b.tflops is not None else f"failed: {b.error}"
         peak = f" ({b.percent_of_peak}% of peak)" if b.percent_of_peak else ""
         out.append(

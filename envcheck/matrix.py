@@ -21,15 +21,20 @@ import yaml
 
 from envcheck.errors import ConfigError
 
+# Per framework (its key in a stack): each variant and the pip package it installs.
 VARIANTS = {
-    "and-cuda": "tensorflow[and-cuda]",
-    "plain": "tensorflow",
-    "cpu": "tensorflow-cpu",
+    "tensorflow": {"and-cuda": "tensorflow[and-cuda]", "plain": "tensorflow", "cpu": "tensorflow-cpu"},
+    "torch": {"pypi": "torch", "index": "torch"},  # index: PyTorch's own wheel index named by `index:`
+    "jax": {"cuda12": "jax[cuda12]", "cuda12-local": "jax[cuda12-local]", "cuda13": "jax[cuda13]", "cpu": "jax[cpu]"},
 }
+FRAMEWORKS = tuple(VARIANTS)
+DEFAULT_VARIANT = {"torch": "pypi", "jax": "cuda12"}  # TensorFlow stacks name theirs (as they always did)
+TORCH_INDEX_URL = "https://download.pytorch.org/whl/{index}"
 
 # Names become Docker repository components (envcheck/NAME) and directory names: Docker's grammar for a path
 # component (lowercase alphanumerics joined by '.', '_', '__' or dashes), at most 100 characters.
 NAME_RE = re.compile(r"(?=.{1,100}\Z)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+JAX_VERSION_RE = re.compile(r"0\.[0-9]+\.[0-9]+(\.[0-9]+)?((a|b|rc)[0-9]+)?\Z")
 TF_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+((a|b|rc)[0-9]+)?(\.post[0-9]+)?\Z")
 VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
 PYTHON_RE = re.compile(r"3\.[0-9]{1,2}\Z")
@@ -55,10 +60,11 @@ class Position:
 
 @dataclass(frozen=True)
 class Stack:
-    """One TensorFlow stack to build and probe, with defaults already merged in."""
+    """One stack to build and probe, with defaults already merged in. Exactly one of tensorflow, torch and jax is
+    set: the framework's version, under its matrix key."""
 
     name: str
-    tensorflow: str
+    tensorflow: str | None
     variant: str
     cuda: str | None
     cudnn: str | None
@@ -67,6 +73,9 @@ class Stack:
     pip: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     sandbox: bool = True  # probe with least privilege (no network, no capabilities, read-only root)
+    torch: str | None = None
+    jax: str | None = None
+    index: str | None = None  # torch: PyTorch's wheel index (cu121, cpu, ...) for variant index
     position: Position | None = field(default=None, compare=False)
     positions: dict[str, Position] = field(default_factory=dict, compare=False)
 
@@ -75,14 +84,29 @@ class Stack:
         return self.positions.get(key, self.position)
 
     @property
+    def framework(self) -> str:
+        """tensorflow, torch or jax: the key the stack names its version with."""
+        return "torch" if self.torch else "jax" if self.jax else "tensorflow"
+
+    @property
+    def version(self) -> str:
+        return str(self.torch or self.jax or self.tensorflow)
+
+    @property
     def requirement(self) -> str:
-        """The pip requirement string for this stack's TensorFlow package."""
-        return f"{VARIANTS[self.variant]}=={self.tensorflow}"
+        """The pip requirement string for this stack's framework package."""
+        return f"{VARIANTS[self.framework][self.variant]}=={self.version}"
+
+    @property
+    def index_url(self) -> str | None:
+        """PyTorch's wheel index for a torch stack of variant index."""
+        return TORCH_INDEX_URL.format(index=self.index) if self.index else None
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "name": self.name,
-            "tensorflow": self.tensorflow,
+            "framework": self.framework,
+            self.framework: self.version,
             "variant": self.variant,
             "cuda": self.cuda,
             "cudnn": self.cudnn,
@@ -92,6 +116,9 @@ class Stack:
             "env": dict(self.env),
             "sandbox": self.sandbox,
         }
+        if self.index:
+            data["index"] = self.index
+        return data
 
 
 @dataclass(frozen=True)
@@ -175,10 +202,19 @@ def _boolean(expected: str) -> Callable[[yaml.Node], tuple[bool | None, str]]:
     return check
 
 
+def _variant(framework: str | None) -> Callable[[yaml.Node], tuple[str | None, str]]:
+    """A variant of one framework's (the stack's), or of any where the framework is not known (defaults)."""
+    names = list(VARIANTS[framework]) if framework else list(dict.fromkeys(v for vs in VARIANTS.values() for v in vs))
+    return _string(re.compile("(" + "|".join(map(re.escape, names)) + r")\Z"), "one of " + ", ".join(names))
+
+
 STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[object, str]]] = {
     "name": _string(NAME_RE, NAME_EXPECTED),
     "tensorflow": _string(TF_VERSION_RE, 'an exact TensorFlow version such as "2.15.1"'),
-    "variant": _string(re.compile("(" + "|".join(map(re.escape, VARIANTS)) + r")\Z"), "one of " + ", ".join(VARIANTS)),
+    "torch": _string(TF_VERSION_RE, 'an exact PyTorch version such as "2.5.1"'),
+    "jax": _string(JAX_VERSION_RE, 'an exact JAX version such as "0.4.35"'),
+    "variant": _variant(None),
+    "index": _string(re.compile(r"(cu[0-9]{3}|cpu)\Z"), "a PyTorch wheel index such as cu121, cu124, cu128 or cpu"),
     "cuda": _string(VERSION_RE, 'a CUDA version such as "12.2"'),
     "cudnn": _string(VERSION_RE, 'a cuDNN version such as "8.9"'),
     "base": _string(IMAGE_RE, 'a Docker image reference such as "debian:bookworm-slim"'),
@@ -186,7 +222,7 @@ STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[object, str]]] = {
     "sandbox": _boolean("true or false"),
 }
 LIST_FIELDS = {"pip", "env"}
-REQUIRED = ("name", "tensorflow", "variant")
+REQUIRED = ("name",)
 DEFAULTABLE = set(STACK_FIELDS) - {"name"} | LIST_FIELDS
 BUILTIN_DEFAULTS = {"base": "debian:bookworm-slim", "python": "3.11"}
 
@@ -219,13 +255,42 @@ class _Validator:
             out[key.value] = (key, value)
         return out
 
-    def value(self, key: str, node: yaml.Node) -> object | None:
+    def framework_fits(self, node: yaml.Node, framework: str, values: Entry) -> bool:
+        """The variant (and a torch index) belong to the stack's framework."""
+        ok = True
+        variant = values.get("variant")
+        if variant and variant[0] not in VARIANTS[framework]:
+            where = variant[1] or self.pos(node)
+            self.errors.append(
+                (
+                    where.line,
+                    where.column,
+                    f"{where}: error: variant {variant[0]!r} is not one of {framework}'s "
+                    f"(expected one of {', '.join(VARIANTS[framework])})",
+                )
+            )
+            ok = False
+        index = values.get("index")
+        if index and (framework != "torch" or (variant and variant[0] != "index")):
+            where = index[1] or self.pos(node)
+            expected = "index: only on torch stacks, with variant index (or no variant)"
+            self.errors.append(
+                (where.line, where.column, f"{where}: error: index {index[0]!r} here (expected {expected})")
+            )
+            ok = False
+        if framework == "torch" and variant and variant[0] == "index" and not index:
+            self.error(node, "torch stack of variant index names no index", "index: cu121, cu124, cu128, cpu, ...")
+            ok = False
+        return ok
+
+    def value(self, key: str, node: yaml.Node, framework: str | None = None) -> object | None:
         """One field's validated value, or None after reporting why it is wrong."""
         if key == "pip":
             return self.pip_list(node)
         if key == "env":
             return self.env_map(node)
-        value, expected = STACK_FIELDS[key](node)
+        check = _variant(framework) if key == "variant" and framework else STACK_FIELDS[key]
+        value, expected = check(node)
         if value is None:
             self.error(node, f"bad {key} {_shown(node)}", expected)
         return value
@@ -234,11 +299,12 @@ class _Validator:
         """Valid values (with positions) by key, and every key written, valid or not (so it is not 'missing')."""
         values: Entry = {}
         written = self.mapping(node, what)
+        framework = _framework_of(written, "tensorflow" if what == "a stack" else None)
         for key, (key_node, value_node) in written.items():
             if key not in allowed:
                 self.error(key_node, f"unknown key {key!r} in {what}", "one of " + ", ".join(sorted(allowed)))
                 continue
-            value = self.value(key, value_node)
+            value = self.value(key, value_node, framework)
             if value is not None:
                 values[key] = (value, self.pos(value_node))
             if key == "pip" and isinstance(value_node, yaml.SequenceNode):
@@ -250,6 +316,7 @@ class _Validator:
         """Expand one `axes:` group: the product of its list-valued keys, less its `exclude:` entries."""
         allowed = set(STACK_FIELDS) | LIST_FIELDS | {"exclude"}
         written = self.mapping(node, "an axes group")
+        framework = _framework_of(written, "tensorflow")
         options: dict[str, list[tuple[object, Position]]] = {}
         template: tuple[str, yaml.Node] | None = None
         excludes: list[tuple[dict[str, str], yaml.Node]] = []
@@ -264,11 +331,11 @@ class _Validator:
             elif key == "exclude":
                 excludes = self.exclude_list(value_node)
             elif key in LIST_FIELDS or not isinstance(value_node, yaml.SequenceNode):
-                value = self.value(key, value_node)
+                value = self.value(key, value_node, framework)
                 if value is not None:
                     options[key] = [(value, self.pos(value_node))]
             else:
-                valid = [(self.value(key, item), self.pos(item)) for item in value_node.value]
+                valid = [(self.value(key, item, framework), self.pos(item)) for item in value_node.value]
                 options[key] = [(value, pos) for value, pos in valid if value is not None]
                 if not value_node.value:
                     self.error(value_node, f"axis {key!r} is empty", "at least one value")
@@ -376,6 +443,13 @@ class _Validator:
         return tuple(items)
 
 
+def _framework_of(written: dict, default: str | None) -> str | None:
+    """The framework a mapping names (its version key); a stack without one is read as TensorFlow's, as
+    matrix files always were, and defaults as nobody's."""
+    named = [k for k in FRAMEWORKS if k in written]
+    return named[0] if len(named) == 1 else default if not named else None
+
+
 def template_fields(text: str) -> list[str] | str:
     """The placeholders of an axes name template, or what is wrong with it: only plain {key} fields."""
     try:
@@ -460,10 +534,22 @@ def parse_matrix(text: str, path: Path) -> Matrix:
         if not isinstance(node, yaml.MappingNode):
             continue
         values = {**defaults, **own}
+        named = [k for k in FRAMEWORKS if k in values or k in written]
         missing = [k for k in REQUIRED if k not in values and k not in written]
+        if not named:
+            missing.append("tensorflow")  # a stack without a framework key is read as TensorFlow's, as ever
+        if named in ([], ["tensorflow"]) and "variant" not in values and "variant" not in written:
+            missing.append("variant")
         if missing:
-            v.error(node, f"stack is missing {', '.join(missing)}", "name, tensorflow and variant on every stack")
-        if any(k not in values for k in REQUIRED):
+            expected = "name, tensorflow and variant on every stack (or torch or jax instead of tensorflow)"
+            v.error(node, f"stack is missing {', '.join(missing)}", expected)
+        if len(named) > 1:
+            v.error(node, f"stack names {' and '.join(named)}", "one framework per stack: tensorflow, torch or jax")
+        if missing or len(named) != 1 or not all(k in values for k in (*REQUIRED, *named)):
+            continue
+        if named[0] not in DEFAULT_VARIANT and "variant" not in values:
+            continue  # written, but invalid: already reported
+        if not v.framework_fits(node, named[0], values):
             continue
         name = str(values["name"][0])
         position = v.pos(node)  # the stack, or the axes group that generated it
@@ -481,10 +567,15 @@ def _stack(values: Entry, position: Position) -> Stack:
     def get(key: str, default: object = None) -> Any:
         return values[key][0] if key in values else default
 
+    framework = next(k for k in FRAMEWORKS if k in values)
+    index = get("index")
     return Stack(
         name=get("name"),
         tensorflow=get("tensorflow"),
-        variant=get("variant"),
+        torch=get("torch"),
+        jax=get("jax"),
+        variant=get("variant") or ("index" if index else DEFAULT_VARIANT[framework]),
+        index=index,
         cuda=get("cuda"),
         cudnn=get("cudnn"),
         base=get("base"),

@@ -162,7 +162,7 @@ class MatrixRun:
             self.api,
             ctx.tag,
             ctx.stack.name,
-            self.options.probe_args,
+            ["--framework", ctx.stack.framework, *self.options.probe_args],
             timeout=self.options.run_timeout,
             sandbox=ctx.stack.sandbox,
         )

@@ -13,7 +13,16 @@ from typing import Any
 
 from envcheck.errors import ConfigError
 from envcheck.knowledge import Knowledge, Version
-from envcheck.knowledge.rules import Check, Level, driver_support, gpu_check, runtime_cuda, stack_checks
+from envcheck.knowledge.rules import (
+    Check,
+    Level,
+    cpu_only_check,
+    driver_support,
+    gpu_check,
+    is_cpu_only,
+    runtime_cuda,
+    stack_checks,
+)
 from envcheck.matrix import Stack
 from envcheck.results.model import Diagnosis, Host, Result, Severity, Status
 
@@ -56,41 +65,41 @@ class Verdict:
 
 def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge) -> Verdict:
     verdict = Verdict(stack.name)
-    if stack.variant == "cpu":
-        verdict.add(Check("cpu-only-build", Level.FAILS, "tensorflow-cpu is built without CUDA and never uses a GPU"))
+    if is_cpu_only(stack):
+        verdict.add(cpu_only_check(stack))
         return verdict
     for check in stack_checks(stack, k):
         if check.level > Level.OK:
             verdict.add(check)
-    tf = k.tf_build(stack.tensorflow)
-    if tf is None:
+    build = k.build(stack.framework, stack.version, stack.variant, stack.index)
+    if build is None:
         return verdict
-    support = driver_support(runtime_cuda(tf, stack.variant, k), host.driver, k)
+    cuda = runtime_cuda(build, stack.variant, k)
+    support = driver_support(cuda, host.driver, k) if cuda else None
     driver = support.check() if support else None
     if driver:
         verdict.add(driver)
-    for label, cc in host.gpus:
-        found = gpu_check(tf.code, tf.release, label, cc, support, k)
+    for label, cc in host.gpus if build.code else ():
+        found = gpu_check(build.code, build.label, label, cc, support, k)
         if found:
             verdict.add(found)
     return verdict
 
 
 def plan(stacks: list[Stack], host: PlannedHost, k: Knowledge | None = None) -> list[Verdict]:
-    """A verdict per stack; a driver that is too old names the newest stack that would work."""
+    """A verdict per stack; a driver that is too old names the newest stack (of the same framework) that would work."""
     k = k or Knowledge.load()
     verdicts = [plan_stack(stack, host, k) for stack in stacks]
-    working = [
-        (Version(s.tensorflow), s.name)
-        for s, v in zip(stacks, verdicts, strict=True)
-        if "driver-too-old" not in v.codes and v.level != Level.FAILS
-    ]
-    newest = max(working)[1] if working else None
-    for v in verdicts:
+    working: dict[str, list[tuple[Version, str]]] = {}
+    for s, v in zip(stacks, verdicts, strict=True):
+        if "driver-too-old" not in v.codes and v.level != Level.FAILS:
+            working.setdefault(s.framework, []).append((Version(s.version), s.name))
+    for stack, v in zip(stacks, verdicts, strict=True):
         if "driver-too-old" in v.codes:
+            fitting = working.get(stack.framework)
             v.reasons.append(
-                f"newest stack that would work on this driver: {newest}"
-                if newest
+                f"newest stack that would work on this driver: {max(fitting)[1]}"
+                if fitting
                 else "no stack in this matrix works on this driver"
             )
     return verdicts

@@ -18,7 +18,7 @@ import jinja2
 from envcheck import __version__, labels
 from envcheck.knowledge import Knowledge
 from envcheck.matrix import Stack
-from envcheck.probe import PROBE_SOURCE
+from envcheck.probe import PROBE_FILES
 
 CA_BUNDLE_NAME = "envcheck-ca.pem"
 # Files a build writes into the context directory that are not part of the image.
@@ -93,6 +93,7 @@ class DockerfileTemplate:
             extra_requirements=self.extra_requirements(),
             ca_bundle=CA_BUNDLE_NAME if self.ca_bundle else None,
             stage_label=labels.STAGE,
+            adapters=[path.name for path in PROBE_FILES if path.name != "probe.py"],
         )
 
 
@@ -106,15 +107,45 @@ class TensorFlowTemplate(DockerfileTemplate):
         return [shlex.quote(p) for p in build.and_cuda.packages] if build and build.and_cuda else []
 
 
+class TorchTemplate(DockerfileTemplate):
+    """PyTorch from PyPI (its default CUDA build, with the nvidia-* wheels it pins) or from one of PyTorch's own
+    wheel indexes, named exactly by its local version (torch==2.5.1+cu121) so pip cannot take PyPI's instead."""
+
+    def requirements(self) -> list[str]:
+        if self.stack.index_url:
+            return [
+                "--extra-index-url",
+                shlex.quote(self.stack.index_url),
+                shlex.quote(f"torch=={self.stack.version}+{self.stack.index}"),
+                "nvidia-ml-py",
+            ]
+        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+
+
+class JaxTemplate(DockerfileTemplate):
+    """JAX with its CUDA plugin and the pip CUDA libraries (jax[cuda12], jax[cuda13]), the plugin alone
+    (jax[cuda12-local], CUDA from the image) or the CPU build (jax[cpu])."""
+
+    def requirements(self) -> list[str]:
+        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+
+
+TEMPLATES: dict[str, type[DockerfileTemplate]] = {
+    "tensorflow": TensorFlowTemplate,
+    "torch": TorchTemplate,
+    "jax": JaxTemplate,
+}
+
+
 def template_for(stack: Stack, ca_bundle: bool) -> DockerfileTemplate:
-    return TensorFlowTemplate(stack, ca_bundle)
+    return TEMPLATES[stack.framework](stack, ca_bundle)
 
 
 def context_files(stack: Stack, ca_bundle: bool) -> dict[str, str]:
-    """The build context's text files, by name."""
+    """The build context's text files, by name: the Dockerfile, the probe and its adapters."""
     return {
         "Dockerfile": template_for(stack, ca_bundle).render(),
-        "probe.py": PROBE_SOURCE.read_text(encoding="utf-8"),
+        **{path.name: path.read_text(encoding="utf-8") for path in PROBE_FILES},
         ".dockerignore": "".join(f"{name}\n" for name in NOT_IN_CONTEXT),
     }
 

@@ -1,12 +1,17 @@
-"""What forces TensorFlow onto the CPU in user code: `envcheck doctor --script FILE|DIR`.
+"""What forces TensorFlow, PyTorch or JAX onto the CPU in user code: `envcheck doctor --script FILE|DIR`.
 
 Reads Python files and Jupyter notebooks (code cells, magics included) and reports the statements that hide GPUs
-or place work on the CPU: CUDA_VISIBLE_DEVICES set to ''/-1 (by assignment, setdefault, putenv, update or
-%env), tf.config.set_visible_devices([], 'GPU'), TF1's ConfigProto(device_count={'GPU': 0}), and CPU
-placement with tf.device or OneDeviceStrategy. Keys, values and device strings are followed through simple
-data flow (a constant or a variable holding one). A CPU fallback that applies only when no GPU exists (the
-widely copied try_gpu()/cpu() helpers) is not reported, nor is other frameworks' placement (torch.device).
-Files that cannot be read or parsed are named, not silently skipped.
+or place work on the CPU, each with the framework it affects ("any" for all):
+- any: CUDA_VISIBLE_DEVICES set to ''/-1 (by assignment, setdefault, putenv, update or %env);
+- tensorflow: tf.config.set_visible_devices([], 'GPU'), TF1's ConfigProto(device_count={'GPU': 0}), CPU
+  placement with tf.device, OneDeviceStrategy or a strategy over CPUs;
+- jax: JAX_PLATFORMS / JAX_PLATFORM_NAME = cpu, jax.config.update('jax_platforms'|'jax_platform_name', 'cpu'),
+  jax.default_device(<a CPU device>) and numpyro.set_platform('cpu');
+- torch: a name bound to a hard-wired torch.device('cpu'), and torch.set_default_device('cpu').
+Keys, values and device strings are followed through simple data flow (a constant or a variable holding one). A
+CPU fallback that applies only when no GPU exists (`torch.device("cuda" if torch.cuda.is_available() else
+"cpu")`, the widely copied try_gpu()/cpu() helpers) is not reported, nor is moving data to the CPU (`.to("cpu")`,
+map_location, jax.device_put). Files that cannot be read or parsed are named, not silently skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from typing import Any
 
 HIDING_VALUES = {"", "-1", "none", "void", "nodevfiles"}
 CPU_DEVICE = re.compile(r"/?(job:[^/]*/)?(replica:\d+/)?(task:\d+/)?(device:)?cpu(:\d+)?", re.IGNORECASE)
-MAGIC_ENV = re.compile(r"^\s*%(set_)?env\s+CUDA_VISIBLE_DEVICES\s*[= ]\s*(?P<value>\S*)\s*$")
+MAGIC_ENV = re.compile(
+    r"^\s*%(set_)?env\s+(?P<name>CUDA_VISIBLE_DEVICES|JAX_PLATFORMS|JAX_PLATFORM_NAME)\s*[= ]\s*(?P<value>\S*)\s*$"
+)
+JAX_PLATFORM_KEYS = {"jax_platforms", "jax_platform_name"}  # jax.config options; JAX_* environment variables
+JAX_ACCELERATORS = {"cuda", "gpu", "rocm", "tpu", "metal"}
 # Calls whose result tells whether a GPU exists: code that tests one of these chooses the CPU only without a GPU.
 AVAILABILITY = {
     "list_physical_devices",
@@ -32,13 +41,14 @@ AVAILABILITY = {
     "is_available",
     "device_count",
     "get_available_gpus",
+    "default_backend",  # jax: `if jax.default_backend() != "cpu":`
 }
 MAX_SOURCE = 2_000_000  # characters: larger "scripts" are data, not code to scan
 
 
 @dataclass
 class Scan:
-    """Findings ({file, line, text[, cell]}) and the files that could not be scanned ({file, reason})."""
+    """Findings ({file, line, text, framework[, cell]}) and the files that could not be scanned ({file, reason})."""
 
     findings: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
@@ -116,7 +126,8 @@ class Scanner(ast.NodeVisitor):
         # code binds it to something else: snippets and notebook cells often use it without the import.
         self.tf_names: set[str] = set()
         self.tf_device_names: set[str] = set()  # `device` imported from tensorflow
-        self.found: list[int] = []
+        self.found: list[tuple[int, str]] = []  # (line, framework it affects)
+        self.cpu_devices: set[str] = set()  # names bound to a JAX CPU device (jax.devices("cpu")[0])
         self.parents: dict[ast.AST, ast.AST] = {}
         self.bound: set[str] = set()  # every name the code binds, by import or assignment
         for node in ast.walk(tree):
@@ -156,6 +167,8 @@ class Scanner(ast.NodeVisitor):
                 isinstance(n, ast.Name) and n.id in self.gpu_names for n in ast.walk(node.value)
             ):
                 self.gpu_names.add(name)
+            if self.is_jax_cpu_device(node.value):
+                self.cpu_devices.add(name)
 
     def text(self, node: ast.AST | None) -> str | None:
         """The string a node stands for: a literal, a name bound to one, or an f-string of such parts."""
@@ -174,9 +187,21 @@ class Scanner(ast.NodeVisitor):
             node = node.value
         return isinstance(node, ast.Name) and node.id in self.tf_names
 
-    def hides_gpus(self, key: ast.AST | None, value: ast.AST | None) -> bool:
-        found = self.text(value)
-        return self.text(key) == "CUDA_VISIBLE_DEVICES" and found is not None and found.strip().lower() in HIDING_VALUES
+    def hides_gpus(self, key: ast.AST | None, value: ast.AST | None) -> str | None:
+        """The framework an environment assignment keeps off the GPU: "any" for CUDA_VISIBLE_DEVICES=''/-1,
+        "jax" for JAX_PLATFORMS=cpu; None when it does not."""
+        return hiding_variable(self.text(key), self.text(value))
+
+    def is_jax_cpu_device(self, node: ast.AST | None) -> bool:
+        """jax.devices("cpu")[i], jax.local_devices(backend="cpu")[i], or a name bound to one."""
+        if isinstance(node, ast.Name):
+            return node.id in self.cpu_devices and self.assigned.get(node.id, 0) <= 1
+        if isinstance(node, ast.Subscript):
+            node = node.value
+        if not isinstance(node, ast.Call) or _attr(node.func) not in ("devices", "local_devices"):
+            return False
+        backend = (node.args[0] if node.args else None) or _keyword(node, "backend")
+        return (self.text(backend) or "").lower() == "cpu"
 
     def is_cpu(self, node: ast.AST | None) -> bool:
         found = self.text(node)
@@ -186,20 +211,39 @@ class Scanner(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
-            if (
-                isinstance(target, ast.Subscript)
-                and _is_environ(target.value)
-                and self.hides_gpus(target.slice, node.value)
-            ):
-                self.report(node)
+            if isinstance(target, ast.Subscript) and _is_environ(target.value):
+                framework = self.hides_gpus(target.slice, node.value)
+                if framework:
+                    self.report(node, framework)
+        if (
+            len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Call)
+            and self.is_torch_cpu(node.value)
+        ):
+            self.report(node, "torch")  # a hard-wired DEVICE = torch.device("cpu")
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
-        if self.forces_cpu(node):
-            self.report(node)
+        framework = self.forces_cpu(node)
+        if framework:
+            self.report(node, framework)
         self.generic_visit(node)
 
-    def forces_cpu(self, node: ast.Call) -> bool:
+    def is_torch_cpu(self, call: ast.Call) -> bool:
+        """torch.device("cpu") (or "cpu:0"), spelled through the torch module."""
+        func = call.func
+        return (
+            isinstance(func, ast.Attribute)
+            and func.attr == "device"
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "torch"
+            and bool(call.args)
+            and (self.text(call.args[0]) or "").lower() in ("cpu", "cpu:0")
+        )
+
+    def forces_cpu(self, node: ast.Call) -> str | None:
+        """The framework this call keeps on the CPU, or None."""
         name = _attr(node.func)
         first = node.args[0] if node.args else None
         count = _keyword(node, "device_count")  # TF1: ConfigProto(device_count={'GPU': 0})
@@ -207,28 +251,41 @@ class Scanner(ast.NodeVisitor):
             (self.text(k) or "").upper() == "GPU" and self.text(v) == "0"
             for k, v in zip(count.keys, count.values, strict=True)
         ):
-            return True
+            return "tensorflow"
         if name in ("setdefault", "putenv"):
-            return len(node.args) >= 2 and self.hides_gpus(first, node.args[1])
+            return self.hides_gpus(first, node.args[1]) if len(node.args) >= 2 else None
         if name == "update" and isinstance(node.func, ast.Attribute) and _is_environ(node.func.value):
             pairs = list(zip(first.keys, first.values, strict=True)) if isinstance(first, ast.Dict) else []
             pairs += [(ast.Constant(k.arg), k.value) for k in node.keywords if k.arg]
-            return any(self.hides_gpus(k, v) for k, v in pairs)
+            hidden = [found for k, v in pairs if (found := self.hides_gpus(k, v))]
+            return hidden[0] if hidden else None
+        if name == "update" and (self.text(first) or "") in JAX_PLATFORM_KEYS and len(node.args) >= 2:
+            return "jax" if cpu_only_platforms(self.text(node.args[1])) else None  # jax.config.update(...)
+        if name == "update" and self.text(first) == "jax_default_device" and len(node.args) >= 2:
+            return "jax" if self.is_jax_cpu_device(node.args[1]) else None
+        if name == "default_device" and self.is_jax_cpu_device(first):
+            return "jax"
+        if name == "set_platform":  # numpyro.set_platform("cpu")
+            return "jax" if cpu_only_platforms(self.text(first or _keyword(node, "platform"))) else None
+        if name == "set_default_device" and (self.text(first) or "").lower() in ("cpu", "cpu:0"):
+            return "torch"
         if name == "device":
-            return self.is_tf_device(node.func) and self.is_cpu(first) and not self.returned(node)
+            tf_cpu = self.is_tf_device(node.func) and self.is_cpu(first) and not self.returned(node)
+            return "tensorflow" if tf_cpu else None
         if name == "OneDeviceStrategy":
-            return self.is_cpu(first or _keyword(node, "device"))
+            return "tensorflow" if self.is_cpu(first or _keyword(node, "device")) else None
         if name in ("MirroredStrategy", "CentralStorageStrategy"):  # a strategy over CPUs only
             devices = first or _keyword(node, "devices") or _keyword(node, "compute_devices")
-            return (
+            over_cpus = (
                 isinstance(devices, (ast.List, ast.Tuple))
                 and bool(devices.elts)
                 and all(map(self.is_cpu, devices.elts))
             )
+            return "tensorflow" if over_cpus else None
         if name == "set_visible_devices" and self.is_tf(node.func) and _empty(first or _keyword(node, "devices")):
             kinds = [self.text(a) for a in node.args[1:]] + [self.text(_keyword(node, "device_type"))]
-            return any((k or "").upper() == "GPU" for k in kinds)
-        return False
+            return "tensorflow" if any((k or "").upper() == "GPU" for k in kinds) else None
+        return None
 
     def is_tf_device(self, func: ast.AST) -> bool:
         if isinstance(func, ast.Name):
@@ -244,9 +301,9 @@ class Scanner(ast.NodeVisitor):
             parent = self.parents.get(parent)
         return isinstance(parent, ast.Return)
 
-    def report(self, node: ast.AST) -> None:
+    def report(self, node: ast.AST, framework: str) -> None:
         if not self.in_fallback(node):
-            self.found.append(node.lineno)
+            self.found.append((node.lineno, framework))
 
     def in_fallback(self, node: ast.AST) -> bool:
         """Code that runs only where no GPU exists: the else of `if <there is a GPU>:` (or the body of
@@ -254,6 +311,8 @@ class Scanner(ast.NodeVisitor):
         try_gpu(). A CPU there is the fallback for a machine without a GPU, not a forced CPU."""
         child, parent = node, self.parents.get(node)
         while parent is not None:
+            if isinstance(parent, ast.ExceptHandler) and self.rebinds_tried(node, self.parents.get(parent)):
+                return True
             if isinstance(parent, (ast.If, ast.IfExp)) and self.asks_for_gpus(parent.test) is not None:
                 gpu_first = self.asks_for_gpus(parent.test)
                 in_body = child is parent.body or (isinstance(parent.body, list) and child in parent.body)
@@ -270,6 +329,22 @@ class Scanner(ast.NodeVisitor):
                         return True
             child, parent = parent, self.parents.get(parent)
         return False
+
+    @staticmethod
+    def rebinds_tried(node: ast.AST, handler_of: ast.AST | None) -> bool:
+        """`try: device = torch.device(args.device) except: device = torch.device("cpu")`: the CPU only when the
+        device asked for does not work."""
+        if not isinstance(node, ast.Assign) or not isinstance(handler_of, ast.Try):
+            return False
+        names = {t.id for t in node.targets if isinstance(t, ast.Name)}
+        tried = {
+            t.id
+            for stmt in handler_of.body
+            if isinstance(stmt, ast.Assign)
+            for t in stmt.targets
+            if isinstance(t, ast.Name)
+        }
+        return bool(names & tried)
 
     def asks_for_gpus(self, test: ast.AST) -> bool | None:
         """Whether a condition asks if a GPU exists: True when it holds with a GPU (`if gpus:`), False when it
@@ -311,33 +386,64 @@ def _is_environ(node: ast.AST) -> bool:
 
 
 def _calls_availability(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Call) and _attr(n.func) in AVAILABILITY for n in ast.walk(node))
+    return any(isinstance(n, ast.Call) and (_attr(n.func) in AVAILABILITY or _asks_jax_gpus(n)) for n in ast.walk(node))
+
+
+def _asks_jax_gpus(call: ast.Call) -> bool:
+    """jax.devices("gpu") / jax.devices(backend="cuda"): JAX's GPUs, or an error when there are none."""
+    backend = (call.args[0] if call.args else None) or _keyword(call, "backend")
+    return (
+        _attr(call.func) in ("devices", "local_devices")
+        and isinstance(backend, ast.Constant)
+        and str(backend.value).lower() in ("gpu", "cuda")
+    )
+
+
+def cpu_only_platforms(value: str | None) -> bool:
+    """A JAX platform list that names the CPU and no accelerator ("cpu"; not "cuda,cpu")."""
+    if value is None:
+        return False
+    names = {part.strip().lower() for part in value.split(",") if part.strip()}
+    return "cpu" in names and not names & JAX_ACCELERATORS
+
+
+def hiding_variable(name: str | None, value: str | None) -> str | None:
+    """The framework an environment variable's value keeps off the GPU ("any", "jax") or None."""
+    if name is None or value is None:
+        return None
+    if name == "CUDA_VISIBLE_DEVICES":
+        return "any" if value.strip().lower() in HIDING_VALUES else None
+    if name.upper() in ("JAX_PLATFORMS", "JAX_PLATFORM_NAME"):
+        return "jax" if cpu_only_platforms(value) else None
+    return None
 
 
 def analyse(text: str, filename: str, notebook: bool = False) -> tuple[list[dict[str, Any]], str | None]:
-    """Places in one file's source that force TensorFlow onto the CPU, as {file, line, text[, cell]}, and why
-    the Python in it could not be parsed, if it could not (magics are still read then)."""
+    """Places in one file's source that force a framework onto the CPU, as {file, line, text, framework[, cell]},
+    and why the Python in it could not be parsed, if it could not (magics are still read then)."""
     source = notebook_source(text) if notebook else python_source(text)
     lines = source.text.splitlines()
-    found: dict[int, str] = {}
+    found: dict[int, tuple[str, str]] = {}  # line → (text, framework)
     problem = None
     try:
         tree = ast.parse(source.text, filename=filename)
         scanner = Scanner(tree)
         scanner.visit(tree)
-        found.update((line, lines[line - 1]) for line in scanner.found)
+        found.update((line, (lines[line - 1], framework)) for line, framework in scanner.found)
     except SyntaxError as exc:
         problem = f"not Python: {exc.msg} (line {exc.lineno})"
     except (RecursionError, MemoryError):
         problem = "too deeply nested to parse"
     for line, magic in source.magics:
         match = MAGIC_ENV.match(magic)
-        if match and match["value"].strip("\"'").lower() in HIDING_VALUES:
-            found[line] = magic
+        framework = hiding_variable(match["name"], match["value"].strip("\"'")) if match else None
+        if framework:
+            found[line] = (magic, framework)
     findings = []
     for line in sorted(found):
         cell, number = source.origin[line - 1]
-        finding: dict[str, Any] = {"file": filename, "line": number, "text": found[line].strip()[:200]}
+        code, framework = found[line]
+        finding: dict[str, Any] = {"file": filename, "line": number, "text": code.strip()[:200], "framework": framework}
         if cell is not None:
             finding["cell"] = cell
         findings.append(finding)

@@ -139,7 +139,12 @@ def default_stacks(*names: str) -> list[dict[str, Any]]:
 def matrix_run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_janitor: None) -> dict[str, Any]:
     """`envcheck matrix --json` over the TF 2.15.1 stacks, as a user runs it."""
     root = tmp_path_factory.mktemp("matrix")
-    matrix = write_matrix(root, default_stacks(*STACKS) + BROKEN)
+    return run_matrix(root, default_stacks(*STACKS) + BROKEN)
+
+
+def run_matrix(root: Path, stacks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write a matrix of these stacks under root and run `envcheck matrix --json --quick` on it."""
+    matrix = write_matrix(root, stacks)
     done = run_cli("matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--quick")
     assert done.returncode == 0, done.stderr[-3000:]
     results = {r["stack"]: r for r in json.loads(done.stdout)}

@@ -10,7 +10,14 @@ from conftest import REPO, run_cli
 def test_list_prints_stack_names():
     done = run_cli("list", "-m", str(REPO / "matrix.yaml"))
     assert done.returncode == 0
-    assert done.stdout.split() == ["tf-2.15-cuda12", "tf-2.17-cuda12", "tf-2.19-cuda12", "tf-2.15-cpu"]
+    assert done.stdout.split() == [
+        "tf-2.15-cuda12",
+        "tf-2.17-cuda12",
+        "tf-2.19-cuda12",
+        "tf-2.15-cpu",
+        "torch-2.9-pypi",  # the default matrix's PyTorch and JAX stacks (issue 11)
+        "jax-0.10-cu12",
+    ]
 
 
 def test_bad_matrix_exits_2_with_every_error(tmp_path: Path):

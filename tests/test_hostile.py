@@ -6,6 +6,7 @@ at the end throw random values into every record field and random structures int
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -20,7 +21,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, gpu_record, record, record_dict, run_cli
+from conftest import REPO, gpu_record, load_json, record, record_dict, run_cli
+from envcheck.diagnose import Facts, diagnose
 from envcheck.errors import ConfigError
 from envcheck.matrix import MAX_STACKS, parse_matrix
 from envcheck.results import store
@@ -218,7 +220,13 @@ def test_a_daemon_that_never_answers_is_exit_3_within_seconds(tmp_path: Path):
     server.bind(str(path))
     server.listen(8)
     accepted: list[socket.socket] = []
-    threading.Thread(target=lambda: [accepted.append(server.accept()[0]) for _ in range(8)], daemon=True).start()
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the server closes under it when the test ends
+            for _ in range(8):
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
     start = time.monotonic()
     done = run_cli("run", "tf-2.15-cpu", "-m", str(REPO / "matrix.yaml"), env={"DOCKER_HOST": f"unix://{path}"})
     elapsed = time.monotonic() - start
@@ -284,6 +292,37 @@ def test_every_accepted_random_record_publishes(tmp_path: Path):
             result.stack = f"{result.stack}-{number}"  # keep each apart, or the merge folds them into one
         write_outputs(tmp_path, batch)
         ET.fromstring(render_junit(batch))
+
+
+# Probe documents from other envcheck versions or odd images: every rule reads them and never crashes.
+PROBES = [
+    load_json(name)["probe"]
+    for name in (
+        "probe-tf2.15.1-and-cuda-no-gpu-runtime.json",
+        "probe-torch2.9.1-pypi-no-gpu-runtime.json",
+        "probe-jax0.10.2-cuda12-no-gpu-runtime.json",
+    )
+]
+probe_mutations = st.tuples(
+    st.sampled_from(range(len(PROBES))),
+    st.lists(st.tuples(st.sampled_from(sorted({k for p in PROBES for k in p})), json_values), min_size=1, max_size=4),
+    st.sampled_from(["nvml", "cuda_libs", "gpu_code", "placement", None]),
+    json_values,
+)
+
+
+@settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(probe_mutations)
+def test_random_probe_documents_are_diagnosed_without_a_crash(mutation):
+    which, changes, nested, nested_value = mutation
+    probe = json.loads(json.dumps(PROBES[which]))
+    probe.update(changes)
+    if nested and isinstance(probe.get(nested), dict):
+        probe[nested][next(iter(probe[nested]), "x")] = nested_value
+    found = diagnose(Facts(probe=probe))
+    assert all(d.code and d.summary and d.fix for d in found)
+    if Facts(probe=probe).cuda_build and not Facts(probe=probe).probe["gpus"]:
+        assert any(d.severity == "error" for d in found)  # never a silent "ok"
 
 
 scalars = st.one_of(

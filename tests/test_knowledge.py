@@ -134,7 +134,7 @@ def test_kernels_for_gpu_generations():
     assert K.tf_build("2.10.0").kernels_for(Version.parse("3.7")) == "native"
 
 
-# -- what the wheels carry (scripts/read_wheel_ptx.py over each wheel; the audit of 2026-11-27) -----------------
+# -- what the wheels carry (scripts/read_wheels.py over each wheel; the audit of 2026-11-27) -----------------
 
 
 @pytest.mark.parametrize(

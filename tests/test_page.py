@@ -125,3 +125,18 @@ def test_screenshot(page: Path):
     shot.unlink(missing_ok=True)
     chromium("--window-size=1300,1100", f"--screenshot={shot}", page.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_the_framework_filter(tmp_path: Path):
+    from conftest import load_json
+    from envcheck.results.model import Result
+
+    records = [record("tf-2.15-cuda12", "ci-cpu", "2026-11-26T10:00:00+00:00")] + [
+        Result.from_dict(load_json(name)["record"])
+        for name in ("probe-torch2.9.1-pypi-no-gpu-runtime.json", "probe-jax0.10.2-cuda12-no-gpu-runtime.json")
+    ]
+    page = write_outputs(tmp_path, records)[1]
+    dom = chromium("--dump-dom", page.as_uri() + "?framework=torch")
+    assert rows(dom) == {"tf-2.15-cuda12": "hidden", "torch-2.9-cuda12": "", "jax-0.10-cuda12": "hidden"}
+    dom = chromium("--dump-dom", page.as_uri() + "?version=JAX%200.10.2")
+    assert rows(dom) == {"tf-2.15-cuda12": "hidden", "torch-2.9-cuda12": "hidden", "jax-0.10-cuda12": ""}

@@ -1,5 +1,5 @@
 """`envcheck plan` on driver/GPU cases chosen from the published facts (reference sections A-D) and the GPU code
-read from the wheels themselves (scripts/read_wheel_ptx.py): in TF's builds `compute_XY` means SASS for sm_XY
+read from the wheels themselves (scripts/read_wheels.py): in TF's builds `compute_XY` means SASS for sm_XY
 and PTX both, so the newest listed generation runs natively, and PTX is JIT-compiled only on newer GPUs."""
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def test_cli_plan_with_gpu_name(fmt: str):
     assert done.returncode == 0, done.stderr
     if fmt == "json":
         result = json.loads(done.stdout)
-        assert [r["stack"] for r in result] == ["tf-2.15-cuda12", "tf-2.17-cuda12", "tf-2.19-cuda12", "tf-2.15-cpu"]
+        tf_stacks = ["tf-2.15-cuda12", "tf-2.17-cuda12", "tf-2.19-cuda12", "tf-2.15-cpu"]
+        assert [r["stack"] for r in result] == [*tf_stacks, "torch-2.9-pypi", "jax-0.10-cu12"]  # + issue 11's
         assert set(result[0]) == {"stack", "verdict", "codes", "reason"}
         assert result[0]["verdict"] == "ok" and result[1]["verdict"] == "warn" and result[3]["verdict"] == "fails"
     else:

@@ -4,6 +4,7 @@ NVML ctypes fallback. Expectations follow what this host has (a driver, TensorFl
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import re
@@ -33,7 +34,7 @@ def run_probe(*args: str, flags: tuple[str, ...] = ("-I",), env: dict[str, str] 
 
 def test_probe_reports_what_is_missing_without_crashing(this_host: ThisHost):
     facts = run_probe()
-    assert facts["schema"] == 1
+    assert facts["schema"] == 2 and facts["framework"] == "tensorflow"
     assert facts["python"] == ".".join(map(str, sys.version_info[:3]))
     if this_host.tensorflow:
         assert re.match(r"\d+\.\d+", facts["tensorflow"])
@@ -46,6 +47,24 @@ def test_probe_reports_what_is_missing_without_crashing(this_host: ThisHost):
     if this_host.driver is None:
         assert facts["nvml"]["error"]
     assert facts["errors"] == []
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_every_adapter_reports_what_is_missing_without_crashing(framework: str):
+    facts = run_probe("--framework", framework, "--quick")
+    assert facts["framework"] == framework and "tensorflow" not in facts  # TF's legacy keys only for TF
+    installed = importlib.util.find_spec(framework) is not None
+    assert (facts["framework_version"] is not None) is installed
+    if not installed:
+        assert facts["framework_error"].startswith(f"import {framework} failed: ModuleNotFoundError")
+        assert facts["benchmark"] == [] and facts["gpu_code"] is None
+    assert facts["errors"] == []
+
+
+def test_an_unknown_framework_is_reported_not_fatal():
+    facts = run_probe("--framework", "mxnet", "--no-benchmark")
+    assert facts["errors"] == ["framework: unknown 'mxnet' (one of tensorflow, torch, jax)"]
+    assert facts["framework"] == "tensorflow"
 
 
 def test_probe_reports_gpu_environment_variables(monkeypatch):
@@ -185,7 +204,7 @@ def test_loader_search_path_expands_origin_in_tensorflows_runpath(tmp_path: Path
         "-Wl,--enable-new-dtags",
     )
     monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/local/cuda/lib64")
-    assert loader_search_path(str(tf_dir)) == [
+    assert loader_search_path(str(tf_dir), ("libtensorflow_framework.so.2",)) == [
         ("/usr/local/cuda/lib64", "LD_LIBRARY_PATH"),
         (str(tmp_path / "site-packages" / "nvidia" / "cudnn" / "lib"), "RUNPATH of libtensorflow_framework.so.2"),
     ]

@@ -88,7 +88,14 @@ def test_content_hash_follows_content_not_the_bundle(tmp_path: Path):
     without_bundle = render(STACK, tmp_path / "build")
     assert without_bundle.content_hash != first.content_hash  # the Dockerfile differs (one stage)
     assert not (first.directory / CA_BUNDLE_NAME).exists()
-    assert sorted(p.name for p in first.directory.iterdir()) == [".dockerignore", "Dockerfile", "probe.py"]
+    assert sorted(p.name for p in first.directory.iterdir()) == [
+        ".dockerignore",
+        "Dockerfile",
+        "fw_jax.py",  # the probe's framework adapters (issue 11) travel with it
+        "fw_tensorflow.py",
+        "fw_torch.py",
+        "probe.py",
+    ]
 
 
 def test_hash_is_stable_and_order_independent():

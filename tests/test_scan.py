@@ -61,9 +61,18 @@ def test_helpers_that_return_a_cpu_device_place_nothing():
     assert lines_of(text) == []
 
 
-# Thea-wyj/model_test@d1312f2 liuzhouming/alg/acc_method_evaluate_pytorch.py line 38: PyTorch, not TensorFlow.
+# Thea-wyj/model_test@d1312f2 liuzhouming/alg/acc_method_evaluate_pytorch.py lines 34-38: the CPU only when the
+# device asked for does not work (a fallback, not a forced CPU; and PyTorch's, never TensorFlow's).
 def test_other_frameworks_placement_is_not_tensorflows():
-    assert lines_of("import torch\ndevice = torch.device('cpu')\n") == []
+    text = (
+        "import torch\n"
+        "device = args.device\n"
+        "try:\n"
+        "    device = torch.device(device)\n"
+        "except:\n"
+        "    device = torch.device('cpu')\n"
+    )
+    assert lines_of(text) == []
 
 
 # QITI/pySLM2@bfa0266 pySLM2/runtime_benchmark/check_gpu.py (a GPU run) and its dmd_ifta_cpu.py (a CPU run).
@@ -129,3 +138,97 @@ def test_pathological_sources_are_named_not_fatal(tmp_path: Path):
     assert result.findings == []
     assert {Path(u["file"]).name for u in result.unreadable} <= {"deep.py", "long.py"}
     assert "deep.py" in {Path(u["file"]).name for u in result.unreadable}
+
+
+# -- PyTorch and JAX (issue 11): each finding names the framework it keeps off the GPU ------------------------------
+
+
+def found_by_framework(text: str) -> list:
+    return [(f["line"], f["framework"]) for f in scan_source(text, "x.py")]
+
+
+# jax-ml/jax issue 23208 (the user's own function) and issue 7468 (the workaround quoted there).
+def test_jax_platform_settings_force_the_cpu():
+    text = (
+        "def jax_force_use_cpu_v1():\n"
+        '    os.environ["JAX_PLATFORMS"] = "cpu"\n'
+        "    jax.config.update(\"jax_platform_name\", 'cpu')\n"
+    )
+    assert found_by_framework(text) == [(2, "jax"), (3, "jax")]
+    workaround = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = ""\n'
+    assert found_by_framework(workaround) == [(3, "any")]
+
+
+# ayaka14732/TransCan test/standalone/set_platform_cpu.py line 1; pyro-ppl/numpyro test/conftest.py line 3
+# (`config` imported from jax); DavidDevoogdt/IMLCV@dc0f2a1 tests/conftest.py lines 29-30.
+def test_jax_config_updates_through_any_name():
+    text = (
+        "import jax; jax.config.update('jax_platforms', 'cpu'); "
+        "jax.config.update('jax_default_matmul_precision', jax.lax.Precision.HIGHEST)\n"
+    )
+    assert found_by_framework(text) == [(1, "jax")]
+    numpyro_tests = (
+        "import os\n\nfrom jax.config import config; config.update('jax_platform_name', 'cpu')  # noqa: E702\n"
+    )
+    assert found_by_framework(numpyro_tests) == [(3, "jax")]
+    imlcv = 'jax.config.update("jax_enable_x64", True)\njax.config.update("jax_platform_name", "cpu")\n'
+    assert found_by_framework(imlcv) == [(2, "jax")]
+
+
+# jax-ml/jax issue 27232: the CPU as JAX's default device; pentrican10/k2-19-project jnkep_test.py: NumPyro's
+# helper; pyro-ppl/numpyro numpyro/util.py: the helper itself, whose platform is the caller's (not reported).
+def test_default_device_and_numpyro_set_platform():
+    cli = "import time, jax; jax.config.update('jax_default_device', jax.devices('cpu')[0]); time.sleep(10)\n"
+    assert found_by_framework(cli) == [(1, "jax")]
+    k2 = (
+        "from jax.config import config\n"
+        "import numpyro, jax\n"
+        "config.update('jax_enable_x64', True)\n"
+        "numpyro.set_platform('cpu')\n"
+    )
+    assert found_by_framework(k2) == [(4, "jax")]
+    helper = (
+        "def set_platform(platform=None):\n"
+        "    if platform is None:\n"
+        '        platform = os.getenv("JAX_PLATFORM_NAME", "cpu")\n'
+        '    jax.config.update("jax_platform_name", platform)\n'
+    )
+    assert found_by_framework(helper) == []
+
+
+# tue-bmd/zea pull request 368, zea/internal/device.py: the CPU only when JAX finds no GPU.
+def test_jax_cpu_fallback_is_not_forced():
+    text = (
+        "import jax\n"
+        "try:\n"
+        '    _jax_has_gpu = bool(jax.devices("gpu"))\n'
+        "except Exception:\n"
+        "    _jax_has_gpu = False\n"
+        "if not _jax_has_gpu:\n"
+        '    jax.config.update("jax_platforms", "cpu")\n'
+    )
+    assert found_by_framework(text) == []
+
+
+# federicovisintini/transformers-intro src/device.py: the device picked by availability, then hard-wired to the CPU;
+# nHu4ng/DeepLearning Nothing/Start/DeviceChoosing.py and d2l-ai/d2l-en@23d7a5a d2l/torch.py (cpu() helper):
+# the CPU only as a fallback or handed back by a helper.
+def test_a_hard_wired_torch_cpu_device():
+    text = (
+        "import torch\n"
+        "\n"
+        "DEVICE = (\n"
+        '    "cuda"\n'
+        "    if torch.cuda.is_available()\n"
+        '    else "mps"\n'
+        "    if torch.backends.mps.is_available()\n"
+        '    else "cpu"\n'
+        ")\n"
+        "\n"
+        'DEVICE = torch.device("cpu")\n'
+    )
+    assert found_by_framework(text) == [(11, "torch")]
+    chosen = 'import torch\n\ndevice = torch.device("cuda" if torch.cuda.is_available() else "cpu")\nmodel.to(device)\n'
+    assert found_by_framework(chosen) == []
+    helper = 'def cpu():\n    """Get the CPU device."""\n    return torch.device(\'cpu\')\n'
+    assert found_by_framework(helper) == []

@@ -1,5 +1,5 @@
-"""scripts/read_wheel_ptx.py, the reader behind the knowledge data's `wheel_code`, on GPU code this machine's
-nvcc compiles: it must see each SASS architecture and the PTX with the ISA version that nvcc writes."""
+"""The fat-binary reader (the probe's, which scripts/read_wheels.py uses for the knowledge data's wheel facts) on
+GPU code this machine's nvcc compiles: it must see each SASS architecture and the PTX with the ISA nvcc writes."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 
 from conftest import REPO
 from envcheck.knowledge import Knowledge, Version
-from envcheck.probe.probe import ld_cache
+from envcheck.probe.probe import fatbin_members, ld_cache
 
 sys.path.insert(0, str(REPO / "scripts"))
-from read_wheel_ptx import read_fatbins, read_wheel
+from read_wheels import read_wheel
 
 KERNEL = "__global__ void k(float *x) { x[threadIdx.x] *= 2; }\nvoid launch(float *x) { k<<<1, 32>>>(x); }\n"
 
@@ -55,7 +55,7 @@ def test_sass_and_ptx_with_their_isa(tmp_path: Path, nvcc: tuple[str, Version]):
         check=True,
         capture_output=True,
     )
-    found = read_fatbins(library)
+    found = fatbin_members(library)
     isa = str(Knowledge.load().ptx_isa(cuda))  # nvcc writes the newest PTX ISA of its CUDA release
     assert {(kind, arch, version) for kind, arch, version in found} == {
         ("sass", "sm_80", None),
@@ -68,6 +68,9 @@ def test_sass_and_ptx_with_their_isa(tmp_path: Path, nvcc: tuple[str, Version]):
         archive.writestr("fake/__init__.py", "")
     assert read_wheel(wheel, None) == {
         "wheel": wheel.name,
+        "version": None,
+        "requires_python": None,
+        "requires": [],
         "objects": {
             "fake/libk.so": {
                 "sass": {"sm_80": found[("sass", "sm_80", None)], "sm_90": found[("sass", "sm_90", None)]},
@@ -79,7 +82,7 @@ def test_sass_and_ptx_with_their_isa(tmp_path: Path, nvcc: tuple[str, Version]):
 
 def test_objects_without_gpu_code_have_none(tmp_path: Path):
     libc = Path(next(p for name, p in ld_cache().items() if name == "libc.so.6"))
-    assert not read_fatbins(libc)
+    assert not fatbin_members(libc)
     truncated = tmp_path / "truncated.so"
     truncated.write_bytes(libc.read_bytes()[:4096])
-    assert not read_fatbins(truncated)
+    assert not fatbin_members(truncated)

@@ -1,15 +1,16 @@
-"""A typed view of knowledge.yaml: what TF releases were built with and carry, what CUDA needs from the driver.
+"""A typed view of knowledge.yaml: what TensorFlow, PyTorch and JAX releases were built with and carry, what CUDA
+needs from the driver.
 
 Versions compare with `packaging` (12.10 > 12.9, 3.10 == 3.10.0); callers ask questions (`tf_build("2.15.1")`,
-`min_driver("12.2")`, `gpu_compute_capability("NVIDIA A100-SXM4-40GB")`) instead of branching on version
-strings. What to conclude from the facts is in rules.py.
+`build("torch", "2.5.1", "pypi")`, `min_driver("12.2")`, `gpu_compute_capability("NVIDIA A100-SXM4-40GB")`)
+instead of branching on version strings. What to conclude from the facts is in rules.py.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class GpuCode:
     @classmethod
     def from_build_info(cls, entries: list[str]) -> GpuCode:
         """TF's build-info list ['sm_60', 'compute_90'] → GPU code. In TF's builds `compute_XY` means SASS for
-        sm_XY and PTX for compute_XY both (every wheel 2.10-2.21 read with scripts/read_wheel_ptx.py)."""
+        sm_XY and PTX for compute_XY both (every wheel 2.10-2.21 read with scripts/read_wheels.py)."""
         sass, ptx = [], {}
         for entry in entries:
             cc = capability(entry)
@@ -125,22 +126,28 @@ class AndCudaPins:
     python_note: str = ""
 
 
-@dataclass(frozen=True)
-class TFBuild:
-    """What one TensorFlow minor release was built and tested with, and the GPU code its wheel carries."""
+FRAMEWORK_NAMES = {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX"}
 
+
+@dataclass(frozen=True, kw_only=True)
+class Build:
+    """What one release of a framework, installed one way (its variant), was built with and carries: the facts
+    lint, plan and diagnose need whatever the framework."""
+
+    framework: str
     release: str
     python: tuple[Version, Version]
-    cuda: Version
-    cudnn: Version
-    build_cuda: str
-    build_cudnn: str
-    native: tuple[Version, ...]  # build info: sm_XY entries
-    ptx: tuple[Version, ...]  # build info: compute_XY entries
-    code: GpuCode  # read from the wheel where known, else derived from the build info
-    and_cuda: AndCudaPins | None
-    confirmed: bool
-    notes: dict[str, str]
+    cuda: Version | None  # the CUDA of its GPU build (None: a CPU build, or one that uses the image's CUDA)
+    cudnn: Version | None
+    code: GpuCode | None  # the GPU code of its binaries (None: not read for this variant)
+    confirmed: bool = True
+    notes: dict[str, str] = field(default_factory=dict)
+    unavailable: str = ""  # why pip cannot install this variant of this release ("" when it can)
+    cuda_range: bool = False  # the CUDA libraries come as ranges: pip installs the newest of cuda.major
+
+    @property
+    def label(self) -> str:
+        return f"{FRAMEWORK_NAMES[self.framework]} {self.release}"
 
     @property
     def python_spec(self) -> SpecifierSet:
@@ -153,11 +160,38 @@ class TFBuild:
         return f"{self.python[0]}–{self.python[1]}"
 
     def kernels_for(self, compute_capability: Version) -> str:
-        return self.code.kernels_for(compute_capability)
+        return self.code.kernels_for(compute_capability) if self.code else "unknown"
 
-    @property
-    def oldest_gpu(self) -> Version:
-        return self.code.oldest
+
+@dataclass(frozen=True, kw_only=True)
+class TFBuild(Build):
+    """What one TensorFlow minor release was built and tested with, and the GPU code its wheel carries."""
+
+    framework: str = "tensorflow"
+    cuda: Version
+    cudnn: Version
+    code: GpuCode  # read from the wheel where known, else derived from the build info
+    build_cuda: str
+    build_cudnn: str
+    native: tuple[Version, ...]  # build info: sm_XY entries
+    ptx: tuple[Version, ...]  # build info: compute_XY entries
+    and_cuda: AndCudaPins | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchBuild(Build):
+    """A PyTorch minor release: its default PyPI wheel's CUDA and pins, and PyTorch's own wheel indexes."""
+
+    framework: str = "torch"
+    nccl: Version | None = None
+    indexes: tuple[str, ...] | None = None  # cuXYZ indexes with wheels of this release (None: not known)
+    indexes_confirmed: bool = True
+
+
+def index_cuda(index: str) -> Version | None:
+    """PyTorch's wheel index name → its CUDA: cu118 → 11.8, cu130 → 13.0, cpu → None."""
+    digits = index[2:] if index.startswith("cu") else ""
+    return Version(f"{digits[:-1]}.{digits[-1]}") if digits.isdigit() and len(digits) >= 3 else None
 
 
 @dataclass(frozen=True)
@@ -184,7 +218,11 @@ class Knowledge:
         self.tf32_from = Version(data["tf32"]["compute_capability"])
         self.required_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["required"])
         self.optional_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["optional"])
+        self._required_by = {fw: tuple(data["cuda_libraries"][fw]) for fw in ("torch", "jax")}
         self.messages = tuple(Message(m["text"], m.get("code"), m["meaning"]) for m in data["messages"])
+        self._torch = {release: _torch_build(release, entry) for release, entry in data["torch"].items()}
+        self._jax = sorted(((Version(k), v) for k, v in data["jax"].items()), key=lambda kv: kv[0])
+        self._jax_newest = Version(data["jax_newest"])
 
     @classmethod
     @functools.cache
@@ -200,6 +238,63 @@ class Knowledge:
             return self._tf.get(str(Version(tensorflow).prefix(2)))
         except ValueError:
             return None
+
+    def known(self, framework: str) -> tuple[str, str]:
+        """The oldest and newest release of a framework the data knows."""
+        if framework == "tensorflow":
+            releases = self.releases()
+        elif framework == "torch":
+            releases = sorted(self._torch, key=Version)
+        else:
+            releases = [str(self._jax[0][0]), str(self._jax_newest)]
+        return releases[0], releases[-1]
+
+    def build(self, framework: str, version: str, variant: str, index: str | None = None) -> Build | None:
+        """What a release of a framework brings when installed as `variant` (None when the data does not know
+        the release). TensorFlow's variants share one build; its [and-cuda] pins are in `and_cuda`."""
+        try:
+            parsed = Version(version)
+        except ValueError:
+            return None
+        if framework == "tensorflow":
+            return self.tf_build(version)
+        if framework == "torch":
+            return _torch_variant(self._torch.get(str(parsed.prefix(2))), variant, index)
+        return self._jax_build(version, parsed, variant)
+
+    def _jax_build(self, version: str, parsed: Version, variant: str) -> Build | None:
+        """A JAX release's row (it holds until the next row's release) seen through one install variant."""
+        rows = [entry for first, entry in self._jax if first <= parsed]
+        if not rows or parsed > self._jax_newest:
+            return None
+        row = rows[-1]
+        bare = Build(framework="jax", release=version, python=_python(row), cuda=None, cudnn=None, code=None)
+        if variant == "cpu":
+            return bare
+        if variant == "cuda12-local":  # the plugin without CUDA libraries: the image brings them
+            unavailable = (
+                ""
+                if row.get("cuda12_local")
+                else "jax[cuda12-local] of releases before 0.4.30 needs jaxlib+cuda12 wheels that are only on "
+                "Google's find-links page (storage.googleapis.com/jax-releases), not on PyPI"
+            )
+            return replace(bare, code=_wheel_code((row.get("cuda12") or {}).get("wheel_code")), unavailable=unavailable)
+        plugin = row.get(variant)
+        if not plugin:
+            since = next((str(first) for first, entry in self._jax if entry.get(variant)), None)
+            missing = f"JAX {version} has no jax[{variant}] on PyPI" + (f" (it exists from {since})" if since else "")
+            return replace(bare, unavailable=missing)
+        return replace(
+            bare,
+            cuda=Version(plugin["cuda"]),
+            cudnn=Version(plugin["cudnn"]),
+            code=_wheel_code(plugin["wheel_code"]),
+            cuda_range=True,
+        )
+
+    def required_libraries_for(self, framework: str) -> tuple[str, ...]:
+        """The CUDA libraries a framework cannot use the GPU without."""
+        return self._required_by.get(framework, self.required_libraries)
 
     def min_driver(self, cuda: str | Version) -> Version | None:
         """Minimum Linux driver for a CUDA toolkit/runtime version (an update-level entry when one is listed)."""
@@ -253,20 +348,60 @@ def _word_in(name: str, product: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", product, re.IGNORECASE) is not None
 
 
+def _wheel_code(wheel: dict[str, Any] | None) -> GpuCode | None:
+    if not wheel:
+        return None
+    return GpuCode(
+        tuple(Version(v) for v in wheel["sass"]),
+        {Version(arch): Version(isa) for arch, isa in (wheel.get("ptx") or {}).items()},
+    )
+
+
+def _python(entry: dict[str, Any]) -> tuple[Version, Version]:
+    return Version(entry["python"][0]), Version(entry["python"][1])
+
+
+def _release(release: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """What every framework's release entry has: its Python range and the CUDA and cuDNN of its GPU build."""
+    return {
+        "release": release,
+        "python": _python(entry),
+        "cuda": Version(entry["cuda"]),
+        "cudnn": Version(entry["cudnn"]),
+        "confirmed": bool(entry.get("confirmed", True)),
+    }
+
+
+def _torch_build(release: str, entry: dict[str, Any]) -> TorchBuild:
+    return TorchBuild(
+        **_release(release, entry),
+        code=_wheel_code(entry["wheel_code"]),
+        nccl=Version(entry["nccl"]),
+        indexes=tuple(entry["indexes"]) if entry.get("indexes") is not None else None,
+        indexes_confirmed=bool(entry.get("indexes_confirmed", True)),
+    )
+
+
+def _torch_variant(build: TorchBuild | None, variant: str, index: str | None) -> TorchBuild | None:
+    """The default PyPI wheel as read; an index's wheel has that index's CUDA (its GPU code was not read)."""
+    if build is None or variant == "pypi" or not index:
+        return build
+    if index == "cpu":
+        return replace(build, cuda=None, cudnn=None, code=None)
+    unavailable = ""
+    if build.indexes is not None and index not in build.indexes and build.indexes_confirmed:
+        unavailable = (
+            f"PyTorch {build.release} has no {index} wheels (its indexes: {', '.join(['cpu', *build.indexes])})"
+        )
+    return replace(build, cuda=index_cuda(index), cudnn=None, code=None, unavailable=unavailable)
+
+
 def _tf_build(release: str, entry: dict[str, Any], sets: dict[str, tuple[str, ...]]) -> TFBuild:
     pins = entry.get("and_cuda")
     build_info = entry["capabilities"]
     native = tuple(c for e in build_info if e.startswith("sm_") and (c := capability(e)))
     ptx = tuple(c for e in build_info if e.startswith("compute_") and (c := capability(e)))
-    wheel = entry.get("wheel_code")
-    code = (
-        GpuCode(
-            tuple(Version(v) for v in wheel["sass"]),
-            {Version(arch): Version(isa) for arch, isa in wheel["ptx"].items()},
-        )
-        if wheel
-        else GpuCode.from_build_info(build_info)
-    )
+    code = _wheel_code(entry.get("wheel_code")) or GpuCode.from_build_info(build_info)
     and_cuda = None
     if pins:
         python = pins.get("python")
@@ -282,16 +417,12 @@ def _tf_build(release: str, entry: dict[str, Any], sets: dict[str, tuple[str, ..
             str(pins.get("python_note") or ""),
         )
     return TFBuild(
-        release=release,
-        python=(Version(entry["python"][0]), Version(entry["python"][1])),
-        cuda=Version(entry["cuda"]),
-        cudnn=Version(entry["cudnn"]),
+        **_release(release, entry),
         build_cuda=str(entry["build_cuda"]),
         build_cudnn=str(entry["build_cudnn"]),
         native=native,
         ptx=ptx,
         code=code,
         and_cuda=and_cuda,
-        confirmed=bool(entry.get("confirmed", True)),
         notes={str(k): str(v) for k, v in (entry.get("notes") or {}).items()},
     )

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 
-from envcheck.knowledge.facts import GpuCode, Knowledge, TFBuild, Version
+from envcheck.knowledge.facts import FRAMEWORK_NAMES, Build, GpuCode, Knowledge, TFBuild, Version
 from envcheck.matrix import Stack
 
 PIN_RE = re.compile(r"(?P<name>nvidia-(?P<lib>cudnn|cuda-runtime)-cu(?P<major>\d+))\s*==\s*(?P<version>\d+(\.\d+)*)")
@@ -39,58 +39,64 @@ def base_has_cuda_libs(base: str) -> bool:
 
 # -- a stack, from knowledge alone (lint and plan) ---------------------------------------------------------------
 
+CPU_VARIANTS = {"tensorflow": {"cpu"}, "torch": set(), "jax": {"cpu"}}
 
-def python_support(tensorflow: str, python: str, variant: str | None, tf: TFBuild) -> list[Check]:
-    """Whether pip has a wheel of this TensorFlow (and of its [and-cuda] pins) for this Python."""
-    if not tf.supports_python(python):
+
+def is_cpu_only(stack: Stack) -> bool:
+    """A stack whose package is built without CUDA: tensorflow-cpu, jax[cpu], torch from the cpu index."""
+    return stack.variant in CPU_VARIANTS[stack.framework] or stack.index == "cpu"
+
+
+def cpu_only_check(stack: Stack) -> Check:
+    package = {"tensorflow": "tensorflow-cpu", "jax": "jax[cpu]", "torch": "torch from the cpu index"}
+    message = f"{package[stack.framework]} is built without CUDA and never uses a GPU"
+    return Check("cpu-only-build", Level.FAILS, message)
+
+
+def python_support(version: str, python: str, variant: str | None, build: Build) -> list[Check]:
+    """Whether pip has a wheel of this release (and, for TensorFlow, of its [and-cuda] pins) for this Python."""
+    name = FRAMEWORK_NAMES[build.framework]
+    if not build.supports_python(python):
         return [
             Check(
                 "python-unsupported",
                 Level.FAILS,
-                f"TensorFlow {tensorflow} supports Python {tf.python_range()}, not {python}: pip will find no wheel",
+                f"{name} {version} supports Python {build.python_range()}, not {python}: pip will find no wheel",
                 "python",
             )
         ]
-    pins = tf.and_cuda
+    pins = build.and_cuda if isinstance(build, TFBuild) else None
     if variant == "and-cuda" and pins and pins.python and Version(python).prefix(2) not in pins.python:
         return [
             Check(
                 "python-unsupported",
                 Level.FAILS,
-                f"TensorFlow {tensorflow}[and-cuda] cannot install on Python {python}: {pins.python_note}",
+                f"TensorFlow {version}[and-cuda] cannot install on Python {python}: {pins.python_note}",
                 "python",
             )
         ]
     return []
 
 
-def _disagrees(claimed: str, built: Version) -> bool:
-    """Compare at the precision the user wrote: "12" matches 12.2, "12.3" does not."""
+def _claim_fits(claimed: str, built: Version, at_least: bool) -> bool:
+    """A claim fits at the precision the user wrote ("12" fits 12.2, "12.3" does not); for libraries installed
+    as ranges, any newer version of the same major fits."""
     claim = Version(claimed)
-    return claim != built.prefix(len(claim.release))
+    if at_least:
+        return claim.major == built.major and claim >= built.prefix(len(claim.release))
+    return claim == built.prefix(len(claim.release))
 
 
-def claims(stack: Stack, tf: TFBuild) -> list[Check]:
+def claims(stack: Stack, build: Build) -> list[Check]:
     """The matrix's cuda/cudnn claims against the build: wrong labels, harmless at run time."""
     found = []
-    if stack.cuda and _disagrees(stack.cuda, tf.cuda):
-        found.append(
-            Check(
-                "cuda-mismatch",
-                Level.OK,
-                f"cuda: {stack.cuda} but TensorFlow {stack.tensorflow} is built with CUDA {tf.cuda}",
-                "cuda",
-            )
-        )
-    if stack.cudnn and _disagrees(stack.cudnn, tf.cudnn):
-        found.append(
-            Check(
-                "cudnn-mismatch",
-                Level.OK,
-                f"cudnn: {stack.cudnn} but TensorFlow {stack.tensorflow} is built with cuDNN {tf.cudnn}",
-                "cudnn",
-            )
-        )
+    what = f"{FRAMEWORK_NAMES[stack.framework]} {stack.version} is " + (
+        "installed with at least" if build.cuda_range else "built with"
+    )
+    if stack.cuda and build.cuda and not _claim_fits(stack.cuda, build.cuda, build.cuda_range):
+        found.append(Check("cuda-mismatch", Level.OK, f"cuda: {stack.cuda} but {what} CUDA {build.cuda}", "cuda"))
+    if stack.cudnn and build.cudnn and not _claim_fits(stack.cudnn, build.cudnn, build.cuda_range):
+        found.append(Check("cudnn-mismatch", Level.OK, f"cudnn: {stack.cudnn} but {what} cuDNN {build.cudnn}", "cudnn"))
     return found
 
 
@@ -130,23 +136,25 @@ def cudnn_usable(loaded: Version, built: Version) -> bool:
     return loaded.major == built.major and loaded.prefix(2) >= built.prefix(2)
 
 
-def cuda_libraries(stack: Stack, tf: TFBuild) -> list[Check]:
-    if stack.variant == "plain" and not base_has_cuda_libs(stack.base):
+def cuda_libraries(stack: Stack, build: Build) -> list[Check]:
+    """Variants that install the framework without CUDA libraries onto a base that has none."""
+    if stack.variant in ("plain", "cuda12-local") and not base_has_cuda_libs(stack.base):
+        better = "and-cuda" if stack.framework == "tensorflow" else "cuda12"
         return [
             Check(
                 "cuda-libs-missing",
                 Level.FAILS,
-                f"variant plain installs TensorFlow without CUDA libraries and base {stack.base} has none: "
-                "use variant and-cuda or a CUDA base image",
+                f"variant {stack.variant} installs {FRAMEWORK_NAMES[stack.framework]} without CUDA libraries and "
+                f"base {stack.base} has none: use variant {better} or a CUDA base image",
                 "variant",
             )
         ]
-    if stack.variant == "and-cuda" and tf.and_cuda is None:
+    if stack.variant == "and-cuda" and isinstance(build, TFBuild) and build.and_cuda is None:
         return [
             Check(
                 "cuda-libs-missing",
                 Level.FAILS,
-                f"TensorFlow {stack.tensorflow} has no [and-cuda] extra (it exists from 2.14): pip installs "
+                f"TensorFlow {stack.version} has no [and-cuda] extra (it exists from 2.14): pip installs "
                 "TensorFlow without CUDA libraries",
                 "variant",
             )
@@ -154,46 +162,62 @@ def cuda_libraries(stack: Stack, tf: TFBuild) -> list[Check]:
     return []
 
 
-def known_issues(stack: Stack, tf: TFBuild) -> list[Check]:
-    note = tf.notes.get(stack.tensorflow)
-    return [Check("known-issue", Level.WARN, f"TensorFlow {stack.tensorflow}: {note}", "tensorflow")] if note else []
+def availability(stack: Stack, build: Build) -> list[Check]:
+    """A variant pip cannot install for this release (no such extra, index or wheel on PyPI)."""
+    if not build.unavailable:
+        return []
+    return [Check("variant-unavailable", Level.FAILS, build.unavailable, "index" if stack.index else "variant")]
+
+
+def known_issues(stack: Stack, build: Build) -> list[Check]:
+    note = build.notes.get(stack.version)
+    label = f"{FRAMEWORK_NAMES[stack.framework]} {stack.version}"
+    return [Check("known-issue", Level.WARN, f"{label}: {note}", stack.framework)] if note else []
 
 
 def stack_checks(stack: Stack, k: Knowledge) -> list[Check]:
     """Everything the knowledge predicts about one stack, before building it."""
-    tf = k.tf_build(stack.tensorflow)
-    if tf is None:
-        releases = k.releases()
+    build = k.build(stack.framework, stack.version, stack.variant, stack.index)
+    if build is None:
+        oldest, newest = k.known(stack.framework)
         return [
             Check(
-                "unknown-tensorflow",
+                f"unknown-{stack.framework}",
                 Level.WARN,
-                f"TensorFlow {stack.tensorflow} is not in envcheck's data (it knows {releases[0]}–{releases[-1]}); "
-                "it will be verified by running",
-                "tensorflow",
+                f"{FRAMEWORK_NAMES[stack.framework]} {stack.version} is not in envcheck's data (it knows "
+                f"{oldest}–{newest}); it will be verified by running",
+                stack.framework,
             )
         ]
     return [
-        *python_support(stack.tensorflow, stack.python, stack.variant, tf),
-        *claims(stack, tf),
-        *pinned_libraries(stack, tf, k),
-        *cuda_libraries(stack, tf),
-        *known_issues(stack, tf),
+        *availability(stack, build),
+        *python_support(stack.version, stack.python, stack.variant, build),
+        *claims(stack, build),
+        *(pinned_libraries(stack, build, k) if isinstance(build, TFBuild) else []),
+        *cuda_libraries(stack, build),
+        *known_issues(stack, build),
     ]
 
 
 # -- a driver and GPUs (plan and diagnose) ------------------------------------------------------------------------
 
 
-def runtime_cuda(tf: TFBuild, variant: str, k: Knowledge) -> Version:
-    """The CUDA runtime a stack runs (major.minor). [and-cuda] brings its pin, or for ranges (2.20 on) the newest
-    CUDA of that major the data knows, since pip takes the newest the range allows; otherwise TF's own build."""
-    pins = tf.and_cuda
-    if variant != "and-cuda" or pins is None:
-        return tf.cuda
-    if pins.ranges:
-        return k.newest_cuda(pins.cuda_major) or pins.cuda_runtime.prefix(2)
-    return pins.cuda_runtime.prefix(2)
+def runtime_cuda(build: Build, variant: str, k: Knowledge) -> Version | None:
+    """The CUDA runtime a stack runs (major.minor; None when it brings none). TensorFlow's [and-cuda] brings its
+    pin, or for ranges (2.20 on) the newest CUDA of that major the data knows, since pip takes the newest the range
+    allows; so do jax[cudaNN]'s ranges. Otherwise the CUDA the build was made with."""
+    if build.cuda is None:
+        return None
+    if isinstance(build, TFBuild):
+        pins = build.and_cuda
+        if variant != "and-cuda" or pins is None:
+            return build.cuda
+        if pins.ranges:
+            return k.newest_cuda(pins.cuda_major) or pins.cuda_runtime.prefix(2)
+        return pins.cuda_runtime.prefix(2)
+    if build.cuda_range:
+        return k.newest_cuda(build.cuda.major) or build.cuda.prefix(2)
+    return build.cuda.prefix(2)
 
 
 @dataclass(frozen=True)
@@ -250,7 +274,7 @@ def driver_support(cuda: Version, driver: Version, k: Knowledge) -> DriverSuppor
 
 
 def gpu_check(
-    code: GpuCode, release: str, label: str, cc: Version, support: DriverSupport | None, k: Knowledge
+    code: GpuCode, build: str, label: str, cc: Version, support: DriverSupport | None, k: Knowledge
 ) -> Check | None:
     """Can this build run kernels on this GPU with this driver? Native SASS: yes. PTX only: it is JIT-compiled,
     which works when the driver's JIT accepts the PTX's ISA; older than every build target: the GPU is ignored."""
@@ -258,12 +282,14 @@ def gpu_check(
     if kernels == "native":
         return None
     if kernels == "none":
-        return Check(
-            "compute-capability-unsupported",
-            Level.FAILS,
-            f"{label} (compute capability {cc}) is older than TensorFlow {release}'s oldest supported "
-            f"{code.oldest}: the GPU is ignored",
-        )
+        if cc < code.oldest:
+            why = f"is older than {build}'s oldest supported {code.oldest}: the GPU is ignored"
+        else:
+            why = (
+                f'has no kernels in {build} ({code.describe()}): "no kernel image is available for execution on '
+                'the device"; use a release built for this GPU generation'
+            )
+        return Check("compute-capability-unsupported", Level.FAILS, f"{label} (compute capability {cc}) {why}")
     target = code.jit_ptx(cc)
     assert target is not None
     isa = code.ptx.get(target)
@@ -273,7 +299,7 @@ def gpu_check(
             return Check(
                 "driver-too-old",
                 Level.FAILS,
-                f"{label} (compute capability {cc}) needs TensorFlow {release}'s compute_{target.major}{target.minor} "
+                f"{label} (compute capability {cc}) needs {build}'s compute_{target.major}{target.minor} "
                 f"PTX JIT-compiled, but that PTX is ISA {isa} and driver {support.driver} (CUDA "
                 f"{support.newest}) compiles PTX up to ISA {accepted}: update the driver",
             )
@@ -288,11 +314,13 @@ def gpu_check(
     return Check(
         "ptx-jit",
         Level.WARN,
-        f"{label} (compute capability {cc}) has no native kernels in TensorFlow {release}: they are JIT-compiled "
+        f"{label} (compute capability {cc}) has no native kernels in {build}: they are JIT-compiled "
         f"from PTX{isa_note} (slow first start)",
     )
 
 
 def uses_tf32(cc: Version | None, tf32_enabled: bool | None, k: Knowledge) -> bool:
-    """Whether a float32 matmul runs as TF32 on tensor cores: TF's default (since 2.4) on Ampere and newer."""
+    """Whether a float32 matmul runs as TF32 on tensor cores (Ampere and newer): on unless the framework says it
+    is off. The probe reads each framework's switch: on by default in TF (since 2.4) and in JAX's default matmul
+    precision, off in PyTorch (torch.backends.cuda.matmul.allow_tf32, since 1.12)."""
     return cc is not None and cc >= k.tf32_from and tf32_enabled is not False

@@ -1,5 +1,6 @@
-"""The probe: probe.py runs inside each stack's container (and on the host for `envcheck doctor`), standard
-library only, and prints one JSON document of facts; this package's host side finds it and reads its output."""
+"""The probe: probe.py and its framework adapters (fw_*.py) run inside each stack's container (and on the host for
+`envcheck doctor`), standard library only, and print one JSON document of facts; this package's host side finds
+them and reads their output."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 PROBE_SOURCE = Path(__file__).with_name("probe.py")
+# The probe and its framework adapters: what goes into every image, beside each other in /opt/envcheck.
+PROBE_FILES = tuple(
+    Path(__file__).with_name(name) for name in ("probe.py", "fw_tensorflow.py", "fw_torch.py", "fw_jax.py")
+)
 PROBE_COMMAND = ["python", "/opt/envcheck/probe.py"]  # where the Dockerfile template puts it
 
 

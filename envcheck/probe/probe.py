@@ -1,14 +1,20 @@
-"""envcheck's in-container probe: what TensorFlow, the CUDA libraries and the driver really look like here.
+"""envcheck's in-container probe: what a framework, the CUDA libraries and the driver really look like here.
 
-Runs inside any image with any Python >= 3.8, using only the standard library plus TensorFlow and NVML's
-bindings (``pynvml`` from nvidia-ml-py) when they are present. Every piece is guarded: something missing is
-reported in the JSON, never a crash. Prints one JSON document on stdout; TensorFlow's own logging goes to
-stderr and is also captured into ``tf_log``.
+    python probe.py [--framework tensorflow|torch|jax] [--quick] [--no-benchmark]
+
+Runs inside any image with any Python >= 3.8, using only the standard library plus the framework and NVML's
+bindings (``pynvml`` from nvidia-ml-py) when they are present. What is the same for every framework is here
+(environment, device nodes, NVML, CUDA libraries resolved as the loader does, the GPU code in the framework's
+binaries, benchmark timing); each framework is an adapter beside this file (fw_tensorflow.py, fw_torch.py,
+fw_jax.py) that reads its build, its GPUs, its placement and runs its matmul. Every piece is guarded: something
+missing is reported in the JSON, never a crash. Prints one JSON document on stdout; the framework's own logging
+goes to stderr and is also captured into ``log``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import platform
@@ -17,9 +23,11 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 
-PROBE_SCHEMA = 1
-ENV_PREFIXES = ("CUDA_", "NVIDIA_", "TF_", "LD_LIBRARY_PATH", "XLA_")
+PROBE_SCHEMA = 2  # 2: every framework (framework, framework_version, log, gpu_code); TF keeps its keys of 1
+FRAMEWORKS = ("tensorflow", "torch", "jax")
+ENV_PREFIXES = ("CUDA_", "NVIDIA_", "TF_", "LD_LIBRARY_PATH", "XLA_", "JAX_", "PYTORCH_", "TORCH_")
 MAX_LOG_LINES = 400
 
 
@@ -45,6 +53,17 @@ def captured_stderr(lines: list):
             sys.stderr.write(text)
             lines.extend(line for line in text.splitlines() if line.strip())
             del lines[MAX_LOG_LINES:]
+
+
+@contextlib.contextmanager
+def captured(lines: list):
+    """The framework's log: file descriptor 2 (C++ logging, Python logging) and Python warnings."""
+    with captured_stderr(lines), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            lines.extend(f"{w.category.__name__}: {w.message}" for w in caught)
 
 
 def probe_env() -> dict:
@@ -204,10 +223,8 @@ def probe_nvml() -> dict:
     return out
 
 
-# -- CUDA libraries, resolved the way the dynamic loader resolves them for TensorFlow -------------------------
+# -- CUDA libraries, resolved the way the dynamic loader resolves them for the framework -----------------------
 
-CUDA_LIBS = ("cudart", "cublas", "cublasLt", "cufft", "curand", "cusolver", "cusparse", "cudnn", "nccl", "cuda")
-TF_OBJECTS = ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2", "python/_pywrap_tensorflow_internal.so")
 DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
 EXTRA_DIRS_GLOBS = ("/usr/local/cuda*/lib64", "/usr/local/cuda*/targets/*/lib", "/usr/local/nvidia/lib64")
 DT_NEEDED, DT_STRTAB, DT_SONAME, DT_RPATH, DT_RUNPATH = 1, 5, 14, 15, 29
@@ -272,12 +289,12 @@ def elf_dynamic(path: str) -> dict:
         return out
 
 
-def tensorflow_dir():
-    """TF's package directory without importing it (so it is found even when the import fails)."""
+def package_dir(name: str):
+    """A package's directory without importing it (so it is found even when the import fails)."""
     import importlib.util
 
     try:
-        spec = importlib.util.find_spec("tensorflow")
+        spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
     locations = list(spec.submodule_search_locations or []) if spec else []
@@ -303,11 +320,13 @@ def ld_cache() -> dict:
     return {}
 
 
-def loader_search_path(tf_dir) -> list:
-    """Directories the loader tries for a library TF dlopen()s: LD_LIBRARY_PATH, then TF's RUNPATH."""
-    path = [(d, "LD_LIBRARY_PATH") for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    for name in TF_OBJECTS if tf_dir else ():
-        obj = os.path.join(tf_dir, name)
+def loader_search_path(package: str | None, objects: tuple = ()) -> list:
+    """Directories the loader tries for a library the framework's objects load, in the loader's order: an
+    object's RPATH (when it has no RUNPATH) before LD_LIBRARY_PATH, its RUNPATH after; $ORIGIN expanded."""
+    rpath: list = []
+    runpath: list = []
+    for name in objects if package else ():
+        obj = os.path.join(package, name)
         if not os.path.exists(obj):
             continue
         try:
@@ -315,11 +334,15 @@ def loader_search_path(tf_dir) -> list:
         except Exception:
             continue
         origin = os.path.dirname(obj)
+        target, kind = (runpath, "RUNPATH") if dyn["runpath"] else (rpath, "RPATH")
         for entry in dyn["runpath"] or dyn["rpath"]:
             directory = os.path.normpath(entry.replace("$ORIGIN", origin).replace("${ORIGIN}", origin))
-            source = f"RUNPATH of {name}" if dyn["runpath"] else f"RPATH of {name}"
-            if all(directory != d for d, _ in path):
-                path.append((directory, source))
+            target.append((directory, f"{kind} of {name.replace('../', '')}"))
+    path: list = []
+    environment = [(d, "LD_LIBRARY_PATH") for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    for directory, source in rpath + environment + runpath:
+        if all(directory != d for d, _ in path):
+            path.append((directory, source))
     return path
 
 
@@ -340,20 +363,23 @@ def _file_version(path: str):
     return tail or None
 
 
-def probe_cuda_libraries(facts: dict) -> None:
-    """For each CUDA library TF needs: where the loader finds it (and which file), or that it is missing,
-    and separately where it lies on disk without being reachable."""
+def probe_cuda_libraries(facts: dict, adapter) -> None:
+    """For each CUDA library the framework needs: where the loader finds it (and which file), or that it is
+    missing, and separately where it lies on disk without being reachable."""
     import glob
 
-    tf_dir = tensorflow_dir()
-    search = loader_search_path(tf_dir)
-    cache = ld_cache()
+    home = package_dir(adapter.PACKAGE)
+    search = loader_search_path(home, adapter.OBJECTS)
     site_dirs = []
-    if tf_dir:
-        site_dirs = sorted(glob.glob(os.path.join(os.path.dirname(tf_dir), "nvidia", "*", "lib")))
+    if home:
+        site_dirs = sorted(glob.glob(os.path.join(os.path.dirname(home), "nvidia", "*", "lib")))
+        site_dirs += sorted(glob.glob(os.path.join(os.path.dirname(home), "nvidia", "cu*", "lib")))
+    if getattr(adapter, "PRELOADS_PIP_LIBRARIES", False):  # the framework loads these itself, before CUDA starts
+        search += [(d, f"{adapter.NAME}'s preload of pip NVIDIA libraries") for d in site_dirs]
+    cache = ld_cache()
     extra_dirs = site_dirs + sorted(d for g in EXTRA_DIRS_GLOBS for d in glob.glob(g))
     libraries = {}
-    for lib in CUDA_LIBS:
+    for lib in adapter.LIBRARIES:
         found = None
         for directory, source in search:
             files = _matches(directory, lib)
@@ -377,7 +403,7 @@ def probe_cuda_libraries(facts: dict) -> None:
         on_disk = [f for d in extra_dirs for f in _matches(d, lib) if f not in reachable]
         libraries[lib] = {"found": found, "unreachable_on_disk": on_disk}
     facts["cuda_libs"] = {
-        "tensorflow_dir": tf_dir,
+        "package_dir": home,
         "search_path": [{"dir": d, "source": s} for d, s in search if os.path.isdir(d)],
         "libraries": libraries,
         "runtime_versions": runtime_versions(libraries),
@@ -449,58 +475,122 @@ def nvidia_packages() -> dict:
         return {}
 
 
-def probe_tensorflow(facts: dict):
-    """Import TF and list its GPUs with its log captured; returns the module or None."""
+# -- the GPU code in the framework's own binaries ----------------------------------------------------------------
+
+FATBIN_MAGIC = b"\x50\xed\x55\xba\x01\x00\x10\x00"  # 0xBA55ED50, version 1, header size 0x10
+
+
+def fatbin_section(data) -> tuple:
+    """Offset and end of the ELF section .nv_fatbin: the GPU code the CUDA runtime loads."""
+    import struct
+
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return 0, 0
+    try:
+        (shoff,) = struct.unpack_from("<Q", data, 0x28)
+        entsize, count, names = struct.unpack_from("<HHH", data, 0x3A)
+        table = struct.unpack_from("<Q", data, shoff + names * entsize + 0x18)[0]
+        for i in range(count):
+            name = struct.unpack_from("<I", data, shoff + i * entsize)[0]
+            offset, size = struct.unpack_from("<QQ", data, shoff + i * entsize + 0x18)
+            if data[table + name : table + name + 11] == b".nv_fatbin\0":
+                return offset, offset + size
+    except struct.error:  # a truncated or odd file: no section table to trust
+        pass
+    return 0, 0
+
+
+def fatbin_members(path: str) -> dict:
+    """(kind, arch, PTX ISA) → count for every member of a shared object's fat binaries: 'sass' with sm_XY, or
+    'ptx' with sm_XY and the ISA version its header records (what `.version` says in the PTX text)."""
+    import mmap
+    import struct
+
+    found: dict = {}
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return found
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            section_start, section_end = fatbin_section(data)
+            start = data.find(FATBIN_MAGIC, section_start, section_end)
+            while start != -1:
+                (size,) = struct.unpack_from("<Q", data, start + 8)
+                entry, end = start + 16, start + 16 + size
+                while entry + 0x20 <= end:
+                    kind, _, header, payload = struct.unpack_from("<HHIQ", data, entry)
+                    minor, major, arch = struct.unpack_from("<HHI", data, entry + 0x18)
+                    if not header:
+                        break
+                    if kind in (1, 2):
+                        key = ("ptx", f"sm_{arch}", f"{major}.{minor}") if kind == 1 else ("sass", f"sm_{arch}", None)
+                        found[key] = found.get(key, 0) + 1
+                    entry += header + payload
+                start = data.find(FATBIN_MAGIC, max(end, start + 1), section_end)
+    return found
+
+
+def probe_gpu_code(adapter) -> dict | None:
+    """The SASS architectures and the PTX (with its ISA) compiled into the framework's binaries, as the CUDA
+    runtime will find them: what runs natively on which GPU, and what a driver must JIT-compile."""
+    home = package_dir(adapter.PACKAGE)
+    members: dict = {}
+    read = []
+    for name in adapter.CODE_OBJECTS if home else ():
+        path = os.path.join(home, name)
+        if os.path.exists(path):
+            for key, count in fatbin_members(path).items():
+                members[key] = members.get(key, 0) + count
+            read.append(name)
+    if not read:
+        return None
+
+    def cc(arch: str) -> str:
+        digits = arch[3:].rstrip("af")
+        return f"{digits[:-1]}.{digits[-1]}"
+
+    sass = sorted(
+        {cc(arch) for kind, arch, _ in members if kind == "sass"}, key=lambda v: [int(p) for p in v.split(".")]
+    )
+    ptx: dict = {}
+    for kind, arch, isa in members:
+        if kind == "ptx":
+            ptx[cc(arch)] = max(ptx.get(cc(arch), isa), isa, key=lambda v: [int(p) for p in v.split(".")])
+    return {"sass": sass, "ptx": ptx, "read_from": read}
+
+
+# -- the framework, through its adapter ---------------------------------------------------------------------------
+
+
+def load_adapter(name: str):
+    """fw_NAME.py beside this file (the probe's directory is on sys.path when it runs as a script)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    return importlib.import_module(f"fw_{name}")
+
+
+def probe_framework(facts: dict, adapter):
+    """Import the framework with its log captured; returns the module, or None with the reason recorded."""
     facts.update(
-        tensorflow=None,
-        tensorflow_error=None,
+        framework=adapter.NAME,
+        framework_version=None,
+        framework_error=None,
         is_cuda_build=None,
         build_cuda=None,
         build_cudnn=None,
         compute_capabilities=[],
         build_info={},
         gpus=[],
-        tf_log=[],
+        log=[],
         tf32_enabled=None,
+        placement=None,
     )
-    log = facts["tf_log"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
-    with captured_stderr(log):
+    with captured(facts["log"]):
         try:
-            import tensorflow as tf
+            return adapter.load(facts)
         except Exception as exc:
-            facts["tensorflow_error"] = f"import tensorflow failed: {_error(exc)}"
+            facts["framework_error"] = (
+                f"import {adapter.PACKAGE if adapter.NAME != 'jax' else 'jax'} failed: {_error(exc)}"
+            )
             return None
-        try:
-            facts["tensorflow"] = tf.__version__
-            facts["is_cuda_build"] = bool(tf.test.is_built_with_cuda())
-            build = dict(tf.sysconfig.get_build_info())
-            facts["build_info"] = {
-                k: v if isinstance(v, (str, int, float, bool, list)) else str(v) for k, v in build.items()
-            }
-            facts["build_cuda"] = build.get("cuda_version")
-            facts["build_cudnn"] = build.get("cudnn_version")
-            facts["compute_capabilities"] = list(build.get("cuda_compute_capabilities") or [])
-        except Exception as exc:
-            facts["tensorflow_error"] = f"reading build info failed: {_error(exc)}"
-        try:  # float32 matmuls run as TF32 on tensor cores (Ampere and newer) while this is on: TF's default
-            facts["tf32_enabled"] = bool(tf.config.experimental.tensor_float_32_execution_enabled())
-        except Exception:
-            facts["tf32_enabled"] = None
-        try:
-            for device in tf.config.list_physical_devices("GPU"):
-                gpu: dict = {"name": device.name}
-                try:
-                    details = tf.config.experimental.get_device_details(device)
-                    gpu["device_name"] = details.get("device_name")
-                    cc = details.get("compute_capability")
-                    gpu["compute_capability"] = f"{cc[0]}.{cc[1]}" if cc else None
-                except Exception as exc:
-                    gpu["error"] = _error(exc)
-                facts["gpus"].append(gpu)
-        except Exception as exc:
-            facts["tensorflow_error"] = f"listing GPUs failed: {_error(exc)}"
-    return tf
 
 
 def _median_seconds(run, repeats: int) -> float:
@@ -524,29 +614,6 @@ def _result(library: str, device: str, dtype: str, n: int, seconds: float, **ext
     }
 
 
-def _tf_matmul(tf, device: str, dtype_name: str, n: int, repeats: int) -> dict:
-    dtype = getattr(tf, dtype_name)
-    with tf.device(device):
-        a = tf.cast(tf.random.uniform((n, n), dtype=tf.float32), dtype)
-        b = tf.cast(tf.random.uniform((n, n), dtype=tf.float32), dtype)
-
-        @tf.function
-        def step(x, y):
-            return tf.matmul(x, y)
-
-        def run(count: int) -> float:
-            start = time.perf_counter()
-            for _ in range(count):
-                c = step(a, b)
-            c[:1, :1].numpy()  # a tiny copy back: the device has finished every queued matmul
-            return time.perf_counter() - start
-
-        seconds = _median_seconds(run, repeats)
-        placed = step(a, b).device
-    kind = "gpu" if "GPU" in device.upper() else "cpu"
-    return _result("tensorflow", kind, dtype_name, n, seconds, placed_on=placed)
-
-
 def _numpy_matmul(n: int, repeats: int) -> dict:
     """The same measurement with NumPy's BLAS: the reference a CPU figure is judged against."""
     import numpy as np
@@ -568,65 +635,45 @@ def _is_oom(exc: BaseException) -> bool:
     return "resourceexhausted" in text or "out of memory" in text or " oom" in text
 
 
-def probe_placement(tf, facts: dict) -> None:
-    """Ask for a matmul on /GPU:0 and facts where its result really lives."""
+def probe_placement(fw, adapter, facts: dict) -> None:
+    """Ask for a matmul on the first GPU and record where its result really lives."""
     if not facts["gpus"]:
-        facts["placement"] = None
         return
     try:
-        with tf.device("/GPU:0"):
-            c = tf.matmul(tf.ones((64, 64)), tf.ones((64, 64)))
-        facts["placement"] = {"requested": "/GPU:0", "placed_on": c.device, "on_gpu": "GPU" in c.device.upper()}
+        facts["placement"] = adapter.placement(fw)
     except Exception as exc:
-        facts["placement"] = {"requested": "/GPU:0", "placed_on": None, "on_gpu": False, "error": _error(exc)}
+        facts["placement"] = {"requested": "GPU 0", "placed_on": None, "on_gpu": False, "error": _error(exc)}
 
 
-def probe_benchmark(tf, facts: dict, quick: bool) -> None:
+def probe_benchmark(fw, adapter, facts: dict, quick: bool) -> None:
     """Matmul TFLOP/s on CPU (with NumPy beside it) and on the first GPU in float32, float16 and bfloat16.
     GPU sizes go from large to small, so an out-of-memory at one size still leaves the smaller ones."""
     results = facts["benchmark"] = []
-    if tf is None:
+    if fw is None:
         return
     repeats = 3 if quick else 5
-    cases = [("/CPU:0", "float32", n) for n in ((1024,) if quick else (1024, 2048))]
+    cases = [("cpu", "float32", n) for n in ((1024,) if quick else (1024, 2048))]
     if facts["gpus"]:
         sizes = (4096,) if quick else (8192, 4096, 2048)
-        cases += [("/GPU:0", dtype, n) for dtype in ("float32", "float16", "bfloat16") for n in sizes]
-    with captured_stderr(facts["tf_log"]):
-        for device, dtype, n in cases:
-            kind = "gpu" if "GPU" in device else "cpu"
+        cases += [("gpu", dtype, n) for dtype in ("float32", "float16", "bfloat16") for n in sizes]
+    for device, dtype, n in cases:
+        try:
+            run, placed = adapter.matmul(fw, device, dtype, n)
+            results.append(_result(adapter.NAME, device, dtype, n, _median_seconds(run, repeats), placed_on=placed))
+        except Exception as exc:
+            failed = {"library": adapter.NAME, "device": device, "dtype": dtype, "n": n, "tflops": None}
+            results.append({**failed, "oom": _is_oom(exc), "error": _error(exc)[:500]})
+        if device == "cpu" and importlib.util.find_spec("numpy") is not None:  # torch's images have no NumPy
             try:
-                results.append(_tf_matmul(tf, device, dtype, n, repeats))
+                results.append(_numpy_matmul(n, repeats))
             except Exception as exc:
-                results.append(
-                    {
-                        "library": "tensorflow",
-                        "device": kind,
-                        "dtype": dtype,
-                        "n": n,
-                        "tflops": None,
-                        "oom": _is_oom(exc),
-                        "error": _error(exc)[:500],
-                    }
-                )
-            if kind == "cpu":
-                try:
-                    results.append(_numpy_matmul(n, repeats))
-                except Exception as exc:
-                    results.append(
-                        {
-                            "library": "numpy",
-                            "device": "cpu",
-                            "dtype": "float32",
-                            "n": n,
-                            "tflops": None,
-                            "error": _error(exc)[:300],
-                        }
-                    )
+                failed = {"library": "numpy", "device": "cpu", "dtype": "float32", "n": n, "tflops": None}
+                results.append({**failed, "error": _error(exc)[:300]})
 
 
 def main(argv: list | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    name = args[args.index("--framework") + 1] if "--framework" in args[:-1] else "tensorflow"
     facts: dict = {
         "schema": PROBE_SCHEMA,
         "python": platform.python_version(),
@@ -646,31 +693,48 @@ def main(argv: list | None = None) -> int:
             lambda: facts.update(driver=facts["nvml"]["driver"], cuda_driver=facts["nvml"]["cuda_driver"]),
         ),
     ]
-    for name, func in steps:
+    for step, func in steps:
         try:
             func()
         except Exception:
-            facts["errors"].append(f"{name}: {traceback.format_exc(limit=3)}")
-    tf = None
+            facts["errors"].append(f"{step}: {traceback.format_exc(limit=3)}")
+    if name not in FRAMEWORKS:
+        facts["errors"].append(f"framework: unknown {name!r} (one of {', '.join(FRAMEWORKS)})")
+        name = "tensorflow"
+    adapter = load_adapter(name)
+    fw = None
     try:
-        tf = probe_tensorflow(facts)
+        fw = probe_framework(facts, adapter)
     except Exception:
-        facts["errors"].append(f"tensorflow: {traceback.format_exc(limit=3)}")
-    if tf is not None:
-        try:
-            with captured_stderr(facts["tf_log"]):
-                probe_placement(tf, facts)
-        except Exception:
-            facts["errors"].append(f"placement: {traceback.format_exc(limit=3)}")
+        facts["errors"].append(f"{name}: {traceback.format_exc(limit=3)}")
     try:
-        probe_cuda_libraries(facts)
+        with captured(facts["log"]):
+            probe_placement(fw, adapter, facts)
+    except Exception:
+        facts["errors"].append(f"placement: {traceback.format_exc(limit=3)}")
+    try:
+        probe_cuda_libraries(facts, adapter)
     except Exception:
         facts["errors"].append(f"cuda_libs: {traceback.format_exc(limit=3)}")
+    try:
+        facts["gpu_code"] = probe_gpu_code(adapter)
+        code = facts["gpu_code"]
+        if code and not facts.get("compute_capabilities"):  # JAX has no API for its build's architectures
+            facts["compute_capabilities"] = [f"sm_{v.replace('.', '')}" for v in code["sass"]] + [
+                f"compute_{v.replace('.', '')}" for v in code["ptx"]
+            ]
+    except Exception:
+        facts["errors"].append(f"gpu_code: {traceback.format_exc(limit=3)}")
     if "--no-benchmark" not in args:
         try:
-            probe_benchmark(tf, facts, quick="--quick" in args)
+            with captured(facts["log"]):
+                probe_benchmark(fw, adapter, facts, quick="--quick" in args)
         except Exception:
             facts["errors"].append(f"benchmark: {traceback.format_exc(limit=3)}")
+    if name == "tensorflow":  # the keys of probe schema 1, which records and readers of TensorFlow results use
+        facts.update(tensorflow=facts["framework_version"], tensorflow_error=facts["framework_error"])
+        facts["tf_log"] = facts["log"]
+        facts.setdefault("cuda_libs", {})["tensorflow_dir"] = (facts.get("cuda_libs") or {}).get("package_dir")
     sys.stdout.write(json.dumps(facts) + "\n")
     sys.stdout.flush()
     return 0

@@ -19,6 +19,8 @@ from enum import Enum
 from typing import Any
 
 SCHEMA = 1  # of a result and of a record line ("schema" and "record_schema"); bump when a key changes meaning
+FRAMEWORKS = ("tensorflow", "torch", "jax")  # a stack's "framework" (records without one are TensorFlow's)
+FRAMEWORK_LABELS = {"tensorflow": "TF", "torch": "PyTorch", "jax": "JAX"}
 
 
 class RecordError(ValueError):
@@ -470,9 +472,28 @@ class Result:
         return value if isinstance(value, str) else None
 
     @property
-    def tensorflow(self) -> str | None:
-        version = self._probe_text("tensorflow") or self.definition.get("tensorflow")
+    def framework(self) -> str:
+        """tensorflow, torch or jax: what the probe ran, else what the stack named (records before issue 11 are
+        TensorFlow's)."""
+        for name in (self._probe("framework"), self.definition.get("framework")):
+            if name in FRAMEWORKS:
+                return name
+        return next((name for name in FRAMEWORKS if isinstance(self.definition.get(name), str)), "tensorflow")
+
+    @property
+    def framework_version(self) -> str | None:
+        """The framework's version as the probe imported it, else as the stack asked for it."""
+        version = (
+            self._probe_text("framework_version")
+            or (self._probe_text("tensorflow") if self.framework == "tensorflow" else None)
+            or self.definition.get(self.framework)
+        )
         return version if isinstance(version, str) else None
+
+    @property
+    def tensorflow(self) -> str | None:
+        """The TensorFlow version of a TensorFlow stack (None for PyTorch and JAX ones)."""
+        return self.framework_version if self.framework == "tensorflow" else None
 
     @property
     def python(self) -> str | None:
@@ -516,8 +537,8 @@ class Result:
         return [d.code for d in self.diagnoses]
 
     def best_tflops(self, device: str) -> float | None:
-        """The best TensorFlow matmul figure on a device ("cpu" or "gpu"), if any ran."""
-        figures = [b.tflops for b in self.benchmark if b.device == device and b.tflops and b.library == "tensorflow"]
+        """The best matmul figure of the stack's framework on a device ("cpu" or "gpu"), if any ran."""
+        figures = [b.tflops for b in self.benchmark if b.device == device and b.tflops and b.library == self.framework]
         return max(figures) if figures else None
 
     @property
