@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
@@ -100,17 +101,26 @@ def no_leftover_containers(docker_api: Any) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def image_janitor(docker_api: Any) -> Iterator[None]:
     """Removes the envcheck images this test session created (disk is shared); ENVCHECK_KEEP_IMAGES=1 keeps them."""
-    before = {i["Id"] for i in docker_api.images(filters={"label": labels.OWNER})}
+    with images_removed_after(docker_api):
+        yield
+
+
+@contextlib.contextmanager
+def images_removed_after(docker_api: Any) -> Iterator[None]:
+    """Remove the envcheck images created inside the block and the build stages they left behind; older ones
+    stay (they are the layer cache later tests rebuild from)."""
+
+    def ours() -> list[dict[str, Any]]:
+        return [i for label in (labels.OWNER, labels.STAGE) for i in docker_api.images(filters={"label": label})]
+
+    before = {i["Id"] for i in ours()}
     yield
     if os.environ.get("ENVCHECK_KEEP_IMAGES") == "1":
         return
-    for image in docker_api.images(filters={"label": labels.OWNER}):
+    for image in ours():
         if image["Id"] not in before:
-            for tag in image.get("RepoTags") or [image["Id"]]:
-                subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
-    subprocess.run(
-        ["docker", "image", "prune", "-f", "--filter", f"label={labels.STAGE}"], capture_output=True, check=False
-    )
+            for ref in [r for r in image.get("RepoTags") or [] if r != "<none>:<none>"] or [image["Id"]]:
+                subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, check=False)
 
 
 STACKS = ["tf-2.15-cuda12", "tf-2.15-cpu"]

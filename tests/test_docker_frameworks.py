@@ -8,11 +8,12 @@ layer but the last with the default torch stack). What the daemon can give conta
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from conftest import daemon_gives_gpus, default_stacks, run_matrix
+from conftest import daemon_gives_gpus, default_stacks, images_removed_after, run_matrix
 
 pytestmark = pytest.mark.docker
 
@@ -29,9 +30,11 @@ def gpus(docker_api: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_janitor: None) -> dict[str, Any]:
-    """`envcheck matrix --json` over the torch and jax stacks, as a user runs it."""
-    return run_matrix(tmp_path_factory.mktemp("frameworks"), default_stacks(*STACKS) + MADE)["results"]
+def run(tmp_path_factory: pytest.TempPathFactory, docker_api: Any, image_janitor: None) -> Iterator[dict[str, Any]]:
+    """`envcheck matrix --json` over the torch and jax stacks, as a user runs it. Their 6-7 GB images go when this
+    module ends, not with the session's, so the disk holds them and TensorFlow's no longer than needed."""
+    with images_removed_after(docker_api):
+        yield run_matrix(tmp_path_factory.mktemp("frameworks"), default_stacks(*STACKS) + MADE)["results"]
 
 
 def refused(result: dict[str, Any], gpus: bool) -> None:
