@@ -24,7 +24,7 @@ MISSING = "–"  # an en dash reads as "no value" in the rendered table
 OUTPUTS = ("compatibility.md", "compatibility.html", "compatibility.json")
 DETAIL_HEADERS = [
     "Stack",
-    "Framework",
+    "Version",
     "Python",
     "CUDA (build)",
     "cuDNN (build)",
@@ -37,6 +37,7 @@ DETAIL_HEADERS = [
     "GPU TFLOP/s",
     "Date",
     "Host",
+    "Framework",
 ]
 
 
@@ -173,7 +174,7 @@ def _detail_row(c: dict[str, Any]) -> list[str]:
     names = ", ".join(sorted({n for n in c["gpus"] if n}))
     return [
         md(c["stack"]),
-        md(c["label"] or MISSING),
+        md(c["version"] or MISSING),
         md(c["python"] or MISSING),
         md(c["build_cuda"] or MISSING),
         md(c["build_cudnn"] or MISSING),
@@ -186,6 +187,7 @@ def _detail_row(c: dict[str, Any]) -> list[str]:
         _fmt(c["gpu_tflops"]),
         md(c["date"] or MISSING),
         md(c["host"]),
+        md(FRAMEWORK_LABELS[c["framework"]]),
     ]
 
 
