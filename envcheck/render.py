@@ -69,9 +69,9 @@ class DockerfileTemplate:
         return []
 
     def requirements(self) -> list[str]:
-        """The framework's pip requirements, plus NVML's bindings for the probe (nvidia-ml-py, not the deprecated
-        pynvml package)."""
-        raise NotImplementedError
+        """The framework's pip requirement (the stack's variant), plus NVML's bindings for the probe
+        (nvidia-ml-py, not the deprecated pynvml package)."""
+        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
 
     def extra_requirements(self) -> list[str]:
         """The stack's own pip entries, in a later layer so the framework layer stays shared."""
@@ -98,8 +98,7 @@ class DockerfileTemplate:
 
 
 class TensorFlowTemplate(DockerfileTemplate):
-    def requirements(self) -> list[str]:
-        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+    """tensorflow[and-cuda], tensorflow or tensorflow-cpu; [and-cuda]'s NVIDIA pins in a layer of their own."""
 
     def pinned_libraries(self) -> list[str]:
         """For [and-cuda], the exact NVIDIA wheels the extra pins, when the knowledge data has the full set."""
@@ -119,15 +118,12 @@ class TorchTemplate(DockerfileTemplate):
                 shlex.quote(f"torch=={self.stack.version}+{self.stack.index}"),
                 "nvidia-ml-py",
             ]
-        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+        return super().requirements()
 
 
 class JaxTemplate(DockerfileTemplate):
     """JAX with its CUDA plugin and the pip CUDA libraries (jax[cuda12], jax[cuda13]), the plugin alone
-    (jax[cuda12-local], CUDA from the image) or the CPU build (jax[cpu])."""
-
-    def requirements(self) -> list[str]:
-        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+    (jax[cuda12-local], CUDA from the image) or the CPU build (jax[cpu]): the base template's hooks as they are."""
 
 
 TEMPLATES: dict[str, type[DockerfileTemplate]] = {
