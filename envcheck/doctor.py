@@ -104,28 +104,36 @@ class FrameworkCheck:
 
 @dataclass
 class HostCheck:
-    """What `envcheck doctor` found on this host: the verdict on the framework asked about first, then the facts
-    it rests on, then every other framework this Python has."""
+    """What `envcheck doctor` found on this host: every framework this Python has, the one asked about first (its
+    verdict is the host's), and what Docker and the scripts said."""
 
-    verdict: str
-    uses_gpu: bool
-    probe: dict[str, Any]
+    frameworks: list[FrameworkCheck]  # never empty: the framework asked about is probed even when missing
     docker: dict[str, Any]
     script_findings: list[dict[str, Any]]
     unreadable_scripts: list[dict[str, str]] = field(default_factory=list)
-    diagnoses: list[Diagnosis] = field(default_factory=list)
-    benchmark: list[Benchmark] = field(default_factory=list)
-    frameworks: list[FrameworkCheck] = field(default_factory=list)  # the one asked about first
+
+    @property
+    def first(self) -> FrameworkCheck:
+        return self.frameworks[0]
+
+    @property
+    def verdict(self) -> str:
+        return self.first.verdict
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.first.uses_gpu
 
     def to_dict(self) -> dict[str, Any]:
+        first = self.first.to_dict()
         return {
-            "verdict": self.verdict,
-            "uses_gpu": self.uses_gpu,
-            "probe": {**self.probe, "benchmark": [b.to_dict() for b in self.benchmark]},
+            "verdict": first["verdict"],
+            "uses_gpu": first["uses_gpu"],
+            "probe": first["probe"],
             "docker": self.docker,
             "script_findings": self.script_findings,
             "unreadable_scripts": self.unreadable_scripts,
-            "diagnoses": [d.to_dict() for d in self.diagnoses],
+            "diagnoses": first["diagnoses"],
             "frameworks": [f.to_dict() for f in self.frameworks],
         }
 
@@ -150,18 +158,7 @@ def doctor(scripts: list[str] | None = None, quick: bool = True, framework: str 
     docker = docker_facts()
     names = [framework, *(name for name in installed_frameworks() if name != framework)]
     checks = [check_framework(name, quick, docker, scanned.findings) for name in names]
-    first = checks[0]
-    return HostCheck(
-        first.verdict,
-        first.uses_gpu,
-        first.probe,
-        docker,
-        scanned.findings,
-        scanned.unreadable,
-        first.diagnoses,
-        first.benchmark,
-        checks,
-    )
+    return HostCheck(checks, docker, scanned.findings, scanned.unreadable)
 
 
 def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis], framework: str = "tensorflow") -> str:
@@ -178,16 +175,17 @@ def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis], framework: str = 
 
 def format_text(check: HostCheck) -> str:
     """Verdict first, then each cause with its evidence and fix, then the facts it rests on."""
-    probe = check.probe
-    out = [check.verdict, ""]
-    for d in check.diagnoses:
+    first = check.first
+    probe = first.probe
+    out = [first.verdict, ""]
+    for d in first.diagnoses:
         out.append(f"[{d.severity}] {d.code}: {d.summary}")
         out += [f"    evidence: {e}" for e in d.evidence]
         out.append(f"    fix: {d.fix}")
     nvml = probe.get("nvml") or {}
     docker = check.docker
     gpus = ", ".join(g.get("name") or f"GPU {g.get('index')}" for g in nvml.get("gpus") or [])
-    name = FRAMEWORK_NAMES[probe.get("framework") if probe.get("framework") in FRAMEWORK_NAMES else "tensorflow"]
+    name = FRAMEWORK_NAMES[first.framework]
     version = probe.get("framework_version") or probe.get("tensorflow")
     out += [
         "",
@@ -213,7 +211,7 @@ def format_text(check: HostCheck) -> str:
     for other in check.frameworks[1:]:
         out.append(f"also in this Python: {other.verdict}")
         out += [f"    [{d.severity}] {d.code}: {d.summary}" for d in other.diagnoses if d.severity == ERROR]
-    for b in (b for c in check.frameworks for b in c.benchmark) if check.frameworks else check.benchmark:
+    for b in (b for c in check.frameworks for b in c.benchmark):
         figure = f"{b.tflops} TFLOP/s" if b.tflops is not None else f"failed: {b.error}"
         peak = f" ({b.percent_of_peak}% of peak)" if b.percent_of_peak else ""
         out.append(
