@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from envcheck import __version__, commands, log, options
 from envcheck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EnvcheckError, Terminated
+from envcheck.matrix import FRAMEWORKS
 
 
 def positive_seconds(text: str) -> float:
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--framework",
-        choices=["tensorflow", "torch", "jax"],
+        choices=FRAMEWORKS,
         default="tensorflow",
         help="the framework the verdict and exit code are about (default tensorflow); every other framework "
         "this Python has is reported too",

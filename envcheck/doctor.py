@@ -21,14 +21,12 @@ from envcheck.diagnose import ERROR, Facts, diagnose, uses_gpu
 from envcheck.engine.client import daemon_facts
 from envcheck.errors import ConfigError
 from envcheck.knowledge.facts import FRAMEWORK_NAMES
+from envcheck.matrix import FRAMEWORKS
 from envcheck.probe import PROBE_SOURCE, parse_output
 from envcheck.results.model import Benchmark, Diagnosis
 from envcheck.scan import Scan, scan_paths
 
 PROBE_TIMEOUT = 300
-
-
-FRAMEWORKS = tuple(FRAMEWORK_NAMES)
 
 
 def installed_frameworks() -> list[str]:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from envcheck.matrix import FRAMEWORKS  # a stack's "framework" (records without one are TensorFlow's)
+
 SCHEMA = 1  # of a result and of a record line ("schema" and "record_schema"); bump when a key changes meaning
-FRAMEWORKS = ("tensorflow", "torch", "jax")  # a stack's "framework" (records without one are TensorFlow's)
 FRAMEWORK_LABELS = {"tensorflow": "TF", "torch": "PyTorch", "jax": "JAX"}
 
 
