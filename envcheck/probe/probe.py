@@ -587,9 +587,7 @@ def probe_framework(facts: dict, adapter):
         try:
             return adapter.load(facts)
         except Exception as exc:
-            facts["framework_error"] = (
-                f"import {adapter.PACKAGE if adapter.NAME != 'jax' else 'jax'} failed: {_error(exc)}"
-            )
+            facts["framework_error"] = f"import {adapter.NAME} failed: {_error(exc)}"  # NAME is the module
             return None
 
 
