@@ -1,5 +1,5 @@
 # envcheck's entry points. `make matrix` runs the default matrix; `make test` runs the test suite;
-# `make test-fast` runs what needs no Docker and no browser (under a minute), for while you develop;
+# `make test-fast` runs what needs no Docker, no browser and no 100 MB file (under a minute), for while you develop;
 # `make gpu-check` records a GPU host's facts (no Docker needed).
 PYTHON ?= python3
 ENVCHECK ?= $(PYTHON) -m envcheck
@@ -20,7 +20,7 @@ test: base
 	$(PYTHON) -m pytest -v
 
 test-fast:
-	$(PYTHON) -m pytest -q -m "not docker and not browser"
+	$(PYTHON) -m pytest -q -m "not docker and not browser and not slow"
 
 lint:
 	$(PYTHON) -m ruff check envcheck tests benchmarks scripts

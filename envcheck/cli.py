@@ -73,6 +73,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": lambda a: commands.check(a.matrix, [a.stack], run_options(a), output_format(a), single=True),
     "matrix": lambda a: commands.check(a.matrix, a.only or [], run_options(a), output_format(a), single=False),
     "doctor": lambda a: commands.doctor(a.script or [], a.full, a.json, a.framework),
+    "explain": lambda a: commands.explain(a.log, a.tensorflow, a.torch, a.jax, a.driver, a.gpu or [], a.json),
     "clean": lambda a: commands.clean(a.matrix, a.dry_run),
     "table": lambda a: commands.table(a.matrix, a.results),
     "results": lambda a: (
@@ -180,6 +181,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--script", action="append", metavar="FILE", help="scan Python code for what forces the CPU")
     p.add_argument("--full", action="store_true", help="the full benchmark instead of the quick one")
+    p = sub.add_parser(
+        "explain",
+        help="why the GPU is not used, from a log a GPU machine printed (a file, or - for stdin); no Docker needed",
+        description="Reads a log (TensorFlow, PyTorch, JAX, XLA, cuDNN or Docker lines, with whatever else was "
+        "pasted: nvidia-smi, pip or conda lists, an issue report), classifies every line against envcheck's "
+        "knowledge and prints the verdict, each cause with the lines that prove it, and the fix. Exit code 0 when "
+        "no cause at error level is found, 1 when one is, 2 when the log cannot be read.",
+    )
+    p.add_argument("log", nargs="?", default="-", metavar="FILE|-", help="the log (default: - , standard input)")
+    versions = p.add_mutually_exclusive_group()
+    versions.add_argument("--tensorflow", metavar="VERSION", help="the TensorFlow version, if the log does not say")
+    versions.add_argument("--torch", metavar="VERSION", help="the PyTorch version (the log is PyTorch's)")
+    versions.add_argument("--jax", metavar="VERSION", help="the JAX version (the log is JAX's)")
+    p.add_argument("--driver", metavar="VERSION", help="the machine's NVIDIA driver version, e.g. 550.54.15")
+    p.add_argument("--gpu", action="append", metavar="NAME", help='the machine\'s GPU, e.g. "NVIDIA GeForce RTX 5090"')
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p = sub.add_parser("clean", parents=[common], help="remove outdated envcheck images, containers, contexts")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, with sizes")
     p = sub.add_parser("table", parents=[common], help="write docs/compatibility.{md,html,json} from result records")

@@ -167,6 +167,51 @@ def doctor(scripts: list[str], full: bool, as_json: bool, framework: str = "tens
     return EXIT_OK if found.uses_gpu else EXIT_STACK_FAILED
 
 
+def explain(
+    source: str,
+    tensorflow: str | None,
+    torch: str | None,
+    jax: str | None,
+    driver: str | None,
+    gpus: list[str],
+    as_json: bool,
+) -> int:
+    from envcheck.explain import ExplainOptions, format_text, lines_of
+    from envcheck.explain import explain as explain_log
+
+    framework, version = next(
+        ((name, value) for name, value in (("tensorflow", tensorflow), ("torch", torch), ("jax", jax)) if value),
+        (None, None),
+    )
+    for flag, value in (("--" + (framework or "tensorflow"), version), ("--driver", driver)):
+        if value is not None and not _is_version(value):
+            raise ConfigError(f"{flag} {value!r} is not a version number (e.g. 2.15.1, 550.54.15)")
+    options = ExplainOptions(framework, version, driver, tuple(gpus))
+    if source == "-":
+        found = explain_log(lines_of(sys.stdin.buffer), options, "-")
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise ConfigError(f"{source} is a directory; give the log file (or - to read standard input)")
+        try:
+            with path.open("rb") as stream:
+                found = explain_log(lines_of(stream), options, source)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the log {source}: {exc.strerror or exc}") from None
+    print(json.dumps(found.to_dict(), indent=2, sort_keys=True) if as_json else format_text(found))
+    return EXIT_STACK_FAILED if found.errors else EXIT_OK
+
+
+def _is_version(text: str) -> bool:
+    from envcheck.knowledge import Version
+
+    try:
+        Version(text)
+    except ValueError:
+        return False
+    return True
+
+
 def clean(matrix_file: str, dry_run: bool) -> int:
     from envcheck.engine.clean import remove, stale
     from envcheck.engine.client import connect

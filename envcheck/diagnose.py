@@ -5,8 +5,10 @@ no framework, a CPU-only package, no driver) before their consequences. The fact
 framework (TensorFlow, PyTorch, JAX; probe documents of schema 1 are TensorFlow's). Codes are a public, stable
 vocabulary; adding a cause is adding one rule here and its test. What the knowledge implies (supported Pythons, how a
 driver runs a CUDA runtime, whether a GPU has native kernels or PTX the driver can compile, cuDNN compatibility)
-comes from knowledge.rules, the same conclusions lint and plan draw. The framework's own log lines, classified
-against the known messages in the knowledge data, are attached as evidence to the rule whose code they support.
+comes from knowledge.rules, the same conclusions lint and plan draw. The framework's own log lines, read by
+envcheck.logread against the known messages in the knowledge data, are evidence for the rule whose code they support;
+`envcheck explain` runs the same rules on a user's log alone (Facts.log_reading), where only evidence counts: a fact
+the log does not mention is unknown, not absent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from envcheck.knowledge import GpuCode, Knowledge, TFBuild, Version
 from envcheck.knowledge import rules as knowledge_rules
 from envcheck.knowledge.facts import FRAMEWORK_NAMES, Build
 from envcheck.knowledge.rules import Check, DriverSupport, Level
+from envcheck.logread import Known, Reading, hides_all_gpus, read_log
 from envcheck.results.model import Benchmark, Diagnosis, RecordError, Severity
 from envcheck.scan import HIDING_VALUES, where
 
@@ -105,9 +108,20 @@ class Facts:
     in_container: bool = True
     docker: dict[str, Any] | None = None  # doctor: the host's Docker daemon, when reachable
     script_findings: tuple[dict[str, Any], ...] = ()
+    log_reading: Reading | None = None  # explain: a user's log, already read (then nothing was probed)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probe", typed_probe(self.probe))
+
+    @property
+    def from_log(self) -> bool:
+        """Only a log was read: what it does not mention is unknown, so no rule concludes from absence."""
+        return self.log_reading is not None
+
+    @property
+    def gpu_count(self) -> int | None:
+        """How many GPUs NVML lists (None where NVML did not run)."""
+        return len(self.nvml.get("gpus") or []) if self.nvml.get("available") else None
 
     @property
     def env(self) -> dict[str, str]:
@@ -215,7 +229,8 @@ class Facts:
             if cc is None:
                 continue
             name = gpu.get("name") or f"GPU {gpu.get('index')}"
-            check = knowledge_rules.gpu_check(code, release, name, cc, self.driver_support, self.knowledge)
+            version = (self.framework, str(self.version or ""))
+            check = knowledge_rules.gpu_check(code, release, name, cc, self.driver_support, self.knowledge, version)
             if check:
                 found.append((name, cc, check))
         return found
@@ -245,13 +260,19 @@ class Facts:
 
     @cached_property
     def log_codes(self) -> dict[str, list[str]]:
-        """The framework's log lines (and Docker's refusal) by the diagnosis code they are evidence for."""
-        found: dict[str, list[str]] = {}
-        for line in [*self.log, self.gpu_refusal or ""]:
-            message = self.knowledge.classify(line)
-            if message and message.code:
-                found.setdefault(message.code, []).append(f"log: {line.strip()[:300]}")
-        return found
+        """The framework's log lines by the diagnosis code they are evidence for, read with what the probe found
+        (the release, the libraries on disk, how many GPUs NVML lists) to tell causes apart."""
+        if self.log_reading is not None:
+            return self.log_reading.codes
+        on_disk: dict[str, set[int]] = {}
+        for name, entry in self.libraries.items():
+            paths = [entry["found"]["path"]] if entry.get("found") else []
+            for path in [*paths, *entry.get("unreachable_on_disk", [])]:
+                major = _soname_major(path)
+                if major is not None:
+                    on_disk.setdefault(name, set()).add(major)
+        known = Known(self.framework, self.version, self.build, on_disk, self.gpu_count)
+        return read_log(self.log, self.knowledge, known, label="log line").codes
 
 
 Rule = Callable[[Facts], "Diagnosis | None"]
@@ -297,7 +318,7 @@ INSTALL = {
 @rule
 def framework_missing(f: Facts) -> Diagnosis | None:
     """TensorFlow keeps its code of probe schema 1 (tensorflow-missing); PyTorch and JAX get framework-missing."""
-    if f.version:
+    if f.version or f.from_log:
         return None
     error = f.probe.get("framework_error") or f.probe.get("tensorflow_error")
     return Diagnosis(
@@ -350,37 +371,49 @@ CPU_ONLY = {
 
 @rule
 def cpu_only_build(f: Facts) -> Diagnosis | None:
-    if f.probe.get("is_cuda_build") is not False:
+    logged = f.log_codes.get("cpu-only-build", [])
+    if f.probe.get("is_cuda_build") is not False and not logged:
         return None
     what, fix, evidence = CPU_ONLY[f.framework]
+    probed = [f"{evidence}; build info: {f.probe.get('build_info')}"] if f.probe.get("is_cuda_build") is False else []
     return Diagnosis(
         "cpu-only-build",
         ERROR,
-        f"This {f.name} {f.version} is a CPU-only build ({what}).",
+        f"This {f.name}{' ' + f.version if f.version else ''} is a CPU-only build ({what}).",
         f"Install the GPU-capable package instead: {fix}.",
-        [f"{evidence}; build info: {f.probe.get('build_info')}", *f.log_codes.get("cpu-only-build", [])],
+        [*probed, *logged],
     )
 
 
 @rule
 def no_driver(f: Facts) -> Diagnosis | None:
     error = str(f.nvml.get("error") or "")
+    if f.from_log:
+        logged = f.log_codes.get("no-driver", [])
+        return _no_driver("on the machine that wrote this log", logged) if logged else None
     if f.gpu_refusal or f.probe.get("gpus") or f.nvml.get("available") or "mismatch" in error.lower():
         return None
     if f.nvml.get("proc_version"):
         return None  # the kernel driver is loaded; NVML's bindings are what is missing
     where = "inside the container" if f.in_container else "on this host"
+    return _no_driver(
+        where,
+        [
+            f"NVML: {error or 'not available'}",
+            "device nodes: " + (", ".join(f.probe.get("device_nodes") or []) or "no /dev/nvidia*"),
+            *f.log_codes.get("no-driver", []),
+        ],
+    )
+
+
+def _no_driver(where: str, evidence: list[str]) -> Diagnosis:
     return Diagnosis(
         "no-driver",
         ERROR,
         f"No NVIDIA driver is reachable {where}: NVML cannot start and no GPU is visible.",
         "Install the NVIDIA driver on the host (check with `nvidia-smi`); for containers also request GPUs "
         "(`--gpus all`) with the NVIDIA Container Toolkit installed.",
-        [
-            f"NVML: {error or 'not available'}",
-            "device nodes: " + (", ".join(f.probe.get("device_nodes") or []) or "no /dev/nvidia*"),
-            *f.log_codes.get("no-driver", []),
-        ],
+        evidence,
     )
 
 
@@ -402,11 +435,17 @@ def driver_library_mismatch(f: Facts) -> Diagnosis | None:
 
 @rule
 def gpus_hidden(f: Facts) -> Diagnosis | None:
+    """Hidden: an empty/-1/none value, a first entry CUDA cannot parse, or only indices NVML does not list."""
     hidden = [
         f"{name}={f.env[name]!r}"
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
         if name in f.env and f.env[name].strip().lower() in HIDING_VALUES
     ]
+    cuda = f.env.get("CUDA_VISIBLE_DEVICES")
+    if cuda is not None and not hidden and hides_all_gpus(cuda.strip(), f.gpu_count):
+        count = f"of the {f.gpu_count} NVML lists" if f.gpu_count is not None else "CUDA can use"
+        hidden.append(f"CUDA_VISIBLE_DEVICES={cuda!r} names no GPU {count}")
+    hidden += [e for e in f.log_codes.get("gpus-hidden", []) if e not in hidden]
     if not hidden:
         return None
     return Diagnosis(
@@ -469,39 +508,39 @@ WITH_LIBRARIES = {
 
 @rule
 def cuda_libs_missing(f: Facts) -> Diagnosis | None:
-    if not f.cuda_build or not f.libraries:
-        return None
-    nowhere, _ = _missing_libraries(f)
-    if not nowhere:
+    nowhere = _missing_libraries(f)[0] if f.cuda_build and f.libraries else []
+    logged = f.log_codes.get("cuda-libs-missing", [])
+    if not nowhere and not logged:
         return None
     return Diagnosis(
         "cuda-libs-missing",
         ERROR,
-        f"CUDA libraries {f.name} needs are not installed: {', '.join(nowhere)}.",
+        f"CUDA libraries {f.name} needs are not installed"
+        + (f": {', '.join(nowhere)}." if nowhere else " (the log names the ones that failed to load)."),
         f"Install {f.name} with its CUDA libraries ({WITH_LIBRARIES[f.framework].format(version=f.version)}), or "
         f"use a CUDA {f.probe.get('build_cuda')} + cuDNN {f.probe.get('build_cudnn')} base image "
         "(nvidia/cuda:*-cudnn*-runtime).",
-        [f"lib{name}: not found on the loader path nor on disk" for name in nowhere]
-        + f.log_codes.get("cuda-libs-missing", []),
+        [f"lib{name}: not found on the loader path nor on disk" for name in nowhere] + logged,
     )
 
 
 @rule
 def cuda_libs_not_on_path(f: Facts) -> Diagnosis | None:
-    if not f.cuda_build or not f.libraries:
-        return None
-    _, on_disk = _missing_libraries(f)
-    if not on_disk:
+    on_disk = _missing_libraries(f)[1] if f.cuda_build and f.libraries else []
+    logged = f.log_codes.get("cuda-libs-not-on-path", [])
+    if not on_disk and not logged:
         return None
     dirs = sorted({path.rsplit("/", 1)[0] for name in on_disk for path in f.libraries[name]["unreachable_on_disk"]})
+    where = ":".join(dirs) if dirs else "DIRECTORY_OF_THE_LIBRARIES"
     return Diagnosis(
         "cuda-libs-not-on-path",
         ERROR,
-        f"CUDA libraries are installed but the loader does not find them: {', '.join(on_disk)}.",
-        f"Add their directories to LD_LIBRARY_PATH (export LD_LIBRARY_PATH={':'.join(dirs)}:$LD_LIBRARY_PATH), or "
-        f"use a {f.name} release whose RUNPATH reaches the pip NVIDIA packages.",
-        [f"lib{name}: on disk at {', '.join(f.libraries[name]['unreachable_on_disk'])}" for name in on_disk]
-        + f.log_codes.get("cuda-libs-not-on-path", []),
+        "CUDA libraries are installed but the loader does not find them"
+        + (f": {', '.join(on_disk)}." if on_disk else "."),
+        f"Add their directories to LD_LIBRARY_PATH (export LD_LIBRARY_PATH={where}:$LD_LIBRARY_PATH; for pip's "
+        "NVIDIA packages, site-packages/nvidia/*/lib), or use a "
+        f"{f.name} release whose RUNPATH reaches the pip NVIDIA packages.",
+        [f"lib{name}: on disk at {', '.join(f.libraries[name]['unreachable_on_disk'])}" for name in on_disk] + logged,
     )
 
 
@@ -515,27 +554,32 @@ def cuda_mismatch(f: Facts) -> Diagnosis | None:
     build = f.probe.get("build_cuda")
     found = (f.libraries.get("cudart") or {}).get("found")
     built = _version(build)
-    if not f.cuda_build or built is None or not found:
-        return None
     evidence = []
-    major = _soname_major(found["path"])
-    if major is not None and major != built.major:
-        evidence.append(
-            f"libcudart found is {found.get('soname') or found['path']} (CUDA {major}), {f.name} was built with "
-            f"CUDA {build}"
-        )
-    runtime = f.runtime_versions.get("cudart", "")
-    if _version(runtime) and Version(runtime).prefix(2) < built.prefix(2):
-        evidence.append(f"CUDA runtime {runtime} is older than the CUDA {build} {f.name} was built with")
+    if f.cuda_build and built is not None and found:
+        major = _soname_major(found["path"])
+        if major is not None and major != built.major:
+            evidence.append(
+                f"libcudart found is {found.get('soname') or found['path']} (CUDA {major}), {f.name} was built with "
+                f"CUDA {build}"
+            )
+        runtime = f.runtime_versions.get("cudart", "")
+        if _version(runtime) and Version(runtime).prefix(2) < built.prefix(2):
+            evidence.append(f"CUDA runtime {runtime} is older than the CUDA {build} {f.name} was built with")
     evidence += f.log_codes.get("cuda-mismatch", [])
     if not evidence:
         return None
+    needed = (
+        f"the CUDA {built.prefix(2)} runtime (pip: nvidia-cuda-runtime-cu{built.major}, as the {f.framework} "
+        "package's CUDA dependencies pin it)"
+        if built
+        else f"the CUDA major your {f.name} release was built with (the library names it asks for carry it)"
+    )
     return Diagnosis(
         "cuda-mismatch",
         ERROR,
-        f"The CUDA runtime found does not match the CUDA {f.name} was built with.",
-        f"Install the CUDA {built.prefix(2)} runtime (pip: nvidia-cuda-runtime-cu{built.major}, as the "
-        f"{f.framework} package's CUDA dependencies pin it) and remove other CUDA runtimes from the loader path.",
+        f"The CUDA libraries found do not match the CUDA {f.name} was built with.",
+        f"Install {needed} and remove other CUDA versions from the loader path, or use the {f.name} release built "
+        "for the CUDA you have (`envcheck plan` lists them).",
         evidence,
     )
 
@@ -559,10 +603,10 @@ def _cudnn_fits(framework: str, loaded: Version, built: Version, known_release: 
 @rule
 def cudnn_mismatch(f: Facts) -> Diagnosis | None:
     build = str(f.probe.get("build_cudnn") or "")
-    if not f.cuda_build or not build[:1].isdigit():
-        return None
-    needed = f.tf.cudnn if f.tf else Version(build)
     evidence = list(f.log_codes.get("cudnn-mismatch", []))
+    if not (f.cuda_build and build[:1].isdigit()):
+        return _cudnn_mismatch_logged(f, evidence) if evidence else None
+    needed = f.tf.cudnn if f.tf else Version(build)
     loaded = f.runtime_versions.get("cudnn", "")
     version = _version(loaded)
     if version is not None and not _cudnn_fits(f.framework, version, needed, f.tf is not None):
@@ -583,6 +627,19 @@ def cudnn_mismatch(f: Facts) -> Diagnosis | None:
     )
 
 
+def _cudnn_mismatch_logged(f: Facts, evidence: list[str]) -> Diagnosis:
+    """The log shows a cuDNN that does not fit, the build's own cuDNN unknown: the fix names what the data knows."""
+    wanted = f"cuDNN {f.tf.cudnn.major}.x at least {f.tf.cudnn}" if f.tf else f"the cuDNN major {f.name} asks for"
+    return Diagnosis(
+        "cudnn-mismatch",
+        ERROR,
+        f"The cuDNN found does not match the cuDNN {f.name} was built with.",
+        f"Install {wanted} ({CUDNN_RULE[f.framework]}; the version the message names) and remove other cuDNN "
+        "versions from the loader path.",
+        evidence,
+    )
+
+
 @rule
 def compute_capability_unsupported(f: Facts) -> Diagnosis | None:
     code = "compute-capability-unsupported"
@@ -594,8 +651,8 @@ def compute_capability_unsupported(f: Facts) -> Diagnosis | None:
     return Diagnosis(
         code,
         ERROR,
-        f"This {f.name} build has no kernels for the GPU's architecture: it is older than the build supports, or "
-        "newer than its SASS with no PTX to compile.",
+        f"This {f.name} build has no kernels for the GPU's architecture: the GPU is older than the build supports "
+        "(or an architecture between its targets).",
         f"Use a {f.name} release built for this GPU generation (`envcheck plan --gpu NAME` lists them).",
         evidence,
     )
@@ -620,6 +677,40 @@ def ptx_jit(f: Facts) -> Diagnosis | None:
         "The GPU is newer than this build's native kernels: they are JIT-compiled from PTX (slow first start).",
         f"Use a {f.name} release built for this GPU generation, and keep the JIT cache "
         "(CUDA_CACHE_MAXSIZE=4294967296) between runs.",
+        evidence,
+    )
+
+
+@rule
+def gpu_too_new(f: Facts) -> Diagnosis | None:
+    code = "gpu-too-new"
+    evidence = [check.message for _, _, check in f.gpu_checks if check.code == code]
+    evidence += f.log_codes.get(code, [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        code,
+        ERROR,
+        f"The GPU is newer than this {f.name} build supports: no native kernels for its architecture, and no PTX "
+        "that compiles for it.",
+        f"Use a {f.name} release built for this GPU generation (`envcheck plan --gpu NAME` lists which of your stacks "
+        "run on it), or a vendor build made for it (NVIDIA's NGC containers); a newer driver does not help.",
+        evidence,
+    )
+
+
+@rule
+def xla_toolchain_missing(f: Facts) -> Diagnosis | None:
+    evidence = f.log_codes.get("xla-toolchain-missing", [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        "xla-toolchain-missing",
+        ERROR,
+        "XLA cannot compile GPU kernels: CUDA's libdevice or ptxas is not where it looks.",
+        "Install the CUDA compiler pieces (pip: nvidia-cuda-nvcc-cu12, which tensorflow[and-cuda] and jax[cuda12] "
+        "bring; or a CUDA toolkit) and point XLA at them: XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda "
+        "(the directory holding nvvm/libdevice), with ptxas on PATH.",
         evidence,
     )
 
@@ -687,7 +778,7 @@ def uses_gpu(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> bool:
 def diagnose(facts: Facts) -> list[Diagnosis]:
     """All diagnoses for these facts, root causes first. A CUDA build that sees no GPU always gets an error."""
     found = [d for d in (r(facts) for r in RULES) if d is not None]
-    sees_no_gpu = facts.cuda_build and not facts.probe.get("gpus")
+    sees_no_gpu = facts.cuda_build and not facts.probe.get("gpus") and not facts.from_log
     if sees_no_gpu and not any(d.severity == ERROR for d in found):
         found.append(
             Diagnosis(

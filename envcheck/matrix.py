@@ -29,6 +29,7 @@ VARIANTS = {
 }
 FRAMEWORKS = tuple(VARIANTS)
 DEFAULT_VARIANT = {"torch": "pypi", "jax": "cuda12"}  # TensorFlow stacks name theirs (as they always did)
+GPU_VARIANT = {"tensorflow": "and-cuda", **DEFAULT_VARIANT}  # how a GPU install of unknown origin most likely is
 TORCH_INDEX_URL = "https://download.pytorch.org/whl/{index}"
 
 # Names become Docker repository components (envcheck/NAME) and directory names: Docker's grammar for a path

@@ -80,7 +80,7 @@ def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge) -> Verdict:
     if driver:
         verdict.add(driver)
     for label, cc in host.gpus if build.code else ():
-        found = gpu_check(build.code, build.label, label, cc, support, k)
+        found = gpu_check(build.code, build.label, label, cc, support, k, (build.framework, build.release))
         if found:
             verdict.add(found)
     return verdict

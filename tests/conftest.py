@@ -25,12 +25,17 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 1800, cwd: Path | None = None
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800,
+    cwd: Path | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """The real `envcheck` command in a subprocess, as a user runs it."""
+    """The real `envcheck` command in a subprocess, as a user runs it (`input` goes to its standard input)."""
     return subprocess.run(
         [sys.executable, "-m", "envcheck", *args],
         cwd=cwd,
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,

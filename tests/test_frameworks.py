@@ -8,7 +8,6 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO, load_json, run_cli
 from envcheck.diagnose import ERROR, Facts, diagnose
@@ -182,7 +181,7 @@ def test_plan_on_an_h100_with_driver_535():
 
 def test_plan_on_gpus_the_wheels_have_no_code_for():
     v = verdicts("580.65.06", ("NVIDIA GeForce RTX 5090", "12.0"), ("Tesla V100-SXM2-16GB", "7.0"))
-    assert v["torch-2.7"]["codes"] == ["compute-capability-unsupported"]  # no sm_120, no PTX
+    assert v["torch-2.7"]["codes"] == ["gpu-too-new"]  # no sm_120, no PTX: the RTX 5090 is newer than its targets
     assert "no kernel image is available" in v["torch-2.7"]["reason"]
     assert v["torch-2.9"]["verdict"] == "ok"
     assert v["torch-2.11"]["codes"] == ["compute-capability-unsupported"]  # Volta dropped
@@ -243,15 +242,6 @@ def test_dockerfiles_install_the_framework_and_run_its_adapter():
 
 # -- diagnosis ----------------------------------------------------------------------------------------------------
 
-LOG_LINES = yaml.safe_load((DATA / "framework_log_lines.yaml").read_text())
-
-
-@pytest.mark.parametrize("entry", LOG_LINES, ids=[e["source"].split("github.com/")[1] for e in LOG_LINES])
-def test_users_log_lines_are_classified(entry: dict):
-    message = K.classify(entry["line"])
-    assert message is not None and message.code == entry["code"]
-
-
 TORCH = load_json("probe-torch2.9.1-pypi-no-gpu-runtime.json")
 JAX = load_json("probe-jax0.10.2-cuda12-no-gpu-runtime.json")
 
@@ -270,7 +260,10 @@ def test_framework_missing_and_cpu_only_name_the_framework():
     assert found[0].code == "framework-missing" and found[0].summary == "PyTorch cannot be imported."
     probe = copy.deepcopy(JAX["probe"])
     probe.update(is_cuda_build=False, build_cuda=None, build_info={"jaxlib": "0.10.2", "plugins": {}})
-    probe["log"].append(LOG_LINES[6]["line"])  # JAX's own words, as a user posted them
+    probe["log"].append(  # JAX's own words, as a user posted them (sanchit-gandhi/whisper-jax#211)
+        "WARNING:2025-06-15 17:04:55,449:jax._src.xla_bridge:791: An NVIDIA GPU may be present on this machine, but "
+        "a CUDA-enabled jaxlib is not installed. Falling back to cpu."
+    )
     found = {d.code: d for d in diagnose(Facts(probe=probe))}
     assert found["cpu-only-build"].severity == ERROR
     assert "no CUDA plugin" in found["cpu-only-build"].summary and "jax[cuda12]" in found["cpu-only-build"].fix

@@ -106,11 +106,32 @@ class GpuCode:
 
 @dataclass(frozen=True)
 class Message:
-    """A message TensorFlow or Docker prints, and the diagnosis it is evidence for (None: harmless)."""
+    """A message a framework, CUDA or Docker prints, and the diagnosis it is evidence for (None: harmless).
+
+    `resolve` names the rule in envcheck.logread that picks the code when the message can mean more than one cause.
+    """
 
     text: str
     code: str | None
     meaning: str
+    pattern: re.Pattern[str] | None = None
+    resolve: str | None = None
+
+    @classmethod
+    def from_data(cls, entry: dict[str, Any]) -> Message:
+        pattern = re.compile(entry["pattern"]) if "pattern" in entry else None
+        text = entry.get("text") or entry["pattern"]
+        return cls(text, entry.get("code"), entry["meaning"], pattern, entry.get("resolve"))
+
+    @property
+    def regex(self) -> str:
+        return self.pattern.pattern if self.pattern else re.escape(self.text)
+
+    def search(self, line: str) -> re.Match[str] | None:
+        return (self.pattern or re.compile(re.escape(self.text))).search(line)
+
+    def found_in(self, line: str) -> bool:
+        return bool(self.pattern.search(line)) if self.pattern else self.text in line
 
 
 @dataclass(frozen=True)
@@ -176,6 +197,7 @@ class TFBuild(Build):
     native: tuple[Version, ...]  # build info: sm_XY entries
     ptx: tuple[Version, ...]  # build info: compute_XY entries
     and_cuda: AndCudaPins | None
+    and_cuda_off_path: tuple[str, ...] = ()  # versions whose [and-cuda] libraries the loader does not find
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,12 +236,20 @@ class Knowledge:
         self._cudnn_cuda = {int(k): set(v) for k, v in data["cudnn_cuda_majors"].items()}
         # Longest names first so "A100" wins over "A10" and "GTX TITAN X" over "GTX TITAN".
         self._gpus = sorted(((k, Version(v)) for k, v in data["gpus"].items()), key=lambda kv: -len(kv[0]))
+        names = "|".join(re.escape(name) for name, _ in self._gpus)
+        self._gpu_names = re.compile(rf"(?<![A-Za-z0-9])(?:{names})(?![A-Za-z0-9])", re.IGNORECASE)
         self._peaks = sorted((Peak(k, v) for k, v in data["gpu_peaks"].items()), key=lambda p: -len(p.name))
         self.tf32_from = Version(data["tf32"]["compute_capability"])
         self.required_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["required"])
         self.optional_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["optional"])
         self._required_by = {fw: tuple(data["cuda_libraries"][fw]) for fw in ("torch", "jax")}
-        self.messages = tuple(Message(m["text"], m.get("code"), m["meaning"]) for m in data["messages"])
+        self.messages = tuple(Message.from_data(m) for m in data["messages"])
+        # One pass of one expression rejects the many lines no message is in; only the rest are tried in order.
+        self._any_message = re.compile("|".join(f"(?:{m.regex})" for m in self.messages))
+        self.ptx_jit_fails = {
+            fw: (Version(row["from"]), Version(row["releases"][0]), Version(row["releases"][1]))
+            for fw, row in (data.get("ptx_jit_fails") or {}).items()
+        }
         self._torch = {release: _torch_build(release, entry) for release, entry in data["torch"].items()}
         self._jax = sorted(((Version(k), v) for k, v in data["jax"].items()), key=lambda kv: kv[0])
         self._jax_newest = Version(data["jax_newest"])
@@ -330,8 +360,27 @@ class Knowledge:
         return cuda_major in self._cudnn_cuda.get(cudnn_major, set())
 
     def classify(self, line: str) -> Message | None:
-        """The known message a log line contains, if any."""
-        return next((m for m in self.messages if m.text in line), None)
+        """The known message a log line contains, if any (the first in the data's order)."""
+        if not self._any_message.search(line):
+            return None
+        return next((m for m in self.messages if m.found_in(line)), None)
+
+    def ptx_runs_on(self, framework: str, release: str, cc: Version) -> bool:
+        """False where users found a release's PTX does not JIT for this GPU (knowledge `ptx_jit_fails`)."""
+        fails = self.ptx_jit_fails.get(framework)
+        if fails is None:
+            return True
+        start, first, last = fails
+        try:
+            version = Version(release).prefix(2)
+        except ValueError:
+            return True
+        return not (cc >= start and first <= version <= last)
+
+    def gpu_name_in(self, text: str) -> str | None:
+        """The most specific known GPU product name in a line of text ('RTX 5070 Ti' before 'RTX 5070')."""
+        found = self._gpu_names.search(text)
+        return next((name for name, _ in self._gpus if name.lower() == found.group(0).lower()), None) if found else None
 
     def gpu_peak(self, product: str) -> Peak | None:
         """The datasheet peaks of a GPU product, matched by its most specific known name (form factors differ:
@@ -424,5 +473,6 @@ def _tf_build(release: str, entry: dict[str, Any], sets: dict[str, tuple[str, ..
         ptx=ptx,
         code=code,
         and_cuda=and_cuda,
+        and_cuda_off_path=tuple(str(v) for v in entry.get("and_cuda_off_path") or ()),
         notes={str(k): str(v) for k, v in (entry.get("notes") or {}).items()},
     )

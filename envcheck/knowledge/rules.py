@@ -274,16 +274,30 @@ def driver_support(cuda: Version, driver: Version, k: Knowledge) -> DriverSuppor
 
 
 def gpu_check(
-    code: GpuCode, build: str, label: str, cc: Version, support: DriverSupport | None, k: Knowledge
+    code: GpuCode,
+    build: str,
+    label: str,
+    cc: Version,
+    support: DriverSupport | None,
+    k: Knowledge,
+    release: tuple[str, str] = ("", ""),
 ) -> Check | None:
     """Can this build run kernels on this GPU with this driver? Native SASS: yes. PTX only: it is JIT-compiled,
-    which works when the driver's JIT accepts the PTX's ISA; older than every build target: the GPU is ignored."""
+    which works when the driver's JIT accepts the PTX's ISA and users have not found that PTX failing on this GPU;
+    older than every build target: the GPU is ignored; newer than every target: gpu-too-new. `release` is the
+    (framework, version) the code is of."""
     kernels = code.kernels_for(cc)
     if kernels == "native":
         return None
     if kernels == "none":
         if cc < code.oldest:
             why = f"is older than {build}'s oldest supported {code.oldest}: the GPU is ignored"
+        elif cc > max([*code.sass, *code.ptx]):
+            why = (
+                f'is newer than every target of {build} ({code.describe()}): "no kernel image is available for '
+                'execution on the device"; use a release built for this GPU generation'
+            )
+            return Check("gpu-too-new", Level.FAILS, f"{label} (compute capability {cc}) {why}")
         else:
             why = (
                 f'has no kernels in {build} ({code.describe()}): "no kernel image is available for execution on '
@@ -292,6 +306,13 @@ def gpu_check(
         return Check("compute-capability-unsupported", Level.FAILS, f"{label} (compute capability {cc}) {why}")
     target = code.jit_ptx(cc)
     assert target is not None
+    if not k.ptx_runs_on(*release, cc):
+        return Check(
+            "gpu-too-new",
+            Level.FAILS,
+            f"{label} (compute capability {cc}) has no native kernels in {build}, and users found its PTX does not "
+            "JIT-compile for this GPU (CUDA_ERROR_INVALID_PTX): use a release built for this GPU generation",
+        )
     isa = code.ptx.get(target)
     accepted = k.driver_ptx_isa(support.driver) if support else None
     if isa is not None and accepted is not None:

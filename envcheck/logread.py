@@ -1,0 +1,541 @@
+"""Reading a framework's log: the known messages its lines carry, and what the log reveals about the machine.
+
+Two readers use it: `envcheck explain` (a log a user brings from a GPU machine) and the probe's diagnosis (the
+framework's own lines from a container run). A message can stand for more than one cause -- a library that failed to
+load is missing, off the loader path or of another version -- so a known message may name a resolve rule, and the
+reading picks the code from what the whole log reveals (versions, libraries on disk, driver versions, the GPU, the
+environment) and from what the caller already knows (explain's flags, the probe's facts). Lines are read one at a
+time, so a log of any size streams through once; nothing a line holds makes it raise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from envcheck.knowledge import Knowledge, Version
+from envcheck.knowledge.facts import Build, Message, TFBuild
+from envcheck.matrix import GPU_VARIANT
+
+MAX_LINE = 4000  # characters of one line that are read: a log may hold megabyte-long lines
+MAX_EVIDENCE = 5  # lines kept as evidence per cause (the rest are counted)
+MAX_UNRECOGNISED = 20
+MAX_FACTS = 50  # stated versions, capabilities, GPUs kept from one log (a huge log may repeat them endlessly)
+
+VERSION = r"\d+\.\d+(?:\.\d+)?"
+FRAMEWORK_VERSION = {
+    "tensorflow": re.compile(
+        rf"\b(?:tensorflow(?:-gpu)?|tf)(?:\[and-cuda\])?(?:\s+version)?(?:\s*\([^)]*\))?\s*(?:==?|:|\s)\s*"
+        rf"(?:tf-nightly\s*\(|v)?({VERSION})",
+        re.IGNORECASE,
+    ),
+    "torch": re.compile(
+        rf"\b(?:torch|pytorch)(?:\s+version)?(?:\s*\([^)]*\))?\s*(?:==?|:|\s)\s*(?:nightly\s*\()?'?({VERSION})",
+        re.IGNORECASE,
+    ),
+    "jax": re.compile(rf"\bjax(?:lib)?(?:\[\w+\])?(?:\s+version)?\s*(?:==?|:|\s)\s*({VERSION})", re.IGNORECASE),
+}
+MARKERS = {"tensorflow": ("tensorflow", "tf-trt", "tf2xla"), "torch": ("torch", "cudagetdevicecount"), "jax": ("jax",)}
+PYTHON = re.compile(r"\bPython(?:\s+version)?\s*[:=]?\s*(3\.\d+(?:\.\d+)?)", re.IGNORECASE)
+DRIVER = re.compile(r"(?:driver(?:\s+version)?\s*[:=]?\s*|NVIDIA\s+)(\d{3}\.\d{2,3}(?:\.\d{2,3})?)\b", re.IGNORECASE)
+LIBCUDA = re.compile(r"libcuda reported version is:?\s*(\d+\.\d+(?:\.\d+)?)|DSO version (\d+\.\d+(?:\.\d+)?)")
+KERNEL = re.compile(
+    r"kernel reported version is:?\s*(\d+\.\d+(?:\.\d+)?)|Kernel Module\s+(\d+\.\d+(?:\.\d+)?)"
+    r"|kernel version (\d+\.\d+(?:\.\d+)?) does not match"
+)
+DRIVER_CUDA = re.compile(
+    r"CUDA Version: (\d+\.\d+)|driver's CUDA version is (\d+\.\d+)|driver on your system is too old \(found version "
+    r"(\d{4,5})\)"
+)
+STATED_CUDA = re.compile(
+    r"CUDA/cuDNN version[^:\n]*:\s*(?:CUDA\s*)?(\d+(?:\.\d+)*)(?:\s*/\s*(?:cuDNN\s*)?(\d+(?:\.\d+)*))?"
+    r"|Cuda compilation tools, release (\d+\.\d+)"
+    r"|^\s*(cudatoolkit|cudnn)\s+(\d+(?:\.\d+)+)\s",
+    re.IGNORECASE,
+)
+HEADING = re.compile(r"^#+\s*(TensorFlow version|CUDA/cuDNN version|Python version|GPU model and memory)\s*$", re.I)
+CUDA_LIBS = "cudart|cublasLt|cublas|cufft|curand|cusolver|cusparse|cudnn|nccl|nvJitLink|cuda"
+LIB_FILE = re.compile(rf"\blib({CUDA_LIBS})(?:_\w+)?\.so\.(\d+)")
+LIB_IS_VERSION = re.compile(rf"\blib({CUDA_LIBS})\.so is version (\d+)")
+LIB_NAME = re.compile(rf"\blib({CUDA_LIBS})(?:_\w+)?\.so(?:\.(\d+))?", re.IGNORECASE)
+DLERROR = re.compile(rf"(?:dlerror|Error): lib({CUDA_LIBS})(?:_\w+)?\.so(?:\.(\d+))?", re.IGNORECASE)
+CAPABILITY = re.compile(
+    r"compute ?capability:?\s*(\d+\.\d+)|cuda capability (\d+\.\d+)|major: (\d+) minor: (\d+)"
+    r"|capability sm_(\d+)(\d)\b",
+    re.IGNORECASE,
+)
+SUPPORTED_ARCHS = re.compile(r"supports CUDA capabilities ((?:sm_\d+\s*)+)")
+GPU_HINT = re.compile(r"geforce|tesla|quadro|titan|rtx|gtx|grid |nvidia [a-z]\d|name: ", re.IGNORECASE)
+SMI_ROW = re.compile(r"^\|\s+(\d+)\s+\S.*?\s(?:On|Off)\s+\|")
+FOUND_DEVICE = re.compile(r"Found device (\d+) with properties|StreamExecutor device \((\d+)\)")
+VISIBLE = re.compile(r"\b(CUDA_VISIBLE_DEVICES|NVIDIA_VISIBLE_DEVICES)[\"']?\]?\s*=\s*[\"']?([^\s\"'`;)]*)")
+PIP_NVIDIA = re.compile(r"\[and-cuda\]|nvidia-[a-z-]+-cu1\d|site-packages/nvidia/", re.IGNORECASE)
+GPU_IN_USE = re.compile(r"Created (?:TensorFlow )?device \(?/job:localhost/replica:0/task:0/device:GPU:\d")
+ERRORISH = re.compile(
+    r"^[EF]\d{4} |^\S*\s*[EF] \S+\.cc:\d+\]|\d [EF] \S+\.cc:\d+\]|\b(?:\w*Error|Exception|FAILED|CUDA_ERROR_\w+"
+    r"|CUDNN_STATUS_\w+|failed)\b"
+)
+NOT_A_CAUSE = re.compile(r"^\s*(?:Traceback \(most recent call last\)|File \".*\", line \d+)")
+
+
+def _version(text: str | None) -> Version | None:
+    try:
+        return Version(text) if text else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int
+    text: str
+
+    def evidence(self, label: str = "line") -> str:
+        return f"{label} {self.number}: {self.text.strip()[:300]}"
+
+
+@dataclass
+class Revealed:
+    """What a log tells about the machine it ran on, besides its known messages."""
+
+    framework_votes: Counter[str] = field(default_factory=Counter)
+    versions: dict[str, str] = field(default_factory=dict)  # framework → the first version the log states
+    version_lines: dict[str, Line] = field(default_factory=dict)
+    python: str | None = None
+    driver: str | None = None
+    libcuda: Line | None = None  # "libcuda reported version is" (user-space driver)
+    kernel: Line | None = None  # "kernel reported version is" / "Kernel Module" (the loaded module)
+    driver_cuda: str | None = None  # the newest CUDA the driver supports, where the log says
+    cuda: list[tuple[str, Line]] = field(default_factory=list)  # CUDA versions stated as installed
+    cudnn: list[tuple[str, Line]] = field(default_factory=list)
+    on_disk: dict[str, dict[int, Line]] = field(default_factory=dict)  # library → majors seen installed or opened
+    gpus: list[tuple[str, Version | None, Line]] = field(default_factory=list)
+    capabilities: list[Version] = field(default_factory=list)
+    supported_archs: list[Version] = field(default_factory=list)
+    gpu_indices: set[int] = field(default_factory=set)  # GPUs the machine lists (nvidia-smi rows, Found device N)
+    env: dict[str, tuple[str, Line]] = field(default_factory=dict)
+    pip_nvidia: Line | None = None  # a line showing pip's NVIDIA library wheels ([and-cuda], nvidia-*-cu12)
+    gpu_in_use: Line | None = None
+
+    def version_of(self, framework: str) -> str | None:
+        return self.versions.get(framework)
+
+    @property
+    def driver_versions_differ(self) -> bool:
+        user, kernel = _first_version(self.libcuda), _first_version(self.kernel)
+        return bool(user and kernel and user.prefix(2) != kernel.prefix(2))
+
+
+def _first_version(line: Line | None) -> Version | None:
+    if line is None:
+        return None
+    for pattern in (LIBCUDA, KERNEL):
+        found = pattern.search(line.text)
+        if found:
+            return _version(next(g for g in found.groups() if g))
+    return None
+
+
+@dataclass
+class Known:
+    """What the caller knows besides the log: explain's flags, or the probe's facts."""
+
+    framework: str | None = None
+    version: str | None = None
+    build: Build | None = None
+    on_disk: dict[str, set[int]] = field(default_factory=dict)
+    gpu_count: int | None = None
+
+
+@dataclass
+class Reading:
+    """One log, read: each cause it gives evidence for, what it reveals, and the error lines nothing explains."""
+
+    codes: dict[str, list[str]] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    revealed: Revealed = field(default_factory=Revealed)
+    unrecognised: list[str] = field(default_factory=list)
+    unrecognised_count: int = 0
+    lines: int = 0
+    recognised: int = 0
+    label: str = "line"  # how evidence names a line: "line 12" in a user's log, "log line 12" in a probe's
+
+    def framework(self, known: Known | None = None) -> str:
+        if known and known.framework:
+            return known.framework
+        votes = self.revealed.framework_votes
+        return votes.most_common(1)[0][0] if votes else "tensorflow"
+
+
+@dataclass
+class _Hit:
+    message: Message
+    lines: list[Line] = field(default_factory=list)
+    count: int = 0
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+
+
+def clean(raw: str) -> str:
+    """A line as a user pasted it, without control bytes and the quoting and markup of issue threads and chat."""
+    text = CONTROL.sub(" ", raw[:MAX_LINE]).strip()
+    if text[:1] in (">", "`", "*"):
+        text = text.lstrip(">`* \t")
+    return text.rstrip("`* \t")
+
+
+STAMP = re.compile(r"^(?:\d{4}-\d\d-\d\d[ T][\d:.,]+:?\s*|[IWEF]\d{4} [\d:.]+\s+\d+\s+)")
+MEMO_SIZE = 100_000  # distinct lines remembered: logs repeat the same lines with new time stamps
+
+
+def read_log(lines: Iterable[str], knowledge: Knowledge, known: Known | None = None, label: str = "line") -> Reading:
+    """Read every line once, then resolve each known message against everything the log revealed. A line seen
+    before (time stamps aside) is not read again: its message is remembered, and what it revealed is known."""
+    known = known or Known()
+    reading = Reading(label=label)
+    hits: dict[int, _Hit] = {}
+    seen: dict[str, tuple[Message | None, bool]] = {}
+    pending_heading = None
+    for number, raw in enumerate(lines, start=1):
+        reading.lines = number
+        text = clean(raw)
+        if not text:
+            continue
+        key = STAMP.sub("", text, count=1)
+        if pending_heading:
+            key = f"{pending_heading}: {text}"
+            _reveal(reading.revealed, Line(number, key), knowledge, False)
+            pending_heading = None
+        elif heading := HEADING.match(text):
+            pending_heading = heading.group(1)
+            continue
+        memo = seen.get(key)
+        if memo is None:
+            message = knowledge.classify(text)
+            errorish = message is None and bool(ERRORISH.search(text)) and not NOT_A_CAUSE.match(text)
+            library_failure = message is not None and message.resolve in ("library", "dlopen")
+            _reveal(reading.revealed, Line(number, text), knowledge, library_failure)
+            if len(seen) < MEMO_SIZE:
+                seen[key] = (message, errorish)
+        else:
+            message, errorish = memo
+        if message is not None:
+            reading.recognised += 1
+            hit = hits.setdefault(id(message), _Hit(message))
+            hit.count += 1
+            if len(hit.lines) < MAX_EVIDENCE:
+                hit.lines.append(Line(number, text))
+        elif errorish:
+            reading.unrecognised_count += 1
+            if len(reading.unrecognised) < MAX_UNRECOGNISED:
+                reading.unrecognised.append(Line(number, text).evidence(label))
+    _resolve(reading, list(hits.values()), knowledge, known)
+    return reading
+
+
+def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) -> None:
+    """Gather what one line says about the machine: versions, libraries, GPUs, the environment. Each expression
+    runs only where a plain substring shows it can match, which keeps a dense log fast."""
+    text = line.text
+    lower = text.lower()
+    for framework, markers in MARKERS.items():
+        if any(m in lower for m in markers):
+            found.framework_votes[framework] += 1
+            if framework not in found.versions and (match := FRAMEWORK_VERSION[framework].search(text)):
+                found.versions[framework] = match.group(1)
+                found.version_lines[framework] = line
+    if (
+        "tf " in lower
+        and "tensorflow" not in found.versions
+        and (match := FRAMEWORK_VERSION["tensorflow"].search(text))
+    ):
+        found.versions["tensorflow"] = match.group(1)
+        found.version_lines["tensorflow"] = line
+    if found.python is None and "python" in lower and (match := PYTHON.search(text)):
+        found.python = match.group(1)
+    if found.libcuda is None and ("libcuda reported" in text or "DSO version" in text) and LIBCUDA.search(text):
+        found.libcuda = line
+    if found.kernel is None and ("kernel" in lower) and KERNEL.search(text):
+        found.kernel = line
+    if found.driver is None and ("driver" in lower or "nvidia " in lower) and (match := DRIVER.search(text)):
+        found.driver = match.group(1)
+    if found.driver_cuda is None and ("cuda version" in lower or "found version" in lower):
+        found.driver_cuda = _driver_cuda(text)
+    stated = "cuda/cudnn" in lower or "compilation tools" in lower or lower.startswith(("cudatoolkit", "cudnn"))
+    if stated and len(found.cuda) + len(found.cudnn) < MAX_FACTS:
+        for match in STATED_CUDA.finditer(text):
+            cuda, cudnn, nvcc, package, version = match.groups()
+            if cuda or nvcc:
+                found.cuda.append((cuda or nvcc, line))
+            if cudnn:
+                found.cudnn.append((cudnn, line))
+            if package:
+                (found.cuda if package.lower() == "cudatoolkit" else found.cudnn).append((version, line))
+    if ".so" in text and not library_failure:
+        for pattern in (LIB_FILE, LIB_IS_VERSION):
+            for lib, major in pattern.findall(text):
+                found.on_disk.setdefault(_library(lib), {}).setdefault(int(major), line)
+    if ("capabilit" in lower or "major:" in lower) and len(found.capabilities) < MAX_FACTS:
+        found.capabilities += [cc for match in CAPABILITY.finditer(text) if (cc := _cc(match))]
+        if match := SUPPORTED_ARCHS.search(text):
+            found.supported_archs = [v for a in match.group(1).split() if (v := _version(f"{a[3:-1]}.{a[-1]}"))]
+    name = k.gpu_name_in(text) if GPU_HINT.search(text) else None
+    if name and len(found.gpus) < MAX_FACTS and not any(n == name for n, _, _ in found.gpus):
+        found.gpus.append((name, k.gpu_compute_capability(name), line))
+    if text.startswith("|") and (match := SMI_ROW.match(text)):
+        found.gpu_indices.add(int(match.group(1)))
+    if "evice" in text and (match := FOUND_DEVICE.search(text)):
+        found.gpu_indices.add(int(next(g for g in match.groups() if g)))
+    if "VISIBLE_DEVICES" in text:
+        for name, value in VISIBLE.findall(text):
+            found.env.setdefault(name, (value, line))
+    if found.pip_nvidia is None and ("nvidia" in lower or "and-cuda" in lower) and PIP_NVIDIA.search(text):
+        found.pip_nvidia = line
+    if found.gpu_in_use is None and "Created" in text and GPU_IN_USE.search(text):
+        found.gpu_in_use = line
+
+
+def _cc(match: re.Match[str]) -> Version | None:
+    """The compute capability a CAPABILITY match spells (3.5, major: 3 minor: 5, sm_35)."""
+    value, cuda_cap, major, minor, sm_major, sm_minor = match.groups()
+    return _version(value or cuda_cap or (f"{major}.{minor}" if major else f"{sm_major}.{sm_minor}"))
+
+
+def _driver_cuda(text: str) -> str | None:
+    """The newest CUDA a driver supports, as nvidia-smi, XLA or PyTorch (11040 = 11.4) print it."""
+    match = DRIVER_CUDA.search(text)
+    if match is None:
+        return None
+    value = next(g for g in match.groups() if g)
+    return f"{int(value) // 1000}.{int(value) % 1000 // 10}" if value.isdigit() else value
+
+
+def _library(name: str) -> str:
+    """libcudnn_ops_infer → cudnn; names as the knowledge data spells them."""
+    name = name.split("_")[0]
+    return {"cublaslt": "cublasLt", "nvjitlink": "nvJitLink"}.get(name.lower(), name)
+
+
+# -- resolving the messages that stand for more than one cause ------------------------------------------------------
+
+Resolver = Callable[[Line, Reading, Knowledge, Known], "str | None"]
+
+
+def _wanted(line: Line) -> tuple[str | None, int | None]:
+    """The library a load failure is about (the dependency the dynamic linker names, if it is another) and its
+    major version."""
+    named = LIB_NAME.search(line.text)
+    failed = DLERROR.search(line.text)
+    found = failed if failed and named and _library(failed.group(1)) != _library(named.group(1)) else named
+    if not found:
+        return None, None
+    return _library(found.group(1)), int(found.group(2)) if found.group(2) else None
+
+
+def _installed(reading: Reading, known: Known, lib: str) -> set[int]:
+    """Majors of a library the log or the caller shows installed (CUDA's own version counts for cudart/cublas,
+    whose sonames carry it; cuDNN's for cudnn)."""
+    majors = set(reading.revealed.on_disk.get(lib, {})) | known.on_disk.get(lib, set())
+    stated = {"cudnn": reading.revealed.cudnn, "cudart": reading.revealed.cuda, "cublas": reading.revealed.cuda}
+    majors |= {v.major for text, _ in stated.get(lib, []) if (v := _version(text))}
+    return majors
+
+
+def _mismatch_code(lib: str) -> str:
+    return "cudnn-mismatch" if lib == "cudnn" else "cuda-mismatch"
+
+
+def _off_path_release(reading: Reading, known: Known) -> bool:
+    """A TensorFlow release whose [and-cuda] libraries the loader misses, installed with them."""
+    build, version = known.build, known.version or reading.revealed.version_of("tensorflow")
+    return (
+        isinstance(build, TFBuild)
+        and bool(version)
+        and version in build.and_cuda_off_path
+        and reading.revealed.pip_nvidia is not None
+    )
+
+
+def resolve_library(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    lib, major = _wanted(line)
+    if lib == "cuda":
+        return "no-driver"  # libcuda is the driver's own library
+    if lib is None:
+        return None
+    installed = _installed(reading, known, lib)
+    if major is not None and installed and major not in installed:
+        return _mismatch_code(lib)
+    if major is not None and major in installed:
+        return "cuda-libs-not-on-path"
+    return "cuda-libs-not-on-path" if _off_path_release(reading, known) else "cuda-libs-missing"
+
+
+def resolve_dlopen(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """TF's summary line follows the causes of the libraries it names; alone, the stated versions decide."""
+    build = known.build
+    if isinstance(build, TFBuild):
+        for stated, needed, code in (
+            (reading.revealed.cuda, build.cuda.major, "cuda-mismatch"),
+            (reading.revealed.cudnn, build.cudnn.major, "cudnn-mismatch"),
+        ):
+            majors = {v.major for text, _ in stated if (v := _version(text))}
+            if majors and needed not in majors:
+                return code
+    return "cuda-libs-not-on-path" if _off_path_release(reading, known) else "cuda-libs-missing"
+
+
+def hides_all_gpus(value: str, gpu_count: int | None) -> bool:
+    """CUDA_VISIBLE_DEVICES that leaves CUDA no GPU: empty, -1, a first entry that is neither an index nor a
+    GPU-/MIG- UUID (CUDA stops at the first invalid entry), or only indices the machine does not have."""
+    entries = [e.strip() for e in value.split(",")]
+    if not entries or not entries[0] or entries[0] in ("-1", "none", "void", "NoDevFiles"):
+        return True
+    first = entries[0]
+    if first.startswith(("GPU-", "MIG-")):
+        return False
+    if not first.isdigit():
+        return True
+    indices = []
+    for entry in entries:
+        if not entry.isdigit():
+            break
+        indices.append(int(entry))
+    return gpu_count is not None and all(i >= gpu_count for i in indices)
+
+
+def gpu_count(reading: Reading, known: Known) -> int | None:
+    if known.gpu_count is not None:
+        return known.gpu_count
+    indices = reading.revealed.gpu_indices
+    return max(indices) + 1 if indices else None
+
+
+def resolve_no_device(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """No usable GPU: the driver's two halves differ, or CUDA_VISIBLE_DEVICES names none the machine has; else no
+    driver or GPU. An index CUDA cannot find while the machine's count is unknown counts as hiding: CUDA found none."""
+    if reading.revealed.driver_versions_differ:
+        return "driver-library-mismatch"
+    visible = reading.revealed.env.get("CUDA_VISIBLE_DEVICES")
+    if visible and (hides_all_gpus(visible[0], gpu_count(reading, known)) or gpu_count(reading, known) is None):
+        return "gpus-hidden"
+    return None
+
+
+def resolve_compat(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    return "driver-library-mismatch" if reading.revealed.driver_versions_differ else None
+
+
+def _capability(line: Line, reading: Reading) -> Version | None:
+    found = CAPABILITY.search(line.text)
+    if found:
+        return _cc(found)
+    gpus = [cc for _, cc, _ in reading.revealed.gpus if cc] + reading.revealed.capabilities
+    return gpus[0] if gpus else None
+
+
+def _newest_target(build: Build | None) -> Version | None:
+    code = build.code if build else None
+    if code is None or not (code.sass or code.ptx):
+        return None
+    return max([*code.sass, *code.ptx])
+
+
+def resolve_capability(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """Older or newer than the build: the wheel's own list where the line gives it, else the build's code, else
+    the oldest release envcheck knows of the framework (a GPU newer than its newest target is newer than that era)."""
+    cc = _capability(line, reading)
+    if cc is None:
+        return None
+    newest = max(reading.revealed.supported_archs) if reading.revealed.supported_archs else None
+    if newest is None:
+        newest = _newest_target(known.build)
+    if newest is None:
+        framework = reading.framework(known)
+        oldest, _ = k.known(framework)
+        newest = _newest_target(k.build(framework, oldest, GPU_VARIANT[framework]))
+    return "gpu-too-new" if newest is not None and cc.prefix(2) > newest else None
+
+
+def resolve_tf_kernels(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """TF JIT-compiles PTX for a GPU not in its build list; on GPUs its PTX does not run on, that fails."""
+    cc = _capability(line, reading)
+    version = known.version or reading.revealed.version_of("tensorflow")
+    if cc is None:
+        return None
+    if version:
+        return None if k.ptx_runs_on("tensorflow", version, cc) else "gpu-too-new"
+    fails = k.ptx_jit_fails.get("tensorflow")
+    return "gpu-too-new" if fails and cc >= fails[0] else None
+
+
+RESOLVERS: dict[str, Resolver] = {
+    "library": resolve_library,
+    "dlopen": resolve_dlopen,
+    "no-device": resolve_no_device,
+    "compat": resolve_compat,
+    "capability": resolve_capability,
+    "tf-kernels": resolve_tf_kernels,
+}
+
+
+def _resolve(reading: Reading, hits: list[_Hit], k: Knowledge, known: Known) -> None:
+    if known.build is None:
+        version = known.version or reading.revealed.version_of(reading.framework(known))
+        framework = reading.framework(known)
+        known.build = k.build(framework, version, GPU_VARIANT[framework]) if version else None
+    resolved: list[tuple[_Hit, str | None]] = []
+    deferred = []
+    for hit in hits:
+        if hit.message.code is None:
+            continue
+        if hit.message.resolve == "dlopen" or hit.message.resolve == "dnn-init":
+            deferred.append(hit)
+            continue
+        resolver = RESOLVERS.get(hit.message.resolve or "")
+        for line in hit.lines:
+            code = (resolver(line, reading, k, known) if resolver else None) or hit.message.code
+            resolved.append((_Hit(hit.message, [line], 1), code))
+        if hit.count > len(hit.lines):
+            code = resolved[-1][1]
+            reading.counts[code] += hit.count - len(hit.lines)
+    for hit, code in resolved:
+        _add(reading, code, hit.lines)
+    library_codes = Counter(code for hit, code in resolved if hit.message.resolve == "library")
+    for hit in deferred:
+        if hit.message.resolve == "dlopen":
+            code = (
+                library_codes.most_common(1)[0][0] if library_codes else resolve_dlopen(hit.lines[0], reading, k, known)
+            )
+        else:  # cuDNN could not start: a mismatch the log shows, else memory
+            code = "cudnn-mismatch" if "cudnn-mismatch" in reading.codes else hit.message.code
+        _add(reading, code or hit.message.code, hit.lines)
+        reading.counts[code or hit.message.code] += max(hit.count - len(hit.lines), 0)
+    _add_context(reading, known)
+
+
+def _add(reading: Reading, code: str | None, lines: list[Line]) -> None:
+    if code is None:
+        return
+    found = reading.codes.setdefault(code, [])
+    for line in lines:
+        if len(found) < MAX_EVIDENCE:
+            found.append(line.evidence(reading.label))
+        else:
+            reading.counts[code] += 1
+
+
+def _add_context(reading: Reading, known: Known) -> None:
+    """The lines that back a resolved cause (the two driver versions, the CUDA_VISIBLE_DEVICES setting), and the
+    cause a known release brings by itself: TF 2.16.1 with [and-cuda] does not find its own libraries."""
+    revealed = reading.revealed
+    library_causes = {"cuda-libs-missing", "cuda-libs-not-on-path", "cuda-mismatch", "cudnn-mismatch"}
+    if _off_path_release(reading, known) and not revealed.gpu_in_use and not library_causes & set(reading.codes):
+        lines = [revealed.version_lines.get("tensorflow"), revealed.pip_nvidia]
+        _add(reading, "cuda-libs-not-on-path", [line for line in lines if line])
+    if "driver-library-mismatch" in reading.codes and revealed.driver_versions_differ:
+        _add(reading, "driver-library-mismatch", [x for x in (revealed.libcuda, revealed.kernel) if x])
+    if "gpus-hidden" in reading.codes and "CUDA_VISIBLE_DEVICES" in revealed.env:
+        _add(reading, "gpus-hidden", [revealed.env["CUDA_VISIBLE_DEVICES"][1]])
