@@ -14,7 +14,7 @@ from typing import IO, Any
 from envcheck.diagnose import Facts, diagnose
 from envcheck.knowledge import Knowledge
 from envcheck.knowledge.facts import FRAMEWORK_NAMES
-from envcheck.logread import Known, Reading, read_log
+from envcheck.logread import LIBCUDA, Known, Reading, read_log
 from envcheck.matrix import GPU_VARIANT
 from envcheck.results.model import Diagnosis, Severity
 
@@ -106,7 +106,7 @@ def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: s
     reading = read_log(lines, k, Known(options.framework, options.version))
     revealed = reading.revealed
     framework = reading.framework(Known(options.framework))
-    version = options.version or revealed.version_of(framework)
+    version = options.version or revealed.versions.get(framework)
     build = k.build(framework, version, GPU_VARIANT[framework]) if version else None
     build_cuda = (
         getattr(build, "build_cuda", None) or (str(build.cuda) if build and build.cuda else None)
@@ -153,12 +153,9 @@ def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: s
 
 
 def _libcuda(reading: Reading) -> str | None:
+    """The user-space driver's version, where the log gives only that ("libcuda reported version is")."""
     line = reading.revealed.libcuda
-    if line is None:
-        return None
-    from envcheck.logread import LIBCUDA
-
-    match = LIBCUDA.search(line.text)
+    match = LIBCUDA.search(line.text) if line else None
     return next((g for g in match.groups() if g), None) if match else None
 
 

@@ -119,9 +119,6 @@ class Revealed:
     pip_nvidia: Line | None = None  # a line showing pip's NVIDIA library wheels ([and-cuda], nvidia-*-cu12)
     gpu_in_use: Line | None = None
 
-    def version_of(self, framework: str) -> str | None:
-        return self.versions.get(framework)
-
     @property
     def driver_versions_differ(self) -> bool:
         user, kernel = _first_version(self.libcuda), _first_version(self.kernel)
@@ -154,7 +151,6 @@ class Reading:
     """One log, read: each cause it gives evidence for, what it reveals, and the error lines nothing explains."""
 
     codes: dict[str, list[str]] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
     revealed: Revealed = field(default_factory=Revealed)
     unrecognised: list[str] = field(default_factory=list)
     unrecognised_count: int = 0
@@ -172,8 +168,7 @@ class Reading:
 @dataclass
 class _Hit:
     message: Message
-    lines: list[Line] = field(default_factory=list)
-    count: int = 0
+    lines: list[Line] = field(default_factory=list)  # the first MAX_EVIDENCE lines it is in
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
@@ -225,7 +220,6 @@ def read_log(lines: Iterable[str], knowledge: Knowledge, known: Known | None = N
         if message is not None:
             reading.recognised += 1
             hit = hits.setdefault(id(message), _Hit(message))
-            hit.count += 1
             if len(hit.lines) < MAX_EVIDENCE:
                 hit.lines.append(Line(number, text))
         elif errorish:
@@ -350,7 +344,7 @@ def _mismatch_code(lib: str) -> str:
 
 def _off_path_release(reading: Reading, known: Known) -> bool:
     """A TensorFlow release whose [and-cuda] libraries the loader misses, installed with them."""
-    build, version = known.build, known.version or reading.revealed.version_of("tensorflow")
+    build, version = known.build, known.version or reading.revealed.versions.get("tensorflow")
     return (
         isinstance(build, TFBuild)
         and bool(version)
@@ -374,7 +368,10 @@ def resolve_library(line: Line, reading: Reading, k: Knowledge, known: Known) ->
 
 
 def resolve_dlopen(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
-    """TF's summary line follows the causes of the libraries it names; alone, the stated versions decide."""
+    """TF's summary line follows the cause of the libraries it sums up; alone, the stated versions decide."""
+    named = [code for code in LIBRARY_CAUSES if code in reading.codes]
+    if named:
+        return max(named, key=lambda code: len(reading.codes[code]))
     build = known.build
     if isinstance(build, TFBuild):
         for stated, needed, code in (
@@ -462,13 +459,18 @@ def resolve_capability(line: Line, reading: Reading, k: Knowledge, known: Known)
 def resolve_tf_kernels(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
     """TF JIT-compiles PTX for a GPU not in its build list; on GPUs its PTX does not run on, that fails."""
     cc = _capability(line, reading)
-    version = known.version or reading.revealed.version_of("tensorflow")
+    version = known.version or reading.revealed.versions.get("tensorflow")
     if cc is None:
         return None
     if version:
         return None if k.ptx_runs_on("tensorflow", version, cc) else "gpu-too-new"
     fails = k.ptx_jit_fails.get("tensorflow")
     return "gpu-too-new" if fails and cc >= fails[0] else None
+
+
+def resolve_dnn_init(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """cuDNN could not start: the cuDNN mismatch the log shows, else (the default) no memory left for it."""
+    return "cudnn-mismatch" if "cudnn-mismatch" in reading.codes else None
 
 
 RESOLVERS: dict[str, Resolver] = {
@@ -478,61 +480,41 @@ RESOLVERS: dict[str, Resolver] = {
     "compat": resolve_compat,
     "capability": resolve_capability,
     "tf-kernels": resolve_tf_kernels,
+    "dnn-init": resolve_dnn_init,
 }
 
 
+DEFERRED = ("dlopen", "dnn-init")  # summaries of other lines: resolved after the lines they sum up
+LIBRARY_CAUSES = ("cuda-libs-missing", "cuda-libs-not-on-path", "cuda-mismatch", "cudnn-mismatch")
+
+
 def _resolve(reading: Reading, hits: list[_Hit], k: Knowledge, known: Known) -> None:
+    framework = reading.framework(known)
     if known.build is None:
-        version = known.version or reading.revealed.version_of(reading.framework(known))
-        framework = reading.framework(known)
+        version = known.version or reading.revealed.versions.get(framework)
         known.build = k.build(framework, version, GPU_VARIANT[framework]) if version else None
-    resolved: list[tuple[_Hit, str | None]] = []
-    deferred = []
-    for hit in hits:
+    ordered = [h for h in hits if h.message.resolve not in DEFERRED] + [
+        h for h in hits if h.message.resolve in DEFERRED
+    ]
+    for hit in ordered:
         if hit.message.code is None:
-            continue
-        if hit.message.resolve == "dlopen" or hit.message.resolve == "dnn-init":
-            deferred.append(hit)
             continue
         resolver = RESOLVERS.get(hit.message.resolve or "")
         for line in hit.lines:
-            code = (resolver(line, reading, k, known) if resolver else None) or hit.message.code
-            resolved.append((_Hit(hit.message, [line], 1), code))
-        if hit.count > len(hit.lines):
-            code = resolved[-1][1]
-            reading.counts[code] += hit.count - len(hit.lines)
-    for hit, code in resolved:
-        _add(reading, code, hit.lines)
-    library_codes = Counter(code for hit, code in resolved if hit.message.resolve == "library")
-    for hit in deferred:
-        if hit.message.resolve == "dlopen":
-            code = (
-                library_codes.most_common(1)[0][0] if library_codes else resolve_dlopen(hit.lines[0], reading, k, known)
-            )
-        else:  # cuDNN could not start: a mismatch the log shows, else memory
-            code = "cudnn-mismatch" if "cudnn-mismatch" in reading.codes else hit.message.code
-        _add(reading, code or hit.message.code, hit.lines)
-        reading.counts[code or hit.message.code] += max(hit.count - len(hit.lines), 0)
+            _add(reading, (resolver(line, reading, k, known) if resolver else None) or hit.message.code, [line])
     _add_context(reading, known)
 
 
-def _add(reading: Reading, code: str | None, lines: list[Line]) -> None:
-    if code is None:
-        return
+def _add(reading: Reading, code: str, lines: list[Line]) -> None:
     found = reading.codes.setdefault(code, [])
-    for line in lines:
-        if len(found) < MAX_EVIDENCE:
-            found.append(line.evidence(reading.label))
-        else:
-            reading.counts[code] += 1
+    found += [line.evidence(reading.label) for line in lines][: MAX_EVIDENCE - len(found)]
 
 
 def _add_context(reading: Reading, known: Known) -> None:
     """The lines that back a resolved cause (the two driver versions, the CUDA_VISIBLE_DEVICES setting), and the
     cause a known release brings by itself: TF 2.16.1 with [and-cuda] does not find its own libraries."""
     revealed = reading.revealed
-    library_causes = {"cuda-libs-missing", "cuda-libs-not-on-path", "cuda-mismatch", "cudnn-mismatch"}
-    if _off_path_release(reading, known) and not revealed.gpu_in_use and not library_causes & set(reading.codes):
+    if _off_path_release(reading, known) and not revealed.gpu_in_use and not set(LIBRARY_CAUSES) & set(reading.codes):
         lines = [revealed.version_lines.get("tensorflow"), revealed.pip_nvidia]
         _add(reading, "cuda-libs-not-on-path", [line for line in lines if line])
     if "driver-library-mismatch" in reading.codes and revealed.driver_versions_differ:
