@@ -93,6 +93,7 @@ class Explanation:
             "version": self.version,
             "read": self.read,
             "diagnoses": [d.to_dict() for d in self.diagnoses],
+            "notes": list(self.notes),
             "not_recognised": list(self.reading.unrecognised),
             "not_recognised_count": self.reading.unrecognised_count,
             "lines": self.reading.lines,
@@ -149,7 +150,18 @@ def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: s
         "env": probe["env"],
     }
     in_use = revealed.gpu_in_use.evidence() if revealed.gpu_in_use else None
-    return Explanation(source, framework, version, read, found, reading, in_use)
+    notes = [
+        f"--gpu {name!r} is not a GPU envcheck knows: its compute capability is unknown"
+        for name, cc in gpus
+        if cc is None and name in options.gpus
+    ]
+    if version and build is None:
+        oldest, newest = k.known(framework)
+        notes.append(
+            f"{FRAMEWORK_NAMES[framework]} {version} is not in envcheck's data (it knows {oldest}–{newest}): what it "
+            "was built with is unknown, so only the log's own messages count"
+        )
+    return Explanation(source, framework, version, read, found, reading, in_use, notes)
 
 
 def _libcuda(reading: Reading) -> str | None:
@@ -179,7 +191,8 @@ def format_text(found: Explanation) -> str:
         cc = f" (compute capability {gpu['compute_capability']})" if gpu["compute_capability"] else ""
         facts.append(f"GPU {gpu['name']}{cc}")
     facts += [f"{name}={value!r}" for name, value in read["env"].items()]
-    out += ["Read from the log: " + "; ".join(facts)]
+    out += ["Read from the log and the flags: " + "; ".join(facts)]
+    out += [f"note: {note}" for note in found.notes]
     if found.reading.unrecognised_count:
         out.append(
             f"Not recognised: {found.reading.unrecognised_count} line(s) that look like errors match no known "

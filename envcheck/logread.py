@@ -56,7 +56,7 @@ STATED_CUDA = re.compile(
     re.IGNORECASE,
 )
 HEADING = re.compile(r"^#+\s*(TensorFlow version|CUDA/cuDNN version|Python version|GPU model and memory)\s*$", re.I)
-CUDA_LIBS = "cudart|cublasLt|cublas|cufft|curand|cusolver|cusparse|cudnn|nccl|nvJitLink|cuda"
+CUDA_LIBS = "cudart|cublasLt|cublas|cufft|curand|cusolver|cusparse|cudnn|cupti|nccl|nvJitLink|cuda"
 LIB_FILE = re.compile(rf"\blib({CUDA_LIBS})(?:_\w+)?\.so\.(\d+)")
 LIB_IS_VERSION = re.compile(rf"\blib({CUDA_LIBS})\.so is version (\d+)")
 LIB_NAME = re.compile(rf"\blib({CUDA_LIBS})(?:_\w+)?\.so(?:\.(\d+))?", re.IGNORECASE)
@@ -359,6 +359,9 @@ def resolve_library(line: Line, reading: Reading, k: Knowledge, known: Known) ->
         return "no-driver"  # libcuda is the driver's own library
     if lib is None:
         return None
+    subdir = k.off_loader_path.get(lib)
+    if subdir and subdir.lower() not in line.text.lower():
+        return "cuda-libs-not-on-path"  # installed with the toolkit, where the loader does not look
     installed = _installed(reading, known, lib)
     if major is not None and installed and major not in installed:
         return _mismatch_code(lib)

@@ -117,6 +117,13 @@ def test_what_the_log_reveals_and_the_flags_decide_together():
     assert found.read["gpus"] == [{"name": "NVIDIA GeForce RTX 5090", "compute_capability": "12.0"}]
     # The same GPU on a release that runs on it natively: no cause.
     assert explain([], ExplainOptions("torch", "2.9.1", "580.65.06", ("NVIDIA GeForce RTX 5090",))).diagnoses == []
+    unknown = explain([], ExplainOptions("tensorflow", "2.99.0", None, ("Radeon 7900",))).to_dict()
+    assert unknown["notes"] == [
+        "--gpu 'Radeon 7900' is not a GPU envcheck knows: its compute capability is unknown",
+        "TensorFlow 2.99.0 is not in envcheck's data (it knows 2.10–2.21): what it was built with is unknown, so only "
+        "the log's own messages count",
+    ]
+    assert unknown["verdict"] == "No known cause in this log (0 lines read)."
 
 
 def test_the_driver_read_from_the_log_against_the_cuda_stated():

@@ -243,6 +243,7 @@ class Knowledge:
         self.required_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["required"])
         self.optional_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["optional"])
         self._required_by = {fw: tuple(data["cuda_libraries"][fw]) for fw in ("torch", "jax")}
+        self.off_loader_path: dict[str, str] = dict(data["cuda_libraries"].get("off_loader_path") or {})
         self.messages = tuple(Message.from_data(m) for m in data["messages"])
         # One pass of one expression rejects the many lines no message is in; only the rest are tried in order.
         self._any_message = re.compile("|".join(f"(?:{m.regex})" for m in self.messages))
