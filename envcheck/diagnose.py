@@ -29,11 +29,7 @@ from envcheck.scan import HIDING_VALUES, where
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 
-def _version(value: Any) -> Version | None:
-    try:
-        return Version(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+_version = Version.lenient
 
 
 # The probe keys the rules read, by the type they must have: a probe of another version, or an odd image, may
@@ -531,15 +527,19 @@ def cuda_libs_not_on_path(f: Facts) -> Diagnosis | None:
     if not on_disk and not logged:
         return None
     dirs = sorted({path.rsplit("/", 1)[0] for name in on_disk for path in f.libraries[name]["unreachable_on_disk"]})
-    where = ":".join(dirs) if dirs else "DIRECTORY_OF_THE_LIBRARIES"
+    where = (
+        f"export LD_LIBRARY_PATH={':'.join(dirs)}:$LD_LIBRARY_PATH"
+        if dirs
+        else "pip's NVIDIA packages: site-packages/nvidia/*/lib; a CUDA toolkit: its lib64"
+        + "".join(f", and {sub} for lib{lib}" for lib, sub in f.knowledge.off_loader_path.items())
+    )
     return Diagnosis(
         "cuda-libs-not-on-path",
         ERROR,
         "CUDA libraries are installed but the loader does not find them"
         + (f": {', '.join(on_disk)}." if on_disk else "."),
-        f"Add their directories to LD_LIBRARY_PATH (export LD_LIBRARY_PATH={where}:$LD_LIBRARY_PATH; for pip's "
-        "NVIDIA packages, site-packages/nvidia/*/lib), or use a "
-        f"{f.name} release whose RUNPATH reaches the pip NVIDIA packages.",
+        f"Add their directories to LD_LIBRARY_PATH ({where}), or use a {f.name} release whose RUNPATH reaches the "
+        "pip NVIDIA packages.",
         [f"lib{name}: on disk at {', '.join(f.libraries[name]['unreachable_on_disk'])}" for name in on_disk] + logged,
     )
 

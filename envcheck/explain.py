@@ -14,6 +14,7 @@ from typing import IO, Any
 from envcheck.diagnose import Facts, diagnose
 from envcheck.knowledge import Knowledge
 from envcheck.knowledge.facts import FRAMEWORK_NAMES
+from envcheck.knowledge.rules import runtime_cuda
 from envcheck.logread import LIBCUDA, Known, Reading, read_log
 from envcheck.matrix import GPU_VARIANT
 from envcheck.results.model import Diagnosis, Severity
@@ -109,11 +110,9 @@ def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: s
     framework = reading.framework(Known(options.framework))
     version = options.version or revealed.versions.get(framework)
     build = k.build(framework, version, GPU_VARIANT[framework]) if version else None
-    build_cuda = (
-        getattr(build, "build_cuda", None) or (str(build.cuda) if build and build.cuda else None)
-        if build
-        else next((text for text, _ in revealed.cuda), None)
-    )
+    # The CUDA runtime it runs, as plan reckons it; without a known release, the CUDA the log says is installed.
+    cuda = runtime_cuda(build, GPU_VARIANT[framework], k) if build else None
+    build_cuda = str(cuda) if cuda else next((text for text, _ in revealed.cuda), None)
     gpus = [(name, k.gpu_compute_capability(name)) for name in options.gpus] or [
         (name, cc) for name, cc, _ in revealed.gpus
     ]

@@ -20,7 +20,7 @@ from envcheck.knowledge.facts import Build, Message, TFBuild
 from envcheck.matrix import GPU_VARIANT
 
 MAX_LINE = 4000  # characters of one line that are read: a log may hold megabyte-long lines
-MAX_EVIDENCE = 5  # lines kept as evidence per cause (the rest are counted)
+MAX_EVIDENCE = 5  # lines kept as evidence per cause
 MAX_UNRECOGNISED = 20
 MAX_FACTS = 50  # stated versions, capabilities, GPUs kept from one log (a huge log may repeat them endlessly)
 
@@ -80,11 +80,7 @@ ERRORISH = re.compile(
 NOT_A_CAUSE = re.compile(r"^\s*(?:Traceback \(most recent call last\)|File \".*\", line \d+)")
 
 
-def _version(text: str | None) -> Version | None:
-    try:
-        return Version(text) if text else None
-    except ValueError:
-        return None
+_version = Version.lenient
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,14 @@ class Version(_PackagingVersion):
     def parse(cls, text: str | float | int) -> Version:
         return cls(text)
 
+    @classmethod
+    def lenient(cls, value: Any) -> Version | None:
+        """The version a text spells, or None for anything else (records and logs may hold any value)."""
+        try:
+            return cls(value) if isinstance(value, str) and value else None
+        except ValueError:
+            return None
+
     def prefix(self, n: int) -> Version:
         """The first n components (12.5.1 → 12.5), zero-filled (12 → 12.0)."""
         return Version(".".join(str(p) for p in (self.release + (0,) * n)[:n]))
