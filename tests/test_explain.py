@@ -11,6 +11,8 @@ import copy
 import io
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -307,3 +309,19 @@ def test_mutated_real_logs_never_raise():
         )
         doc = found.to_dict()
         assert isinstance(doc["verdict"], str) and all(isinstance(d["code"], str) for d in doc["diagnoses"])
+
+
+def test_explain_needs_neither_docker_nor_a_framework(tmp_path: Path):
+    """With the docker SDK and every framework made unimportable, explain still answers."""
+    log = tmp_path / "log.txt"
+    log.write_text(corpus_log("tensorflow/issues/60913"))
+    code = (
+        "import sys\n"
+        "for name in ('docker', 'tensorflow', 'torch', 'jax', 'pynvml'):\n"
+        "    sys.modules[name] = None\n"
+        "from envcheck.cli import main\n"
+        f"sys.exit(main(['explain', {str(log)!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("TensorFlow does not use the GPU: The cuDNN found does not match")
