@@ -118,6 +118,9 @@ def test_a_signal_keeps_finished_results_and_leaves_no_container(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a terminal's foreground job has it: a test run started in the background (CI under `nohup ... &`)
+        # would otherwise hand its ignored SIGINT down, and Python keeps an inherited SIG_IGN.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = tmp_path / "results" / "tf-2.15-cpu.json"
     deadline = time.monotonic() + 300
