@@ -48,6 +48,7 @@ def run_options(args: argparse.Namespace) -> options.Options:
         jobs=getattr(args, "jobs", 1),
         quick=getattr(args, "quick", False),
         host_label=options.host_label(getattr(args, "host_label", None)),
+        package_cache=not getattr(args, "no_package_cache", False),
     )
 
 
@@ -74,7 +75,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "matrix": lambda a: commands.check(a.matrix, a.only or [], run_options(a), output_format(a), single=False),
     "doctor": lambda a: commands.doctor(a.script or [], a.full, a.json, a.framework),
     "explain": lambda a: commands.explain(a.log, a.tensorflow, a.torch, a.jax, a.driver, a.gpu or [], a.json),
-    "clean": lambda a: commands.clean(a.matrix, a.dry_run),
+    "clean": lambda a: commands.clean(a.matrix, a.dry_run, a.package_cache),
     "table": lambda a: commands.table(a.matrix, a.results),
     "results": lambda a: (
         commands.results_export(a.matrix, a.output)
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="build and probe again even when the image and saved result are up to date"
     )
     building.add_argument("--no-cache", action="store_true", help="build without Docker's layer cache (cold)")
+    building.add_argument(
+        "--no-package-cache",
+        action="store_true",
+        help="builds fetch from the index themselves (with the CA bundle) instead of through envcheck's package "
+        "cache of wheels, which otherwise runs on the Docker bridge for the length of the builds",
+    )
     building.add_argument(
         "--build-timeout",
         type=positive_seconds,
@@ -199,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p = sub.add_parser("clean", parents=[common], help="remove outdated envcheck images, containers, contexts")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, with sizes")
+    p.add_argument(
+        "--package-cache",
+        action="store_true",
+        help="also empty envcheck's package cache of wheels ($ENVCHECK_PACKAGE_CACHE_DIR, default "
+        "~/.cache/envcheck/packages)",
+    )
     p = sub.add_parser("table", parents=[common], help="write docs/compatibility.{md,html,json} from result records")
     p.add_argument(
         "--results",

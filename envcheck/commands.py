@@ -212,11 +212,17 @@ def _is_version(text: str) -> bool:
     return True
 
 
-def clean(matrix_file: str, dry_run: bool) -> int:
+def clean(matrix_file: str, dry_run: bool, packages: bool = False) -> int:
+    from envcheck.engine import package_cache
     from envcheck.engine.clean import remove, stale
     from envcheck.engine.client import connect
 
     matrix = load_matrix(matrix_file)
+    if packages:  # needs no Docker: the cache is a directory of this host
+        where = package_cache.directory()
+        held = package_cache.usage(where) if dry_run else package_cache.clear(where)
+        verb = "would free" if dry_run else "freed"
+        log.info(f"package cache {where}: {verb} {held.files} files, {held.bytes / 1e9:.2f} GB")
     api = connect()
     items = stale(api, matrix)
     for item in items:

@@ -30,6 +30,7 @@ class Options:
     jobs: int = 1  # builds at once; probes always run one at a time
     quick: bool = False  # the probe's short benchmark
     host_label: str | None = None
+    package_cache: bool = True  # serve pip in builds from envcheck's package cache (engine/package_cache.py)
 
     @property
     def probe_args(self) -> list[str]:

@@ -9,6 +9,7 @@ and the table is rewritten after each, so Ctrl-C or a crash loses nothing that h
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from envcheck import __version__, log
 from envcheck.diagnose import Facts, diagnose, uses_gpu
 from envcheck.engine.build import build, current_image
 from envcheck.engine.client import connect, describe_host
+from envcheck.engine.package_cache import PackageCache, package_cache
 from envcheck.engine.run import run_probe
 from envcheck.errors import BaseImageMissing
 from envcheck.lint import Finding, predict
@@ -38,6 +40,7 @@ class MatrixRun:
         self.api = connect()
         self.clients: list[Any] = []
         self.board: log.Board | None = None
+        self.buildargs: dict[str, str] = {}  # the package cache's, while it runs
 
     def run(self, stacks: list[Stack]) -> list[Result]:
         host = describe_host(self.api, self.options.host_label)
@@ -70,7 +73,23 @@ class MatrixRun:
         return [(contexts[s.name], built[s.name]) for s in stacks]
 
     def render(self, stacks: list[Stack]) -> dict[str, BuildContext]:
-        return {s.name: render(s, self.layout.build, self.options.ca_bundle) for s in stacks}
+        """Contexts without the CA bundle: the content hash is the same either way, and whether a build needs the
+        bundle is decided when it starts (prepare)."""
+        return {s.name: render(s, self.layout.build) for s in stacks}
+
+    def prepare(self, ctx: BuildContext, cache: PackageCache | None) -> BuildContext:
+        """The context a build uses: with the package cache pip needs no CA bundle, except for a stack whose own
+        index (PyTorch's) pip still reaches directly."""
+        needs_bundle = cache is None or ctx.stack.index_url is not None
+        return render(ctx.stack, self.layout.build, self.options.ca_bundle if needs_bundle else None)
+
+    @contextlib.contextmanager
+    def package_cache(self) -> Iterator[PackageCache | None]:
+        if not self.options.package_cache:
+            yield None
+            return
+        with package_cache(self.api, self.options.ca_bundle) as cache:
+            yield cache
 
     def reusable(self, ctx: BuildContext, host: Any) -> Result | None:
         if self.options.force:
@@ -90,18 +109,22 @@ class MatrixRun:
 
     def build_all(self, contexts: list[BuildContext]) -> Iterator[tuple[BuildContext, BuildInfo | str]]:
         """Build in --jobs threads; yields each stack's outcome as it finishes. Ctrl-C closes the builds'
-        connections, which makes the daemon cancel them."""
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.options.jobs))
-        try:
-            futures = {pool.submit(self.build, ctx): ctx for ctx in contexts}
-            for future in concurrent.futures.as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:
-            for client in self.clients:
-                client.close()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
+        connections, which makes the daemon cancel them. The package cache runs while any build does."""
+        if not contexts:
+            return
+        with self.package_cache() as cache:
+            self.buildargs = cache.buildargs if cache else {}
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.options.jobs))
+            try:
+                futures = {pool.submit(self.build, self.prepare(ctx, cache)): ctx for ctx in contexts}
+                for future in concurrent.futures.as_completed(futures):
+                    yield futures[future], future.result()
+            except BaseException:
+                for client in self.clients:
+                    client.close()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
 
     def build(self, ctx: BuildContext) -> BuildInfo | str:
         """In a worker thread, with its own connection; returns the outcome, or the error for a missing base."""
@@ -117,6 +140,7 @@ class MatrixRun:
                 self.options.build_timeout,
                 (lambda text, beat: board.set(name, text, beat)) if board else None,
                 self.options.no_cache,
+                self.buildargs,
             )
         except BaseImageMissing as exc:
             return str(exc)

@@ -147,11 +147,9 @@ def context_files(stack: Stack, ca_bundle: bool) -> dict[str, str]:
 
 
 def content_hash(files: dict[str, str]) -> str:
-    """Hash of everything that decides the image: context files and envcheck's version.
-
-    The CA bundle is left out on purpose: it only lets pip reach PyPI during the build and never reaches the
-    final image, so changing it must not force a rebuild.
-    """
+    """Hash of everything that decides the image: context files (as rendered without a CA bundle) and envcheck's
+    version. The CA bundle and the package cache only decide how pip reaches the index during the build, not what
+    the image holds, so neither changes the hash."""
     digest = hashlib.sha256(f"envcheck {__version__}\n".encode())
     for name in sorted(files):
         data = files[name].encode()
@@ -163,6 +161,7 @@ def content_hash(files: dict[str, str]) -> str:
 def render(stack: Stack, build_root: Path, ca_bundle: Path | None = None) -> BuildContext:
     """Write build/NAME/ (Dockerfile, probe, .dockerignore and the CA bundle if given)."""
     files = context_files(stack, ca_bundle is not None)
+    canonical = files if ca_bundle is None else context_files(stack, False)
     directory = build_root / stack.name
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -174,4 +173,4 @@ def render(stack: Stack, build_root: Path, ca_bundle: Path | None = None) -> Bui
         shutil.copyfile(ca_bundle, bundle_target)
     elif bundle_target.exists():
         bundle_target.unlink()
-    return BuildContext(stack=stack, directory=directory, content_hash=content_hash(files))
+    return BuildContext(stack=stack, directory=directory, content_hash=content_hash(canonical))

@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -101,6 +102,22 @@ def no_leftover_containers(docker_api: Any) -> Iterator[None]:
     for container in left:
         docker_api.remove_container(container["Id"], force=True)
     assert not left, f"envcheck containers left behind: {[c['Names'] for c in left]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def package_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The builds of a test session share one package cache of their own, removed at its end (the disk is shared;
+    ENVCHECK_PACKAGE_CACHE_DIR set by hand is kept)."""
+    if os.environ.get("ENVCHECK_PACKAGE_CACHE_DIR"):
+        yield Path(os.environ["ENVCHECK_PACKAGE_CACHE_DIR"])
+        return
+    where = tmp_path_factory.mktemp("package-cache")
+    os.environ["ENVCHECK_PACKAGE_CACHE_DIR"] = str(where)
+    try:
+        yield where
+    finally:
+        del os.environ["ENVCHECK_PACKAGE_CACHE_DIR"]
+        shutil.rmtree(where, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -70,6 +70,7 @@ def build(
     timeout: float | None = None,
     progress: Progress | None = None,
     no_cache: bool = False,
+    buildargs: dict[str, str] | None = None,
 ) -> BuildInfo:
     """Build ctx's image unless an image with the same content hash already exists (or force: build anyway,
     with Docker's layer cache unless no_cache).
@@ -101,6 +102,7 @@ def build(
                 forcerm=True,
                 pull=False,
                 nocache=no_cache,
+                buildargs=buildargs or None,
                 decode=True,
                 timeout=timeout,  # also the longest silence tolerated between two log chunks
             )

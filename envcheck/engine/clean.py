@@ -1,7 +1,7 @@
 """`envcheck clean`: remove what no current stack needs — outdated images, stopped containers, old contexts.
 
-An image is current when its hash label matches a stack's content hash as rendered now (with or without a
-CA bundle, since either may be in use); anything else labelled by envcheck is stale. TF images are gigabytes
+An image is current when its hash label matches a stack's content hash as rendered now (the hash is the same
+with or without a CA bundle or the package cache); anything else labelled by envcheck is stale. TF images are gigabytes
 each, so --dry-run lists what would go, with sizes, before anything is removed.
 """
 
@@ -33,7 +33,7 @@ class Item:
 
 
 def current_hashes(matrix: Matrix) -> set[str]:
-    return {content_hash(context_files(s, ca_bundle)) for s in matrix.stacks for ca_bundle in (False, True)}
+    return {content_hash(context_files(s, False)) for s in matrix.stacks}
 
 
 def stale(api: Any, matrix: Matrix) -> list[Item]:
