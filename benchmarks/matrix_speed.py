@@ -1,112 +1,163 @@
-"""How fast is a matrix run, cold, warm, after a one-stack change, and against a naive build-and-run loop?
+"""Is envcheck faster than doing it by hand? Cold and warm matrix runs side by side, in one run, on the same stacks.
 
-    python benchmarks/matrix_speed.py [--matrix FILE] [--out docs/performance.md]
+    python benchmarks/matrix_speed.py [--matrix FILE] [--out FILE.json] [--ca-bundle auto|FILE|none]
 
-Without --matrix it writes a 4-stack matrix of CPU-package stacks (TF 2.15-2.18, small enough to build
-cold in minutes here) into a temporary directory. Steps, each timed from the outside as a user sees it:
-  cold     envcheck matrix --force --no-cache  (rebuild without the layer cache, rerun every probe)
-  warm     envcheck matrix          (nothing changed: every result reused)
-  changed  one stack's env edited    (only that stack rebuilt and rerun)
-  naive    docker build + docker run per stack, as a shell loop would (layer cache on, probes rerun)
+Without --matrix it uses the default matrix (matrix.yaml); benchmarks/layer_sharing.yaml is the set of four stacks
+that differ only in TF release with the same [and-cuda] pins, `env:` or `pip:` extras. Every step is timed from the
+outside, as a user sees it, on the same stacks, one after the other:
+  1 naive cold    per stack `docker build --no-cache` + `docker run` of the probe, the CA bundle handled as by hand
+                  (COPY'd into the build, PIP_CERT), after removing the stacks' images
+  2 cold, empty   envcheck matrix --force --no-cache with an empty package cache, images removed first
+  3 cold, warm    the same with the package cache 2 filled: what a CI runner with a persistent cache sees
+  4 warm rerun    envcheck matrix, nothing changed
+  5 one change    one stack's env: edited
+For each envcheck step: the bytes fetched from the index (the package cache's growth). After step 3: the sum of
+the images' sizes against the bytes of their distinct layers (Docker's own accounting), and whether any
+intermediate build-stage image was left. The figures go to stdout and, with --out, to a JSON file.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from envcheck import labels
+from envcheck.engine import package_cache
+from envcheck.engine.client import connect
+from envcheck.matrix import load_matrix
+from envcheck.options import ca_bundle
+from envcheck.render import render
 
-DEFAULT_STACKS = [
-    {"name": f"bench-tf-{v}-cpu", "tensorflow": v, "variant": "cpu"} for v in ("2.15.1", "2.16.2", "2.17.1", "2.18.1")
-]
+REPO = Path(__file__).resolve().parents[1]
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+def run(command: list[str], env: dict[str, str]) -> float:
     start = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode not in (0, 1):
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.monotonic() - start
 
 
-def remove_images(names: list[str]) -> None:
-    """TF images are gigabytes each and the disk is shared: remove what this benchmark made."""
-    listing = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
-    ).stdout.split()
-    ours = tuple(f"envcheck/{n}:" for n in names) + tuple(f"envcheck-bench/{n}:" for n in names)
-    tags = [tag for tag in listing if tag.startswith(ours)]
-    if tags:
-        subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False)
-    subprocess.run(
-        ["docker", "image", "prune", "-f", "--filter", f"label={labels.STAGE}"], capture_output=True, check=False
-    )
+def remove_images(api: Any, names: list[str]) -> None:
+    """The stacks' images (envcheck's and the naive loop's) and any build-stage image: gigabytes on a shared disk."""
+    repositories = {f"envcheck/{n}" for n in names} | {f"naive/{n}" for n in names}
+    for image in api.images():
+        tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+        staged = labels.STAGE in (image.get("Labels") or {})
+        if staged or any(t.rsplit(":", 1)[0] in repositories for t in tags):
+            subprocess.run(["docker", "rmi", "-f", image["Id"]], capture_output=True, check=False)
+
+
+def disk(api: Any, names: list[str]) -> dict[str, float]:
+    """Sum of the stacks' image sizes vs the distinct layer bytes Docker holds for everything (GB)."""
+    df = api.df()
+    ours = [
+        i for i in df["Images"] if any(t.split(":")[0] == f"envcheck/{n}" for t in i["RepoTags"] or [] for n in names)
+    ]
+    stages = api.images(filters={"label": labels.STAGE, "dangling": True})
+    return {
+        "sum_of_image_sizes_gb": round(sum(i["Size"] for i in ours) / 1e9, 2),
+        "distinct_layer_gb": round(df["LayersSize"] / 1e9, 2),
+        "stage_images_left": len(stages),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--matrix", type=Path)
+    parser.add_argument("--matrix", type=Path, default=REPO / "matrix.yaml")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--ca-bundle", default="auto")
     args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="envcheck-bench-"))
+    matrix_file = work / "matrix.yaml"
+    data = yaml.safe_load(args.matrix.read_text())
+    matrix_file.write_text(yaml.safe_dump(data))
+    stacks = load_matrix(str(matrix_file)).stacks
+    names = [s.name for s in stacks]
+    cache_dir = work / "package-cache"
+    env = {**os.environ, package_cache.ENV_DIR: str(cache_dir)}
+    envcheck = [sys.executable, "-m", "envcheck", "matrix", "-m", str(matrix_file), "--quick"]
+    envcheck += ["--ca-bundle", args.ca_bundle]
+    api = connect()
+    bundle = ca_bundle(args.ca_bundle)
+    steps: list[dict[str, Any]] = []
 
-    workdir = Path(tempfile.mkdtemp(prefix="envcheck-bench-"))
-    matrix = workdir / "matrix.yaml"
-    data = yaml.safe_load(args.matrix.read_text()) if args.matrix else {"stacks": DEFAULT_STACKS}
-    matrix.write_text(yaml.safe_dump(data))
-    envcheck = [sys.executable, "-m", "envcheck", "matrix", "-m", str(matrix), "--ca-bundle", args.ca_bundle]
-    names = [s["name"] for s in data["stacks"]]
-    times: dict[str, float] = {}
-
-    print(f"cold run of {len(names)} stacks in {workdir} ...", flush=True)
-    times["cold"] = timed([*envcheck, "--force", "--no-cache"])
-    print(f"cold {times['cold']:.1f}s; warm rerun ...", flush=True)
-    times["warm"] = timed(envcheck)
-    data["stacks"][0]["env"] = {"ENVCHECK_BENCH": str(time.time())}
-    matrix.write_text(yaml.safe_dump(data))
-    times["changed"] = timed(envcheck)
-    print(f"warm {times['warm']:.1f}s; one stack changed {times['changed']:.1f}s; naive loop ...", flush=True)
-    start = time.monotonic()
-    for name in names:
-        context = workdir / "build" / name
-        subprocess.run(
-            ["docker", "build", "-q", "-t", f"envcheck-bench/{name}", str(context)], check=True, capture_output=True
+    def step(name: str, seconds: float, fetched: package_cache.Usage | None) -> None:
+        steps.append(
+            {"step": name, "seconds": round(seconds, 1), "fetched_gb": fetched and round(fetched.bytes / 1e9, 2)}
         )
-        subprocess.run(["docker", "run", "--rm", f"envcheck-bench/{name}"], check=True, capture_output=True)
-    times["naive"] = time.monotonic() - start
-    remove_images(names)
+        print(
+            f"{name:<34} {seconds:8.1f} s" + (f"  {fetched.bytes / 1e9:6.2f} GB fetched" if fetched else ""), flush=True
+        )
 
-    lines = [
-        "# Performance",
-        "",
-        f"Measured {datetime.date.today()} with `benchmarks/matrix_speed.py` on {platform.node()} "
-        f"({os.cpu_count()} cores, {platform.machine()}), {len(names)} stacks: {', '.join(names)}.",
-        "",
-        "| run | seconds | vs cold |",
-        "|---|---|---|",
-        *[f"| {k} | {v:.1f} | {100 * v / times['cold']:.1f}% |" for k, v in times.items()],
-        "",
-        f"Goal (issue 5): warm rerun under 5% of cold and under 15 s: "
-        f"{'met' if times['warm'] < 0.05 * times['cold'] and times['warm'] < 15 else 'NOT met'} "
-        f"({times['warm']:.1f}s, {100 * times['warm'] / times['cold']:.1f}%).",
-        "",
-        "cold: `envcheck matrix --force --no-cache` (no layer cache, every probe). warm: nothing changed, every result "
-        "reused. changed: one stack's `env:` edited, only it rebuilt (one layer) and rerun. naive: `docker build` "
-        "+ `docker run` per stack in a loop, with Docker's layer cache, every probe rerun.",
-    ]
-    print("\n".join(lines))
+    remove_images(api, names)
+    start = time.monotonic()
+    for stack in stacks:  # by hand: the CA bundle COPY'd and PIP_CERT set, as envcheck's fallback does
+        ctx = render(stack, work / "naive", bundle)
+        subprocess.run(
+            ["docker", "build", "--no-cache", "-q", "-t", f"naive/{stack.name}", str(ctx.directory)],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                f"naive/{stack.name}",
+                "python",
+                "/opt/envcheck/probe.py",
+                "--framework",
+                stack.framework,
+                "--quick",
+            ],
+            capture_output=True,
+            check=False,
+        )
+    step("1 naive cold", time.monotonic() - start, None)
+    remove_images(api, names)
+    for number, label in ((2, "cold, empty package cache"), (3, "cold layers, warm package cache")):
+        before = package_cache.usage(cache_dir)
+        seconds = run([*envcheck, "--force", "--no-cache"], env)
+        step(f"{number} {label}", seconds, package_cache.usage(cache_dir) - before)
+        if number == 3:
+            layers = disk(api, names)
+        else:
+            remove_images(api, names)
+    before = package_cache.usage(cache_dir)
+    step("4 warm rerun", run(envcheck, env), package_cache.usage(cache_dir) - before)
+    data["stacks"][0]["env"] = {**(data["stacks"][0].get("env") or {}), "ENVCHECK_BENCH": str(time.time())}
+    matrix_file.write_text(yaml.safe_dump(data))
+    before = package_cache.usage(cache_dir)
+    step("5 one stack's env: changed", run(envcheck, env), package_cache.usage(cache_dir) - before)
+    remove_images(api, names)
+    shutil.rmtree(work, ignore_errors=True)
+    naive = steps[0]["seconds"]
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "matrix": str(args.matrix),
+        "stacks": names,
+        "steps": steps,
+        "disk_after_step_3": layers,
+        "ratios_to_naive_cold": {s["step"]: round(s["seconds"] / naive, 2) for s in steps[1:]},
+    }
+    print(json.dumps(report, indent=2))
     if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ import pytest
 
 from conftest import images_removed_after, run_cli, write_matrix
 from envcheck.engine import package_cache
+from envcheck.errors import ConfigError
 from envcheck.options import ca_bundle
-
-pytestmark = pytest.mark.docker
 
 SMALL = {"name": "pc-jax-cpu", "jax": "0.4.35", "variant": "cpu"}  # about 140 MB of wheels
 # TF 2.16.2 and 2.17.1: their [and-cuda] extras pin the same NVIDIA wheels (knowledge set cu12-12.3).
@@ -49,6 +48,7 @@ def tag_of(docker_api: Any, stack: str) -> str:
     return image["RepoTags"][0]
 
 
+@pytest.mark.docker
 def test_a_rebuild_without_docker_layers_fetches_nothing_and_no_bundle_enters(
     tmp_path: Path, docker_api: Any, images_go: None
 ):
@@ -69,6 +69,7 @@ def test_a_rebuild_without_docker_layers_fetches_nothing_and_no_bundle_enters(
     assert any("PIP_INDEX_URL=http://" in s for s in steps)  # pip really went through the cache
 
 
+@pytest.mark.docker
 def test_without_the_cache_the_build_goes_on_and_the_image_is_the_same(
     tmp_path: Path, docker_api: Any, images_go: None
 ):
@@ -89,6 +90,7 @@ def test_without_the_cache_the_build_goes_on_and_the_image_is_the_same(
     assert "package cache" not in stderr
 
 
+@pytest.mark.docker
 def test_stacks_with_the_same_nvidia_pins_share_that_layer(tmp_path: Path, docker_api: Any, images_go: None):
     """TF 2.16.2 and 2.17.1 [and-cuda]: the pinned NVIDIA wheels' layer is one layer (same digest) in both images,
     the framework's is not; neither image's history holds the CA bundle."""
@@ -103,6 +105,7 @@ def test_stacks_with_the_same_nvidia_pins_share_that_layer(tmp_path: Path, docke
         assert any("nvidia-cudnn-cu12==8.9.7.29" in s for s in steps)
 
 
+@pytest.mark.docker
 def test_clean_empties_the_package_cache(tmp_path: Path):
     where = tmp_path / "cache"
     (where / "files-pythonhosted-org").mkdir(parents=True)
@@ -115,3 +118,26 @@ def test_clean_empties_the_package_cache(tmp_path: Path):
     done = run_cli("clean", "-m", str(matrix), "--package-cache", env=env)
     assert done.returncode == 0 and f"package cache {where}: freed 1 files" in done.stderr
     assert not where.exists()
+
+
+def test_the_cache_cap_and_place_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(package_cache.ENV_DIR, str(tmp_path / "c"))
+    assert package_cache.directory() == tmp_path / "c"
+    monkeypatch.delenv(package_cache.ENV_DIR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert package_cache.directory() == tmp_path / "xdg" / "envcheck" / "packages"
+    monkeypatch.setenv(package_cache.ENV_SIZE, "2.5")
+    assert package_cache.size_cap() == 2_500_000_000
+    for bad in ("0", "-1", "lots", "nan"):
+        monkeypatch.setenv(package_cache.ENV_SIZE, bad)
+        with pytest.raises(ConfigError, match="ENVCHECK_PACKAGE_CACHE_SIZE"):
+            package_cache.size_cap()
+
+
+def test_usage_counts_finished_files_only(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.whl").write_bytes(b"1" * 10)
+    (tmp_path / "a" / "y.whl.proxpi-partial").write_bytes(b"1" * 99)  # a download in progress
+    assert package_cache.usage(tmp_path) == package_cache.Usage(1, 10)
+    assert package_cache.usage(tmp_path / "none") == package_cache.Usage(0, 0)
+    assert package_cache.clear(tmp_path) == package_cache.Usage(1, 10) and not tmp_path.exists()
