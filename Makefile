@@ -1,5 +1,5 @@
 # envcheck's entry points. `make matrix` runs the default matrix; `make test` runs the test suite;
-# `make test-fast` runs what needs no Docker, no browser and no 100 MB file (under a minute), for while you develop;
+# `make test-fast` runs what needs no Docker, no browser and no slow fuzz (under a minute), for while you develop;
 # `make gpu-check` records a GPU host's facts (no Docker needed).
 PYTHON ?= python3
 ENVCHECK ?= $(PYTHON) -m envcheck
