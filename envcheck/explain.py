@@ -15,7 +15,7 @@ from envcheck.diagnose import Facts, diagnose
 from envcheck.knowledge import Knowledge
 from envcheck.knowledge.facts import FRAMEWORK_NAMES
 from envcheck.knowledge.rules import runtime_cuda
-from envcheck.logread import LIBCUDA, Known, Reading, read_log
+from envcheck.logread import Known, Reading, read_log
 from envcheck.matrix import GPU_VARIANT
 from envcheck.results.model import Diagnosis, Severity
 
@@ -118,7 +118,8 @@ def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: s
     ]
     if not gpus and revealed.capabilities:
         gpus = [("the GPU", revealed.capabilities[0])]
-    driver = options.driver or revealed.driver or _libcuda(reading)
+    libcuda = revealed.libcuda_version
+    driver = options.driver or revealed.driver or (str(libcuda) if libcuda else None)
     probe: dict[str, Any] = {
         "framework": framework,
         "framework_version": version,
@@ -161,13 +162,6 @@ def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: s
             "was built with is unknown, so only the log's own messages count"
         )
     return Explanation(source, framework, version, read, found, reading, in_use, notes)
-
-
-def _libcuda(reading: Reading) -> str | None:
-    """The user-space driver's version, where the log gives only that ("libcuda reported version is")."""
-    line = reading.revealed.libcuda
-    match = LIBCUDA.search(line.text) if line else None
-    return next((g for g in match.groups() if g), None) if match else None
 
 
 def format_text(found: Explanation) -> str:

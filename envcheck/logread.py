@@ -116,8 +116,13 @@ class Revealed:
     gpu_in_use: Line | None = None
 
     @property
+    def libcuda_version(self) -> Version | None:
+        """The user-space driver's version ("libcuda reported version is", "DSO version")."""
+        return _first_version(self.libcuda)
+
+    @property
     def driver_versions_differ(self) -> bool:
-        user, kernel = _first_version(self.libcuda), _first_version(self.kernel)
+        user, kernel = self.libcuda_version, _first_version(self.kernel)
         return bool(user and kernel and user.prefix(2) != kernel.prefix(2))
 
 

@@ -168,9 +168,8 @@ def test_pytorch_and_jax_lines_users_posted(entry: dict):
 # -- the probe's own diagnosis reads its log the same way -----------------------------------------------------
 
 
-def test_the_probe_diagnosis_uses_the_reading():
-    """A recorded TF 2.15 container run, given a GPU, with a user's library failure in its log: libcudnn.so.8 is on
-    disk (the probe found it), so the line means off the loader path, not missing."""
+def on_an_a100() -> dict:
+    """The recorded TF 2.15 container run, as if NVML had seen one A100 with driver 550."""
     probe = copy.deepcopy(load_json("probe-tf2.15.1-and-cuda-no-gpu-runtime.json")["probe"])
     probe["nvml"].update(
         available=True,
@@ -178,6 +177,13 @@ def test_the_probe_diagnosis_uses_the_reading():
         error=None,
         gpus=[{"index": 0, "name": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"}],
     )
+    return probe
+
+
+def test_the_probe_diagnosis_uses_the_reading():
+    """A recorded TF 2.15 container run, given a GPU, with a user's library failure in its log: libcudnn.so.8 is on
+    disk (the probe found it), so the line means off the loader path, not missing."""
+    probe = on_an_a100()
     probe["tf_log"].append(
         "2022-07-10 15:08:09.276131: W tensorflow/stream_executor/platform/default/dso_loader.cc:64] Could not load "
         "dynamic library 'libcudnn.so.8'; dlerror: libcudnn.so.8: cannot open shared object file: No such file or "
@@ -189,13 +195,7 @@ def test_the_probe_diagnosis_uses_the_reading():
 
 
 def test_the_probe_sees_cuda_visible_devices_naming_a_gpu_nvml_does_not_list():
-    probe = copy.deepcopy(load_json("probe-tf2.15.1-and-cuda-no-gpu-runtime.json")["probe"])
-    probe["nvml"].update(
-        available=True,
-        driver="550.54.15",
-        error=None,
-        gpus=[{"index": 0, "name": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"}],
-    )
+    probe = on_an_a100()
     probe["env"]["CUDA_VISIBLE_DEVICES"] = "1"
     found = {d.code: d for d in diagnose(Facts(probe=probe))}
     assert found["gpus-hidden"].evidence == ["CUDA_VISIBLE_DEVICES='1' names no GPU of the 1 NVML lists"]
