@@ -10,6 +10,7 @@ import argparse
 import math
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from envcheck import __version__, commands, log, options
@@ -52,6 +53,15 @@ def run_options(args: argparse.Namespace) -> options.Options:
     )
 
 
+def placement(args: argparse.Namespace) -> options.Placement:
+    return options.Placement(
+        on=tuple(args.on or ()),
+        hosts_file=Path(args.hosts) if args.hosts else None,
+        registry=args.registry,
+        build_on=args.build_on,
+    )
+
+
 def output_format(args: argparse.Namespace) -> str:
     return args.format or ("json" if args.json else "text")
 
@@ -71,8 +81,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     ),
     "render": lambda a: commands.render(a.matrix, a.stack, run_options(a)),
     "build": lambda a: commands.build(a.matrix, a.stacks, run_options(a)),
-    "run": lambda a: commands.check(a.matrix, [a.stack], run_options(a), output_format(a), single=True),
-    "matrix": lambda a: commands.check(a.matrix, a.only or [], run_options(a), output_format(a), single=False),
+    "run": lambda a: commands.check(
+        a.matrix, [a.stack], run_options(a), output_format(a), single=True, placement=placement(a)
+    ),
+    "matrix": lambda a: commands.check(
+        a.matrix, a.only or [], run_options(a), output_format(a), single=False, placement=placement(a)
+    ),
+    "hosts": lambda a: commands.hosts(a.matrix, a.hosts, a.json),
     "doctor": lambda a: commands.doctor(a.script or [], a.full, a.json, a.framework),
     "explain": lambda a: commands.explain(a.log, a.tensorflow, a.torch, a.jax, a.driver, a.gpu or [], a.json),
     "clean": lambda a: commands.clean(a.matrix, a.dry_run, a.package_cache),
@@ -150,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"this host's name in the records and table (default: ${options.ENV_HOST_LABEL} or hostname)",
     )
 
+    hosts_file = argparse.ArgumentParser(add_help=False)
+    hosts_file.add_argument(
+        "--hosts", metavar="FILE", help="a file with 'hosts:' (and 'registry:') instead of the matrix file's"
+    )
+    fleet = argparse.ArgumentParser(add_help=False, parents=[hosts_file])
+    fleet.add_argument(
+        "--on",
+        nargs="+",
+        action="extend",
+        metavar="HOST",
+        help="probe on these hosts (names under 'hosts:'), or 'all', at the same time; images go by the registry",
+    )
+    fleet.add_argument("--registry", metavar="HOST:PORT/PATH", help="push images there for --on (over 'registry:')")
+    fleet.add_argument("--build-on", metavar="HOST", help="build on this host of 'hosts:' (default: the local daemon)")
+
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("list", parents=[common], help="print the stack names")
     p.add_argument("stacks", nargs="*", help="names or shell-style globs")
@@ -157,10 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stack")
     p = sub.add_parser("build", parents=[common, building], help="build stack images")
     p.add_argument("stacks", nargs="*", help="names or shell-style globs (default: all)")
-    p = sub.add_parser("run", parents=[common, building, running], help="build if needed, probe and diagnose one stack")
+    p = sub.add_parser(
+        "run", parents=[common, building, running, fleet], help="build if needed, probe and diagnose one stack"
+    )
     p.add_argument("stack")
-    p = sub.add_parser("matrix", parents=[common, building, running], help="run every stack and write the table")
+    p = sub.add_parser("matrix", parents=[common, building, running, fleet], help="run every stack and write the table")
     p.add_argument("--only", action="append", metavar="PATTERN", help="only stacks matching (repeatable)")
+    p = sub.add_parser("hosts", parents=[common, hosts_file], help="check every host of 'hosts:' before a long run")
+    p.add_argument("--json", action="store_true", help="print what each host's daemon says as JSON")
     p = sub.add_parser("lint", parents=[common], help="check matrix.yaml and predict failures from knowledge")
     p.add_argument("--strict", action="store_true", help="predicted failures are errors (exit 2), for CI")
     p = sub.add_parser("plan", parents=[common], help="predict, per stack, whether a GPU host will work")

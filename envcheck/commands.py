@@ -13,9 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 from envcheck import log
-from envcheck.errors import EXIT_CONFIG, EXIT_OK, EXIT_STACK_FAILED, ConfigError
+from envcheck.errors import EXIT_CONFIG, EXIT_OK, EXIT_STACK_FAILED, ConfigError, EnvcheckError
+from envcheck.hosts import HostSpec
 from envcheck.matrix import Layout, load_matrix
-from envcheck.options import Options
+from envcheck.options import Options, Placement
 from envcheck.results.model import Result
 
 
@@ -118,14 +119,36 @@ def build(matrix_file: str, patterns: list[str], options: Options) -> int:
     return EXIT_STACK_FAILED if failed else EXIT_OK
 
 
-def check(matrix_file: str, patterns: list[str], options: Options, output: str, single: bool) -> int:
-    """`run` (one stack, single=True) and `matrix`: build, probe, diagnose, save; print text, JSON or JUnit."""
+def check(
+    matrix_file: str,
+    patterns: list[str],
+    options: Options,
+    output: str,
+    single: bool,
+    placement: Placement | None = None,
+) -> int:
+    """`run` (one stack, single=True) and `matrix`: build, probe, diagnose, save; print text, JSON or JUnit.
+    With --on, on each host named (fleet.py), the images carried by the registry."""
+    from envcheck.hosts import fleet_of
     from envcheck.pipeline import MatrixRun
 
     matrix = load_matrix(matrix_file)
     stacks = matrix.select(patterns)
+    placement = placement or Placement()
+    fleet, source = fleet_of(matrix.fleet, matrix.path, placement.hosts_file, placement.registry)
+    build_host = fleet.select([placement.build_on], source, "--build-on")[0] if placement.build_on else None
     start = time.monotonic()
-    results = MatrixRun(matrix, options).run(stacks)
+    if placement.on:
+        from envcheck.fleet import FleetRun
+
+        if options.host_label:
+            raise ConfigError(
+                "--host-label names the host of a run without --on; with --on each host's label is its name"
+            )
+        hosts = fleet.select(list(placement.on), source)
+        results = FleetRun(matrix, options, hosts, fleet.registry, build_host).run(stacks)
+    else:
+        results = MatrixRun(matrix, options, build_host).run(stacks)
     counts = Counter(str(r.status) for r in results)
     reused = sum(r.reused for r in results)
     log.info(
@@ -153,8 +176,9 @@ def print_results(results: list[Result], output: str, single: bool) -> None:
     else:
         from envcheck.results.publish import format_text
 
+        with_host = len({r.host.label for r in results}) > 1
         for result in results:
-            print(format_text(result))
+            print(format_text(result, with_host))
 
 
 def doctor(scripts: list[str], full: bool, as_json: bool, framework: str = "tensorflow") -> int:
@@ -294,3 +318,67 @@ def results_import(matrix_file: str, files: list[str]) -> int:
     added = store.import_records(target, results)
     log.info(f"imported {added} new records into {store.records_file(target)} ({len(results) - added} already there)")
     return EXIT_OK
+
+
+def hosts(matrix_file: str, hosts_file: str | None, as_json: bool) -> int:
+    """`envcheck hosts`: every host of 'hosts:' asked at once what its daemon is and has — a preflight before a long
+    run. Exit 0 when all answer, 1 when some do not."""
+    import concurrent.futures
+
+    from envcheck.hosts import fleet_of, load_hosts_file
+
+    if hosts_file:
+        fleet, source = load_hosts_file(Path(hosts_file)), hosts_file
+    else:
+        matrix = load_matrix(matrix_file)
+        fleet, source = fleet_of(matrix.fleet, matrix.path, None, None)
+    if not fleet.hosts:
+        raise ConfigError(f"{source} names no hosts: add a 'hosts:' list (README, 'Many hosts') or use --hosts FILE")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(fleet.hosts)) as pool:
+        found = list(pool.map(_host_report, fleet.hosts))
+    if as_json:
+        print(json.dumps({"source": source, "registry": fleet.registry, "hosts": found}, indent=2, sort_keys=True))
+    else:
+        print(f"{len(found)} hosts in {source}" + (f"; registry {fleet.registry}" if fleet.registry else ""))
+        for host in found:
+            if not host["reachable"]:
+                print(f"  {host['name']:<16} UNREACHABLE  {host['error']}")
+                continue
+            gpus = ", ".join(host["gpus"]) or "none seen"
+            runtime = "NVIDIA runtime" if host["nvidia_runtime"] else "no NVIDIA runtime"
+            cdi = f", {len(host['cdi_devices'])} CDI devices" if host["cdi_devices"] else ""
+            print(
+                f"  {host['name']:<16} Docker {host['docker_version']}, {runtime}{cdi}; GPUs: {gpus}"
+                + (f"; driver {host['driver']}" if host["driver"] else "")
+                + f"  ({host['endpoint']})"
+            )
+    return EXIT_OK if all(h["reachable"] for h in found) else EXIT_STACK_FAILED
+
+
+def _host_report(spec: HostSpec) -> dict[str, object]:
+    """What one host's daemon says: reachable, Docker version, runtimes, CDI devices, GPUs (this machine's NVML for
+    a daemon on this machine; elsewhere the GPUs its CDI devices name), or why it cannot be reached."""
+    from envcheck.engine.client import connect, describe_host, docker_errors
+
+    report: dict[str, object] = {"name": spec.name, "endpoint": spec.endpoint, "reachable": False, "error": None}
+    try:
+        api = connect(timeout=30, spec=spec)
+        host = describe_host(api, spec.name)
+    except EnvcheckError as exc:
+        report["error"] = str(exc)
+        return report
+    except docker_errors() as exc:
+        report["error"] = f"the daemon answered but failed to describe itself: {exc}"
+        return report
+    cdi_gpus = [d for d in host.cdi_devices if d.startswith("nvidia.com/gpu=") and not d.endswith("=all")]
+    report.update(
+        reachable=True,
+        docker_version=host.docker_version,
+        runtimes=host.runtimes,
+        nvidia_runtime=host.nvidia_runtime,
+        cdi_devices=host.cdi_devices,
+        gpus=host.gpus or cdi_gpus,
+        driver=host.driver,
+        kernel=host.kernel,
+    )
+    return report

@@ -32,6 +32,10 @@ class DockerUnavailable(EnvcheckError):
     exit_code = EXIT_DOCKER
 
 
+class HostUnreachable(DockerUnavailable):
+    """One host's daemon (of several, --on) cannot be reached: its cells say so, the other hosts go on."""
+
+
 class BaseImageMissing(EnvcheckError):
     """The stack's base image is not present locally and cannot be pulled."""
 

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from envcheck.errors import ConfigError
+from envcheck.hosts import Fleet, parse_fleet
 
 # Per framework (its key in a stack): each variant and the pip package it installs.
 VARIANTS = {
@@ -149,6 +150,7 @@ class Layout:
 class Matrix:
     path: Path
     stacks: tuple[Stack, ...]
+    fleet: Fleet = field(default_factory=Fleet)  # hosts: and registry:, for --on
 
     @property
     def layout(self) -> Layout:
@@ -185,7 +187,7 @@ def _string(pattern: re.Pattern[str], expected: str) -> Callable[[yaml.Node], tu
     return check
 
 
-TOP_KEYS = ("defaults", "stacks", "axes")
+TOP_KEYS = ("defaults", "stacks", "axes", "hosts", "registry")
 NAME_EXPECTED = (
     "a name of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit "
     "and ending with one, no '..', at most 100 characters"
@@ -509,6 +511,7 @@ def parse_matrix(text: str, path: Path) -> Matrix:
     for key, (key_node, _) in top.items():
         if key not in TOP_KEYS:
             v.error(key_node, f"unknown top-level key {key!r}", ", ".join(TOP_KEYS))
+    fleet = parse_fleet(root, path, v.errors) if isinstance(root, yaml.MappingNode) else Fleet()
     defaults: Entry = {key: (value, None) for key, value in BUILTIN_DEFAULTS.items()}
     if "defaults" in top:
         defaults.update(v.fields(top["defaults"][1], "defaults", DEFAULTABLE)[0])
@@ -561,7 +564,7 @@ def parse_matrix(text: str, path: Path) -> Matrix:
         stacks.append(_stack(values, position))
     if v.errors:
         raise ConfigError("\n".join(text for _, _, text in sorted(v.errors, key=lambda e: e[:2])))
-    return Matrix(path=path, stacks=tuple(stacks))
+    return Matrix(path=path, stacks=tuple(stacks), fleet=fleet)
 
 
 def _stack(values: Entry, position: Position) -> Stack:

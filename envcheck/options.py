@@ -37,6 +37,17 @@ class Options:
         return ["--quick"] if self.quick else []
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where stacks run: --on HOST… (or all) of the matrix file's `hosts:` or --hosts FILE, the registry that
+    carries images there, and --build-on HOST (default: the daemon envcheck uses without --on)."""
+
+    on: tuple[str, ...] = ()
+    hosts_file: Path | None = None
+    registry: str | None = None
+    build_on: str | None = None
+
+
 def ca_bundle(value: str | None) -> Path | None:
     """--ca-bundle FILE | auto | none (default $ENVCHECK_CA_BUNDLE, else auto); auto takes pip's own bundle
     (PIP_CERT or `pip config get global.cert`) and is a no-op where pip has none, so builds behind a

@@ -10,37 +10,73 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from envcheck import __version__, log
 from envcheck.diagnose import Facts, diagnose, uses_gpu
 from envcheck.engine.build import build, current_image
-from envcheck.engine.client import connect, describe_host
+from envcheck.engine.client import connect, describe_host, is_local
 from envcheck.engine.package_cache import PackageCache, package_cache
 from envcheck.engine.run import run_probe
 from envcheck.errors import BaseImageMissing
+from envcheck.hosts import HostSpec
 from envcheck.lint import Finding, predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.options import Options
 from envcheck.render import BuildContext, render
 from envcheck.results import publish, store
-from envcheck.results.model import BuildInfo, Result, Status
+from envcheck.results.model import BuildInfo, Host, Result, Status
+
+
+@dataclass
+class Where:
+    """Where a stack is probed: the daemon, the board's row, the host's own results directory (None: the results
+    directory itself), the registry digest it was pulled by, and who to tell a container's id (for Ctrl-C)."""
+
+    api: Any
+    row: str
+    latest: Path | None = None
+    digest: str | None = None
+    on_start: Callable[[str], None] | None = None
+    unreachable: Callable[[], str | None] | None = None  # why the host stopped answering, if it did
+    stop: threading.Event | None = None  # set on Ctrl-C: a probe cut short is not saved
+    failed: tuple[Status, str] | None = None  # the stack could not reach this host (push or pull failed)
+
+
+def seen_by_probe(host: Host, probe: dict[str, Any]) -> Host:
+    """A remote host's driver and GPUs as NVML reported them inside its container (this machine's NVML knows
+    nothing of that host); its fingerprint stays the daemon's, so reuse does not depend on one probe."""
+    nvml = probe.get("nvml") if isinstance(probe.get("nvml"), dict) else {}
+    gpus = [g.get("name") for g in nvml.get("gpus") or [] if isinstance(g, dict) and isinstance(g.get("name"), str)]
+    driver, cuda = nvml.get("driver"), nvml.get("cuda_driver")
+    return dataclasses.replace(
+        host,
+        driver=driver if isinstance(driver, str) else host.driver,
+        cuda_driver=cuda if isinstance(cuda, str) else host.cuda_driver,
+        gpus=gpus or host.gpus,
+    )
 
 
 class MatrixRun:
     """Checks stacks of one matrix and keeps their results and table current as each one finishes."""
 
-    def __init__(self, matrix: Matrix, options: Options) -> None:
+    def __init__(self, matrix: Matrix, options: Options, build_host: HostSpec | None = None) -> None:
         self.matrix = matrix
         self.options = options
         self.layout = matrix.layout
-        self.api = connect()
+        self.build_host = build_host  # the daemon that builds (and, without --on, probes): None is the default one
+        self.api = connect(spec=build_host)
         self.clients: list[Any] = []
         self.board: log.Board | None = None
         self.buildargs: dict[str, str] = {}  # the package cache's, while it runs
+        self.saving = threading.Lock()
 
     def run(self, stacks: list[Stack]) -> list[Result]:
         host = describe_host(self.api, self.options.host_label)
@@ -91,17 +127,19 @@ class MatrixRun:
         with package_cache(self.api, self.options.ca_bundle) as cache:
             yield cache
 
-    def reusable(self, ctx: BuildContext, host: Any) -> Result | None:
+    def reusable(self, ctx: BuildContext, host: Any, api: Any = None, latest: Path | None = None) -> Result | None:
+        """The saved result of this stack on this host (api's daemon; its results in `latest`), if the image and
+        the host's fingerprint are what they were and the image is still there."""
         if self.options.force:
             return None
-        saved = store.load(self.layout.results, ctx.stack.name)
+        saved = store.load(latest or self.layout.results, ctx.stack.name)
         if (
             saved
             and saved.content_hash == ctx.content_hash
             and saved.host.fingerprint == host.fingerprint
             and saved.status.ran
             and saved.definition.get("sandbox", True) == ctx.stack.sandbox
-            and current_image(self.api, ctx)
+            and current_image(api or self.api, ctx)
         ):
             saved.reused = True
             return saved
@@ -128,7 +166,7 @@ class MatrixRun:
 
     def build(self, ctx: BuildContext) -> BuildInfo | str:
         """In a worker thread, with its own connection; returns the outcome, or the error for a missing base."""
-        api = connect(timeout=int(self.options.build_timeout) + 60)
+        api = connect(timeout=int(self.options.build_timeout) + 60, spec=self.build_host)
         self.clients.append(api)
         name = ctx.stack.name
         board = self.board
@@ -145,9 +183,18 @@ class MatrixRun:
         except BaseImageMissing as exc:
             return str(exc)
 
-    def finish(self, ctx: BuildContext, built: BuildInfo | str, host: Any, predicted: list[Finding]) -> Result:
-        """Probe and diagnose a built stack (in the main thread), save its result, refresh the table."""
+    def finish(
+        self,
+        ctx: BuildContext,
+        built: BuildInfo | str,
+        host: Any,
+        predicted: list[Finding],
+        where: Where | None = None,
+    ) -> Result:
+        """Probe and diagnose a built stack (in the main thread; `where`: on one host of --on, in its thread), save
+        its result, refresh the table."""
         stack = ctx.stack
+        where = where or Where(self.api, ctx.stack.name)
         result = Result(
             stack=stack.name,
             status=Status.BUILD_FAILED,
@@ -156,6 +203,7 @@ class MatrixRun:
             definition=stack.as_dict(),
             image=ctx.tag,
             content_hash=ctx.content_hash,
+            digest=where.digest,
             envcheck=__version__,
             predicted=[f.as_dict() for f in predicted],
         )
@@ -163,32 +211,48 @@ class MatrixRun:
             result.error = built
             result.build = BuildInfo(False, log=str(ctx.log_path), error=built)
             log.info(built)
+        elif where.failed:
+            result.build = built
+            result.status, result.error = where.failed
         else:
             result.build = built
             if not built.ok:
                 result.status = Status.TIMEOUT if built.timed_out else Status.BUILD_FAILED
                 result.error = f"build failed: {built.error} (log: {built.log})"
             else:
-                self.set(stack.name, "running the probe")
-                self.probe(ctx, result)
-        self.set(stack.name, str(result.status) + (f": {result.error[:100]}" if result.error else ""))
-        store.save(self.layout.results, result)
-        publish.refresh(self.layout.results, self.layout.docs)
+                self.set(where.row, "running the probe")
+                self.probe(ctx, result, where)
+                if where.stop is not None and where.stop.is_set():
+                    return result  # cut short by Ctrl-C: not a finding, not saved
+                if result.probe and not is_local(where.api):
+                    result.host = seen_by_probe(host, result.probe)
+                reason = where.unreachable() if where.unreachable and not result.status.ran else None
+                if reason:
+                    result.status, result.error = Status.HOST_UNREACHABLE, reason
+        self.set(where.row, str(result.status) + (f": {result.error[:100]}" if result.error else ""))
+        self.save(result, where.latest)
         return result
+
+    def save(self, result: Result, latest: Path | None = None) -> None:
+        """Save one result and refresh the table; hosts' threads take turns."""
+        with self.saving:
+            store.save(self.layout.results, result, latest)
+            publish.refresh(self.layout.results, self.layout.docs)
 
     def set(self, name: str, text: str) -> None:
         if self.board:
             self.board.set(name, text)
 
-    def probe(self, ctx: BuildContext, result: Result) -> None:
+    def probe(self, ctx: BuildContext, result: Result, where: Where) -> None:
         start = time.monotonic()
         outcome = run_probe(
-            self.api,
+            where.api,
             ctx.tag,
             ctx.stack.name,
             ["--framework", ctx.stack.framework, *self.options.probe_args],
             timeout=self.options.run_timeout,
             sandbox=ctx.stack.sandbox,
+            on_start=where.on_start,
         )
         result.run = outcome.info()
         if outcome.probe is None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian/Ubuntu machine for envcheck: Docker engine (started), debootstrap, chromium (for the
-# page tests), the package with its test extras, and the local base image.
+# page tests), docker-registry and TLS tools (the many-hosts tests start their own registry and second daemon),
+# the package with its test extras, and the local base image.
 # Safe to run again: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,11 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+# the many-hosts tests: a real registry with a password, certificates, a bridge for the second daemon
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v ip >/dev/null || need_apt+=(iproute2)
 need_lean=()
 command -v chromium >/dev/null || need_lean+=(chromium)  # the page tests drive it headless
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_lean+=(fonts-noto-color-emoji)

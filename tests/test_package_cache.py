@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import images_removed_after, run_cli, write_matrix
+from envcheck import labels
 from envcheck.engine import package_cache
 from envcheck.errors import ConfigError
 from envcheck.options import ca_bundle
@@ -86,6 +87,9 @@ def test_without_the_cache_the_build_goes_on_and_the_image_is_the_same(
     assert tag_of(docker_api, SMALL["name"]) == with_cache
     dockerfile = (tmp_path / "build" / SMALL["name"] / "Dockerfile").read_text()
     assert ("COPY envcheck-ca.pem" in dockerfile) == (ca_bundle("auto") is not None)
+    # the bundle's stage (a venv the final image copied) is not left behind
+    assert not docker_api.images(filters={"label": f"{labels.STAGE}={SMALL['name']}", "dangling": True})
+    assert not docker_api.images(filters={"label": labels.STAGE, "dangling": True})
     stderr = build(matrix, "--force", "--no-package-cache")
     assert "package cache" not in stderr
 

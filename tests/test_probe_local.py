@@ -208,3 +208,20 @@ def test_loader_search_path_expands_origin_in_tensorflows_runpath(tmp_path: Path
         ("/usr/local/cuda/lib64", "LD_LIBRARY_PATH"),
         (str(tmp_path / "site-packages" / "nvidia" / "cudnn" / "lib"), "RUNPATH of libtensorflow_framework.so.2"),
     ]
+
+
+def test_a_remote_hosts_driver_and_gpus_come_from_what_its_probe_saw(nvml_stub: Path):
+    """--on a remote daemon: this machine's NVML says nothing of that host, so its records take the driver and GPUs
+    NVML reported inside its container; the fingerprint stays the daemon's (reuse does not hang on one probe)."""
+    from envcheck.pipeline import seen_by_probe
+    from envcheck.results.model import Host
+
+    remote = Host(label="d2", kernel="6.1", fingerprint="0123456789abcdef")
+    probe = run_probe("--no-benchmark", flags=("-I", "-S"), env={"LD_LIBRARY_PATH": str(nvml_stub)})
+    seen = seen_by_probe(remote, probe)
+    assert (seen.driver, seen.cuda_driver, seen.gpus) == ("550.54.15", "12.4", ["NVIDIA H100 80GB HBM3"])
+    assert seen.fingerprint == remote.fingerprint and seen.label == "d2" and remote.driver is None
+    failed = run_probe(
+        "--no-benchmark", flags=("-I", "-S"), env={"LD_LIBRARY_PATH": str(nvml_stub), "ENVCHECK_STUB_NVML_INIT": "9"}
+    )
+    assert seen_by_probe(remote, failed) == remote  # NVML failed in there: nothing learned, nothing invented

@@ -134,12 +134,27 @@ def build(
             else:
                 error = str(exc).strip()
             logfile.write(f"ERROR: {error}\n")
+    _remove_stage_images(api, name)
     seconds = time.monotonic() - start
     if error:
         progress(f"build failed after {log.format_seconds(seconds)}: {error[:150]} (log: {ctx.log_path})", False)
         return BuildInfo(False, False, seconds, str(ctx.log_path), error, tail, timed_out)
     progress(f"built {ctx.tag} in {log.format_seconds(seconds)}", False)
     return BuildInfo(True, seconds=seconds, log=str(ctx.log_path))
+
+
+def _remove_stage_images(api: Any, name: str) -> None:
+    """Remove the CA-bundle stage's image this build left (a 5 GB venv the final image copied): only the final
+    image stays behind. One still in use (another build of the same stack right now) stays for `envcheck clean`."""
+    try:
+        stages = api.images(filters={"label": f"{labels.STAGE}={name}", "dangling": True})
+    except docker_errors():
+        return
+    for image in stages:
+        try:
+            api.remove_image(image["Id"], noprune=False)
+        except docker_errors():
+            pass
 
 
 def _read_timeouts() -> tuple[type[BaseException], ...]:

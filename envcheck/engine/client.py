@@ -5,38 +5,116 @@ The docker SDK is imported here and only here, lazily, so `envcheck doctor`, `li
 
 from __future__ import annotations
 
-import os
+import functools
+import importlib.util
+from pathlib import Path
 from typing import Any
 
-from envcheck.errors import DockerUnavailable
+from envcheck.errors import ConfigError, DockerUnavailable, HostUnreachable
+from envcheck.hosts import HostSpec
 from envcheck.results.model import Host
 
 PING_TIMEOUT = 5  # seconds a daemon gets to answer at all: a socket that accepts and never answers is not a daemon
 
 
-def connect(timeout: int = 300) -> Any:
-    """A docker.APIClient for the daemon in DOCKER_HOST (or the default socket), checked with a ping within
-    PING_TIMEOUT seconds; later requests (builds, waits) get `timeout`."""
-    try:
-        import docker
-    except ImportError:
+def client_settings(spec: HostSpec | None = None) -> tuple[str, dict[str, Any]]:
+    """Where a host's daemon is (for messages) and the docker.APIClient arguments that reach it: `default` from
+    DOCKER_HOST / DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them, a context from the CLI's context
+    store, a URL with its TLS files. The arguments hold paths to key files, never their contents."""
+    import docker
+    import docker.context
+    import docker.tls
+    import docker.utils
+
+    if spec is None or spec.is_default:
+        kwargs = docker.utils.kwargs_from_env()
+        where = kwargs.get("base_url") or "unix:///var/run/docker.sock"
+        return where, kwargs
+    if spec.context:
+        try:
+            context = docker.context.ContextAPI.get_context(spec.context)
+        except Exception as exc:  # the store is the CLI's files: unreadable or malformed says so here
+            raise ConfigError(
+                f"host {spec.name} ({spec.where}): cannot read Docker context {spec.context!r}: {exc}"
+            ) from None
+        if context is None:
+            raise ConfigError(
+                f"host {spec.name} ({spec.where}): there is no Docker context {spec.context!r} "
+                "(`docker context ls` lists them; `docker context create` makes one)."
+            )
+        return f"{context.Host} (context {spec.context})", {"base_url": context.Host, "tls": context.TLSConfig or False}
+    kwargs: dict[str, Any] = {"base_url": spec.docker}
+    if spec.docker.startswith("ssh://"):
+        kwargs["use_ssh_client"] = importlib.util.find_spec("paramiko") is None  # the ssh command when no paramiko
+    if spec.tls_verify or spec.cert_path:
+        directory = Path(spec.cert_path or Path.home() / ".docker").expanduser()
+        missing = [n for n in ("ca.pem", "cert.pem", "key.pem") if not (directory / n).is_file()]
+        if missing:
+            raise ConfigError(
+                f"host {spec.name} ({spec.where}): cert_path {str(directory)!r} lacks {', '.join(missing)} "
+                "(the directory needs ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH does)."
+            )
+        kwargs["tls"] = docker.tls.TLSConfig(
+            client_cert=(str(directory / "cert.pem"), str(directory / "key.pem")),
+            ca_cert=str(directory / "ca.pem"),
+            verify=spec.tls_verify,
+        )
+    return spec.docker, kwargs
+
+
+def connect(timeout: int = 300, spec: HostSpec | None = None) -> Any:
+    """A docker.APIClient for a host's daemon (without spec: the default one, DOCKER_HOST or the socket), checked
+    with a ping within PING_TIMEOUT seconds; later requests (builds, waits) get `timeout`."""
+    if importlib.util.find_spec("docker") is None:
         raise DockerUnavailable(
             "The docker SDK for Python is not installed (pip install 'docker>=7.2'); "
             "building and running stacks needs it."
-        ) from None
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        client = docker.APIClient(
-            base_url=where if "DOCKER_HOST" in os.environ else None, version="auto", timeout=PING_TIMEOUT
         )
+    where, kwargs = client_settings(spec)
+    try:
+        client = _client_class()(version="auto", timeout=PING_TIMEOUT, **kwargs)
         client.ping()
         client.timeout = timeout
     except Exception as exc:
+        if spec is not None and not spec.is_default:
+            raise HostUnreachable(f"Cannot reach host {spec.name}'s Docker daemon at {where}: {_reason(exc)}") from None
         raise DockerUnavailable(
             f"Cannot reach the Docker daemon at {where}: {exc}. Start it (for example `dockerd &` as root, "
             "or `systemctl start docker`), or point DOCKER_HOST at a running one, then run envcheck again."
         ) from None
     return client
+
+
+@functools.cache
+def _client_class() -> type:
+    """docker.APIClient that trusts the daemon's own CA. requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on
+    many machines behind a TLS-intercepting proxy) replace the CA a session was given, so TLS to a daemon with its
+    own CA fails there; the daemon's CA wins here, and the environment's proxies still apply."""
+    import docker
+
+    class Client(docker.APIClient):  # type: ignore[misc]
+        def __init__(self, *args: Any, tls: Any = None, **kwargs: Any) -> None:
+            self.daemon_ca = tls.ca_cert if tls and tls.verify and tls.ca_cert else None
+            super().__init__(*args, tls=tls or False, **kwargs)
+
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if self.daemon_ca:
+                settings["verify"] = self.daemon_ca
+            return settings
+
+    return Client
+
+
+def is_local(api: Any) -> bool:
+    """The daemon runs on this machine (a unix socket), so this machine's NVML describes its GPUs."""
+    return str(getattr(api, "base_url", "")).startswith("http+docker://localhost")
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause in one line (requests nests the useful part several levels deep)."""
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())[:300]
 
 
 def docker_errors() -> tuple[type[BaseException], ...]:
@@ -65,12 +143,14 @@ def host_facts(api: Any) -> dict[str, Any]:
 
 
 def describe_host(api: Any, label: str | None = None) -> Host:
-    """This host as its results record it: the daemon's facts, NVML's driver and GPUs, and the fingerprint that
-    decides whether a saved result can be reused here."""
+    """The daemon's host as its results record it: the daemon's facts, NVML's driver and GPUs, and the fingerprint
+    that decides whether a saved result can be reused there. NVML is this machine's, so it is asked only when the
+    daemon runs here (a unix socket); a remote host's driver and GPUs come from its probes (what its containers saw),
+    and its fingerprint from its daemon (kernel, runtimes, CDI devices)."""
     from envcheck.probe.probe import probe_nvml
 
     facts = host_facts(api)
-    nvml = probe_nvml()
+    nvml = probe_nvml() if is_local(api) else {"driver": None, "cuda_driver": None, "gpus": []}
     host = Host(
         label=label or facts["hostname"] or "unknown host",
         hostname=facts["hostname"],

@@ -8,6 +8,7 @@ without GPUs so everything else about the image is still measured. Every contain
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +68,14 @@ SANDBOX_ENV = {"HOME": "/tmp"}
 
 
 def _run_once(
-    api: Any, image: str, stack: str, command: list[str], gpus: bool, timeout: float, sandbox: bool
+    api: Any,
+    image: str,
+    stack: str,
+    command: list[str],
+    gpus: bool,
+    timeout: float,
+    sandbox: bool,
+    on_start: Callable[[str], None] | None,
 ) -> RunOutcome:
     host_config = api.create_host_config(
         device_requests=gpu_request() if gpus else None, **(SANDBOX if sandbox else {})
@@ -81,6 +89,8 @@ def _run_once(
     )
     start = time.monotonic()
     try:
+        if on_start:
+            on_start(container["Id"])
         api.start(container)
         timed_out = False
         try:
@@ -108,19 +118,21 @@ def run_probe(
     timeout: float = 600,
     command: list[str] | None = None,
     sandbox: bool = True,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Run the probe (or another command) with GPUs; if the daemon cannot give GPUs, record why and run again
     without. A container still running after timeout seconds is killed; every container is removed. sandbox
-    (the default) runs it with least privilege (SANDBOX); a stack opts out with `sandbox: false`."""
+    (the default) runs it with least privilege (SANDBOX); a stack opts out with `sandbox: false`. on_start receives
+    each container's id before it starts (so another thread can remove it on Ctrl-C)."""
     command = command or PROBE_COMMAND + (args or [])
     try:
-        outcome = _run_once(api, image, stack, command, True, timeout, sandbox)
+        outcome = _run_once(api, image, stack, command, True, timeout, sandbox, on_start)
     except docker_errors() as exc:
         message = str(getattr(exc, "explanation", None) or exc)
         if not any(marker in message.lower() for marker in GPU_REFUSALS):
             return RunOutcome(None, "", "", True, error=message.strip())
         try:
-            outcome = _run_once(api, image, stack, command, False, timeout, sandbox)
+            outcome = _run_once(api, image, stack, command, False, timeout, sandbox, on_start)
         except docker_errors() as exc2:
             return RunOutcome(None, "", "", False, gpu_refusal=message.strip(), error=str(exc2).strip())
         outcome.gpu_refusal = message.strip()

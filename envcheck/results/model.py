@@ -36,6 +36,7 @@ class Status(str, Enum):
     BUILD_FAILED = "build-failed"
     RUN_FAILED = "run-failed"
     TIMEOUT = "timeout"
+    HOST_UNREACHABLE = "host-unreachable"  # its host's daemon was down or refused (--on): the stack did not run there
     OK = "ok"
     WARN = "warn"
     FAILS = "fails"
@@ -63,6 +64,7 @@ MARKS = {
     Status.BUILD_FAILED: "💥",
     Status.RUN_FAILED: "💥",
     Status.TIMEOUT: "⏱",
+    Status.HOST_UNREACHABLE: "🔌",
     Status.OK: "🔮✅",
     Status.WARN: "🔮⚠️",
     Status.FAILS: "🔮❌",
@@ -363,6 +365,7 @@ KNOWN_KEYS = {
     "reused",
     "predicted_only",
     "reason",
+    "digest",
 }
 
 
@@ -377,6 +380,7 @@ class Result:
     definition: dict[str, Any] = field(default_factory=dict)
     image: str | None = None
     content_hash: str | None = None
+    digest: str | None = None  # REGISTRY/NAME@sha256:… the host pulled (--on with a registry)
     envcheck: str | None = None
     error: str | None = None
     predicted: list[dict[str, Any]] = field(default_factory=list)  # lint's findings, before building
@@ -414,6 +418,8 @@ class Result:
             data["run"] = self.run.to_dict()
         if self.reused:
             data["reused"] = True
+        if self.digest:
+            data["digest"] = self.digest
         if self.predicted_only:
             data.update(predicted_only=True, reason=self.reason)
         return data
@@ -449,6 +455,7 @@ class Result:
             definition=_mapping(data.get("definition") or {}, "definition"),
             image=_text(data, "image"),
             content_hash=_text(data, "content_hash"),
+            digest=_text(data, "digest"),
             envcheck=_text(data, "envcheck"),
             error=_text(data, "error"),
             predicted=[_mapping(p, "predicted[]") for p in predicted],

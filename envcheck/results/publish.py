@@ -248,10 +248,12 @@ def write_outputs(docs_dir: Path, results: list[Result]) -> list[Path]:
 # -- text, for people at a terminal ---------------------------------------------------------------------------
 
 
-def format_text(result: Result) -> str:
-    """The human summary of one stack: verdict first, then each cause with its fix."""
+def format_text(result: Result, with_host: bool = False) -> str:
+    """The human summary of one stack (on one host, named when a run had several): verdict first, then each cause
+    with its fix."""
     reused = " [reused: image and host unchanged]" if result.reused else ""
-    lines = [f"{result.stack}: {result.status}  ({result.image}){reused}"]
+    name = f"{result.stack} @ {result.host.label}" if with_host else result.stack
+    lines = [f"{name}: {result.status}  ({result.image}){reused}"]
     if result.probe:
         lines.append(
             f"  {FRAMEWORK_LABELS[result.framework]} {result.framework_version} on Python {result.python}, built for "

@@ -1,6 +1,7 @@
 """The results store: one directory (results/ next to the matrix) that keeps what every run found.
 
-- results/NAME.json: a stack's latest result on this host, what reruns reuse;
+- results/NAME.json: a stack's latest result on this host, what reruns reuse (results/hosts/HOST/NAME.json for each
+  host of `--on`);
 - results/records.jsonl: one JSON line per result, appended by every run, by `plan --save` and by
   `results import`; these lines travel between hosts;
 - results/.lock: one writer at a time (matrix runs, builds, imports and table refreshes take turns).
@@ -70,12 +71,18 @@ def append(path: Path, results: Iterable[Result]) -> None:
         os.close(fd)
 
 
-def save(results_dir: Path, result: Result) -> Path:
-    """The stack's latest result (for reuse) and one more line in the records that travel."""
-    path = results_dir / f"{result.stack}.json"
+def save(results_dir: Path, result: Result, latest: Path | None = None) -> Path:
+    """The stack's latest result (for reuse; in `latest`, a host's own directory, when given) and one more line in
+    the records that travel."""
+    path = (latest or results_dir) / f"{result.stack}.json"
     write_atomic(path, json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
     append(results_dir / RECORDS_FILE, [result])
     return path
+
+
+def host_dir(results_dir: Path, host: str) -> Path:
+    """Where the latest results of one host of --on live (results/hosts/NAME/STACK.json)."""
+    return results_dir / "hosts" / host
 
 
 def load(results_dir: Path, stack: str) -> Result | None:
