@@ -59,6 +59,7 @@ def placement(args: argparse.Namespace) -> options.Placement:
         hosts_file=Path(args.hosts) if args.hosts else None,
         registry=args.registry,
         build_on=args.build_on,
+        image_from=args.image_from,
     )
 
 
@@ -80,7 +81,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
         options.host_label(a.host_label),
     ),
     "render": lambda a: commands.render(a.matrix, a.stack, run_options(a)),
-    "build": lambda a: commands.build(a.matrix, a.stacks, run_options(a)),
+    "build": lambda a: commands.build(a.matrix, a.stacks, run_options(a), a.push, a.registry),
     "run": lambda a: commands.check(
         a.matrix, [a.stack], run_options(a), output_format(a), single=True, placement=placement(a)
     ),
@@ -88,6 +89,24 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
         a.matrix, a.only or [], run_options(a), output_format(a), single=False, placement=placement(a)
     ),
     "hosts": lambda a: commands.hosts(a.matrix, a.hosts, a.json),
+    "k8s": lambda a: (
+        commands.k8s_render(
+            a.matrix,
+            a.gpu_product or [],
+            a.registry,
+            a.output,
+            a.runtime_class,
+            a.namespace,
+            a.run_timeout,
+            a.image_tag,
+            a.quick,
+        )
+        if a.action == "render"
+        else commands.k8s_collect(a.matrix, a.namespace or "default")
+    ),
+    "ci": lambda a: commands.ci(
+        a.system, a.matrix, a.runner or [], a.registry, a.output, a.commit, a.build_timeout, a.run_timeout
+    ),
     "doctor": lambda a: commands.doctor(a.script or [], a.full, a.json, a.framework),
     "explain": lambda a: commands.explain(a.log, a.tensorflow, a.torch, a.jax, a.driver, a.gpu or [], a.json),
     "clean": lambda a: commands.clean(a.matrix, a.dry_run, a.package_cache),
@@ -179,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fleet.add_argument("--registry", metavar="HOST:PORT/PATH", help="push images there for --on (over 'registry:')")
     fleet.add_argument("--build-on", metavar="HOST", help="build on this host of 'hosts:' (default: the local daemon)")
+    fleet.add_argument(
+        "--image-from",
+        metavar="REGISTRY",
+        help="do not build: pull REGISTRY/NAME:<content hash> (pushed by `envcheck build --push`) and probe it",
+    )
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("list", parents=[common], help="print the stack names")
@@ -187,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stack")
     p = sub.add_parser("build", parents=[common, building], help="build stack images")
     p.add_argument("stacks", nargs="*", help="names or shell-style globs (default: all)")
+    p.add_argument(
+        "--push", action="store_true", help="push each image as REGISTRY/NAME:<content hash>, print its digest"
+    )
+    p.add_argument(
+        "--registry", metavar="HOST:PORT/PATH", help="where --push pushes (default: the matrix's 'registry:')"
+    )
     p = sub.add_parser(
         "run", parents=[common, building, running, fleet], help="build if needed, probe and diagnose one stack"
     )
@@ -195,6 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="PATTERN", help="only stacks matching (repeatable)")
     p = sub.add_parser("hosts", parents=[common, hosts_file], help="check every host of 'hosts:' before a long run")
     p.add_argument("--json", action="store_true", help="print what each host's daemon says as JSON")
+    p = sub.add_parser("ci", parents=[common], help="write the matrix as a GitHub Actions or GitLab CI pipeline")
+    p.add_argument("system", choices=["github", "gitlab"])
+    p.add_argument(
+        "--runner", action="append", metavar="LABEL", help="a GPU runner label/tag (repeatable; default gpu)"
+    )
+    p.add_argument(
+        "--registry", metavar="HOST:PORT/PATH", help="where images go (default: 'registry:', else GHCR/GitLab's)"
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--commit", action="store_true", help="(github) the table job commits docs/compatibility.*")
+    p.add_argument("--build-timeout", type=positive_seconds, default=3600.0, metavar="SECONDS", help="per stack build")
+    p.add_argument("--run-timeout", type=positive_seconds, default=600.0, metavar="SECONDS", help="per probe")
+    p = sub.add_parser("k8s", parents=[common], help="write the matrix as Kubernetes Jobs, or collect their results")
+    p.add_argument("action", choices=["render", "collect"])
+    p.add_argument("--gpu-product", action="append", metavar="NAME", help="render: a GFD nvidia.com/gpu.product value")
+    p.add_argument("--registry", metavar="HOST:PORT/PATH", help="render: where the images are ('registry:')")
+    p.add_argument("-o", "--output", metavar="DIR", help="render: one file per Job in DIR (default: stdout)")
+    p.add_argument("--runtime-class", metavar="NAME", help="render: runtimeClassName (e.g. nvidia)")
+    p.add_argument("--namespace", metavar="NS", help="the Jobs' namespace (collect: default 'default')")
+    p.add_argument("--run-timeout", type=positive_seconds, default=600.0, metavar="SECONDS", help="render: per probe")
+    p.add_argument("--image-tag", action="store_true", help="render: images by content-hash tag, not digest")
+    p.add_argument("--quick", action="store_true", help="render: the probe's short benchmark")
     p = sub.add_parser("lint", parents=[common], help="check matrix.yaml and predict failures from knowledge")
     p.add_argument("--strict", action="store_true", help="predicted failures are errors (exit 2), for CI")
     p = sub.add_parser("plan", parents=[common], help="predict, per stack, whether a GPU host will work")

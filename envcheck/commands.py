@@ -104,16 +104,33 @@ def render(matrix_file: str, stack_name: str, options: Options) -> int:
     return EXIT_OK
 
 
-def build(matrix_file: str, patterns: list[str], options: Options) -> int:
+def build(
+    matrix_file: str, patterns: list[str], options: Options, push: bool = False, registry: str | None = None
+) -> int:
+    """Build; with --push, push each image to the registry (--registry or the matrix file's) as
+    REGISTRY/NAME:<content hash> and print it by digest (what a CI build job hands the probe jobs)."""
+    from envcheck.engine.registry import RegistryError
+    from envcheck.engine.registry import push as push_image
+    from envcheck.hosts import fleet_of
     from envcheck.pipeline import MatrixRun
 
     matrix = load_matrix(matrix_file)
+    target = fleet_of(matrix.fleet, matrix.path, None, registry)[0].registry if push else None
+    if push and not target:
+        raise ConfigError(f"--push: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or pass --registry")
     failed = 0
-    for ctx, outcome in MatrixRun(matrix, options).build_only(matrix.select(patterns)):
+    run = MatrixRun(matrix, options)
+    for ctx, outcome in run.build_only(matrix.select(patterns)):
         if isinstance(outcome, str) or not outcome.ok:
             failed += 1
             error = outcome if isinstance(outcome, str) else f"build failed (log: {outcome.log})"
             print(f"{ctx.stack.name}: {error}")
+        elif target:
+            try:
+                print(push_image(run.api, target, ctx, lambda text, name=ctx.stack.name: log.info(f"[{name}] {text}")))
+            except RegistryError as exc:
+                failed += 1
+                print(f"{ctx.stack.name}: {exc}")
         else:
             print(ctx.tag)
     return EXIT_STACK_FAILED if failed else EXIT_OK
@@ -136,11 +153,15 @@ def check(
     stacks = matrix.select(patterns)
     placement = placement or Placement()
     fleet, source = fleet_of(matrix.fleet, matrix.path, placement.hosts_file, placement.registry)
+    if placement.image_from is not None:
+        fleet_of(fleet, matrix.path, None, placement.image_from)  # checked like --registry
     build_host = fleet.select([placement.build_on], source, "--build-on")[0] if placement.build_on else None
     start = time.monotonic()
     if placement.on:
         from envcheck.fleet import FleetRun
 
+        if placement.image_from:
+            raise ConfigError("--image-from probes on this host's daemon; with --on, the registry carries images")
         if options.host_label:
             raise ConfigError(
                 "--host-label names the host of a run without --on; with --on each host's label is its name"
@@ -148,7 +169,7 @@ def check(
         hosts = fleet.select(list(placement.on), source)
         results = FleetRun(matrix, options, hosts, fleet.registry, build_host).run(stacks)
     else:
-        results = MatrixRun(matrix, options, build_host).run(stacks)
+        results = MatrixRun(matrix, options, build_host, placement.image_from).run(stacks)
     counts = Counter(str(r.status) for r in results)
     reused = sum(r.reused for r in results)
     log.info(
@@ -382,3 +403,123 @@ def _host_report(spec: HostSpec) -> dict[str, object]:
         kernel=host.kernel,
     )
     return report
+
+
+def ci(
+    system: str,
+    matrix_file: str,
+    runners: list[str],
+    registry: str | None,
+    output: str | None,
+    commit: bool,
+    build_timeout: float,
+    run_timeout: float,
+) -> int:
+    """`envcheck ci github|gitlab`: the pipeline for this matrix, to stdout or -o FILE."""
+    import os
+
+    from envcheck.hosts import fleet_of
+    from envcheck.jobs.ci import CiOptions, github_workflow, gitlab_pipeline
+
+    matrix = load_matrix(matrix_file)
+    if registry is not None:
+        fleet_of(matrix.fleet, matrix.path, None, registry)  # checked like --registry elsewhere
+    relative = os.path.relpath(matrix.path)
+    options = CiOptions(
+        runners=tuple(runners or ["gpu"]),
+        registry=registry,
+        matrix_path=relative if not relative.startswith("..") else str(matrix.path),
+        build_timeout=build_timeout,
+        run_timeout=run_timeout,
+        commit=commit,
+    )
+    text = github_workflow(matrix, options) if system == "github" else gitlab_pipeline(matrix, options)
+    return _write(text, output)
+
+
+def _write(text: str, output: str | None) -> int:
+    if output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = Path(output)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+    log.info(f"wrote {output}")
+    return EXIT_OK
+
+
+def k8s_render(
+    matrix_file: str,
+    products: list[str],
+    registry: str | None,
+    output: str | None,
+    runtime_class: str | None,
+    namespace: str | None,
+    run_timeout: float,
+    by_tag: bool,
+    quick: bool,
+) -> int:
+    """`envcheck k8s render`: a Job per stack × GPU product, images from the registry by digest (asked through the
+    Docker daemon, with its credentials) or, with --image-tag, by their content-hash tag."""
+    from envcheck.hosts import fleet_of
+    from envcheck.jobs import dump_yaml, dump_yaml_all
+    from envcheck.jobs.k8s import K8sOptions, check, render_jobs
+    from envcheck.render import render as render_stack
+
+    matrix = load_matrix(matrix_file)
+    target = fleet_of(matrix.fleet, matrix.path, None, registry)[0].registry
+    if not target:
+        raise ConfigError(f"k8s render: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or --registry")
+    options = K8sOptions(tuple(products), runtime_class, namespace, run_timeout, quick=quick)
+    check(options)
+    contexts = {s.name: render_stack(s, matrix.layout.build) for s in matrix.stacks}
+    images = {n: f"{target}/{n}:{ctx.content_hash}" for n, ctx in contexts.items()}
+    if not by_tag:
+        from envcheck.engine.client import connect
+        from envcheck.engine.registry import pushed_digest
+
+        api = connect()
+        digests = {n: pushed_digest(api, target, ctx) for n, ctx in contexts.items()}
+        missing = [n for n, d in digests.items() if d is None]
+        if missing:
+            raise ConfigError(
+                f"k8s render: {target} does not have {', '.join(missing)} as this checkout defines them: push them "
+                f"first (envcheck build --push --registry {target}), or reference them by tag with --image-tag"
+            )
+        images = {n: str(d) for n, d in digests.items()}
+    jobs = render_jobs(matrix, contexts, images, options)
+    if output is None:
+        sys.stdout.write(dump_yaml_all(jobs))
+        return EXIT_OK
+    directory = Path(output)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            (directory / f"{job['metadata']['name']}.yaml").write_text(dump_yaml(job))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+    log.info(f"wrote {len(jobs)} Jobs to {directory}/ (kubectl apply -f {directory}/)")
+    return EXIT_OK
+
+
+def k8s_collect(matrix_file: str, namespace: str) -> int:
+    """`envcheck k8s collect`: this matrix's Jobs' pods as records, merged into the table."""
+    from envcheck.jobs.k8s import collect
+    from envcheck.results import publish, store
+
+    matrix = load_matrix(matrix_file)
+    results, skipped = collect(matrix, namespace)
+    for line in skipped:
+        log.warning(line)
+    if not results:
+        raise ConfigError(f"k8s collect: no finished envcheck Job of {matrix.path} in namespace {namespace}")
+    added = store.import_records(matrix.layout.results, results)
+    with store.lock(matrix.layout.results):
+        publish.refresh(matrix.layout.results, matrix.layout.docs)
+    for result in results:
+        print(f"{result.stack} @ {result.host.label}: {result.status}" + (f" ({result.error})" if result.error else ""))
+    log.info(f"{len(results)} Jobs read, {added} new records; table: {matrix.layout.docs / 'compatibility.md'}")
+    return EXIT_OK if all(r.status.ran for r in results) else EXIT_STACK_FAILED

@@ -46,6 +46,7 @@ class Placement:
     hosts_file: Path | None = None
     registry: str | None = None
     build_on: str | None = None
+    image_from: str | None = None  # run/matrix: pull REGISTRY/NAME:<content hash> instead of building
 
 
 def ca_bundle(value: str | None) -> Path | None:

@@ -22,8 +22,9 @@ from typing import Any
 from envcheck import __version__, log
 from envcheck.diagnose import Facts, diagnose, uses_gpu
 from envcheck.engine.build import build, current_image
-from envcheck.engine.client import connect, describe_host, is_local
+from envcheck.engine.client import connect, describe_host, docker_errors, is_local
 from envcheck.engine.package_cache import PackageCache, package_cache
+from envcheck.engine.registry import RegistryError, pull, repository
 from envcheck.engine.run import run_probe
 from envcheck.errors import BaseImageMissing
 from envcheck.hosts import HostSpec
@@ -67,8 +68,11 @@ def seen_by_probe(host: Host, probe: dict[str, Any]) -> Host:
 class MatrixRun:
     """Checks stacks of one matrix and keeps their results and table current as each one finishes."""
 
-    def __init__(self, matrix: Matrix, options: Options, build_host: HostSpec | None = None) -> None:
+    def __init__(
+        self, matrix: Matrix, options: Options, build_host: HostSpec | None = None, image_from: str | None = None
+    ) -> None:
         self.matrix = matrix
+        self.image_from = image_from  # a registry: pull REGISTRY/NAME:<content hash> instead of building
         self.options = options
         self.layout = matrix.layout
         self.build_host = build_host  # the daemon that builds (and, without --on, probes): None is the default one
@@ -96,9 +100,34 @@ class MatrixRun:
             for name, findings in predictions.items():
                 for finding in findings:
                     log.warning(f"predicted for {name}: {finding}")
-            for ctx, built in self.build_all(to_build):
+            if self.image_from:
+                for ctx in to_build:
+                    built, where = self.fetch(ctx, self.image_from)
+                    results[ctx.stack.name] = self.finish(ctx, built, host, predictions[ctx.stack.name], where)
+            for ctx, built in self.build_all([] if self.image_from else to_build):
                 results[ctx.stack.name] = self.finish(ctx, built, host, predictions[ctx.stack.name])
         return [results[s.name] for s in stacks]
+
+    def fetch(self, ctx: BuildContext, registry: str) -> tuple[BuildInfo, Where]:
+        """--image-from: the image a build job pushed (REGISTRY/NAME:<content hash>, the hash of this checkout's
+        stack), pulled instead of built; the record names its digest. A CI job on a GPU runner needs no build."""
+        name = ctx.stack.name
+        reference = f"{repository(registry, ctx)}:{ctx.content_hash}"
+        start = time.monotonic()
+        try:
+            pulled = pull(self.api, reference, ctx, lambda text: self.set(name, text))
+            digests = self.api.inspect_image(reference).get("RepoDigests") or []
+        except (RegistryError, *docker_errors()) as exc:
+            why = (
+                f"{exc}. The image of this stack as this checkout defines it (content hash {ctx.content_hash[:12]}) "
+                f"is not in {registry}: build and push it first (envcheck build --push --registry {registry})."
+            )
+            return BuildInfo(False, error=why), Where(self.api, name, failed=(Status.RUN_FAILED, why))
+        digest = next((d for d in digests if d.startswith(f"{repository(registry, ctx)}@")), None)
+        note = f"pulled {reference}" if pulled else f"{reference} was already here"
+        return BuildInfo(True, cached=True, seconds=time.monotonic() - start, log=note), Where(
+            self.api, name, digest=digest
+        )
 
     def build_only(self, stacks: list[Stack]) -> list[tuple[BuildContext, BuildInfo | str]]:
         """`envcheck build`: the same builds as a run (parallel, under the results lock), without probing."""

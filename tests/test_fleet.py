@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,3 +258,126 @@ def test_ctrl_c_removes_the_probe_on_every_host_and_keeps_what_finished(
     records = tmp_path / "results" / "records.jsonl"
     statuses = [json.loads(line)["status"] for line in records.read_text().splitlines()] if records.exists() else []
     assert set(statuses) <= {"gpu", "cpu-only"}, statuses
+
+
+def run_step(step: dict[str, Any], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A generated CI step's script, exactly as written, with the variables the CI system would set."""
+    values = {k: str(v) for k, v in (step.get("env") or {}).items()}
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=cwd,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **values, **env},
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+
+
+def test_the_generated_ci_jobs_run_here_and_merge_into_a_two_host_table(
+    tmp_path: Path, docker_api: Any, registry: Registry, second_daemon: SecondDaemon, images_go: None
+):
+    """The GitHub workflow's build step and probe steps, run as written (GitHub's part — checkout, runners,
+    artifacts — done by hand): one build pushes, a probe job on each of two Docker hosts pulls by content hash and
+    leaves its record, and `envcheck table --results` merges them into a table with both hosts' columns."""
+    repo = tmp_path / "repo"
+    matrix = fleet_matrix(repo, [JAX], registry, second_daemon)
+    done = run_cli("ci", "github", "-m", "matrix.yaml", "--runner", "local", "--runner", "d2", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    jobs = yaml.safe_load(done.stdout)["jobs"]
+    build_steps = {s.get("name"): s for s in jobs["build"]["steps"]}
+    probe_steps = {s.get("name"): s for s in jobs["probe"]["steps"]}
+    login = envcheck_env(registry)
+    built = run_step(build_steps["Build and push"], repo, {"REGISTRY": f"{registry.address}/envcheck", **login})
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.stdout.strip().startswith(f"{registry.address}/envcheck/fl-jax@sha256:")  # pushed, by digest
+    assert second_daemon.client_certs is not None
+    daemons = {
+        "local": {},
+        "d2": {
+            "DOCKER_HOST": second_daemon.url,
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_CERT_PATH": str(second_daemon.client_certs),
+        },
+    }
+    artifacts = tmp_path / "artifacts"
+    for runner, daemon in daemons.items():
+        checkout = tmp_path / f"checkout-{runner}"  # each probe job has a fresh checkout of the repository
+        checkout.mkdir()
+        (checkout / "matrix.yaml").write_text(matrix.read_text())
+        env = {"STACK": "fl-jax", "RUNNER": runner, "REGISTRY": f"{registry.address}/envcheck", **login, **daemon}
+        probed = run_step({**probe_steps["Probe"], "env": {**probe_steps["Probe"]["env"], **env}}, checkout, {})
+        assert probed.returncode == 0, probed.stderr[-3000:]
+        kept = run_step({**probe_steps["Keep the record"], "env": env}, checkout, {})
+        assert kept.returncode == 0, kept.stderr
+        junit = (checkout / f"junit-fl-jax-{runner}.xml").read_text()
+        assert '<testsuite name="envcheck" tests="1" failures="0"' in junit
+        shutil.copytree(checkout / "records", artifacts / f"envcheck-record-fl-jax-{runner}")
+        (record,) = [
+            json.loads(line) for line in (checkout / "records" / f"fl-jax--{runner}.jsonl").read_text().splitlines()
+        ]
+        assert record["host"]["label"] == runner and record["digest"].startswith(f"{registry.address}/envcheck/fl-jax@")
+    merged = run_cli("table", "-m", str(matrix), "--results", str(artifacts))
+    assert merged.returncode == 0, merged.stderr
+    table = json.loads((repo / "docs" / "compatibility.json").read_text())
+    assert {h["label"] for h in table["hosts"]} == {"local", "d2"}
+    assert {(c["stack"], c["host"], c["status"] in ("gpu", "cpu-only")) for c in table["cells"]} == {
+        ("fl-jax", "local", True),
+        ("fl-jax", "d2", True),
+    }
+    secrets_absent([built.stdout, built.stderr, merged.stdout, merged.stderr], tmp_path, second_daemon)
+
+
+def test_a_rendered_kubernetes_job_run_as_a_container_is_collected_into_a_record(
+    tmp_path: Path, docker_api: Any, registry: Registry, second_daemon: SecondDaemon, images_go: None
+):
+    """No cluster here: `k8s render` asks the real registry for the digest, the Job's container (image by digest,
+    command, environment, read-only root) runs on Docker, and its log — stdout and stderr together, as a pod log —
+    with GPU Feature Discovery's node labels becomes a record that `envcheck table` puts in its own column."""
+    from envcheck.jobs.k8s import result_of_pod
+    from envcheck.matrix import load_matrix
+
+    repo = tmp_path / "repo"
+    matrix = fleet_matrix(repo, [JAX], registry, second_daemon)
+    built = run_cli("build", "-m", str(matrix), "--push", "--ca-bundle", "auto", env=envcheck_env(registry))
+    assert built.returncode == 0, built.stderr[-3000:]
+    product = "NVIDIA-A100-SXM4-80GB"
+    rendered = run_cli("k8s", "render", "-m", str(matrix), "--gpu-product", product, env=envcheck_env(registry))
+    assert rendered.returncode == 0, rendered.stderr
+    (job,) = list(yaml.safe_load_all(rendered.stdout))
+    (spec,) = job["spec"]["template"]["spec"]["containers"]
+    assert spec["image"] == built.stdout.strip()  # by digest, the one the build pushed
+    container = docker_api.create_container(
+        spec["image"],
+        command=spec["command"],
+        environment={e["name"]: e["value"] for e in spec["env"]},
+        host_config=docker_api.create_host_config(read_only=True, tmpfs={"/tmp": ""}, network_mode="none"),
+        labels={labels.OWNER: "1"},
+    )
+    try:
+        docker_api.start(container)
+        exit_code = docker_api.wait(container, timeout=600)["StatusCode"]
+        log = docker_api.logs(container, stdout=True, stderr=True).decode()
+    finally:
+        docker_api.remove_container(container, force=True)
+    pod = {
+        "metadata": {"name": f"{job['metadata']['name']}-abcde", "creationTimestamp": "2026-11-27T10:00:00Z"},
+        "spec": {"nodeName": "gpu-node-1", "containers": [spec]},
+        "status": {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [{"name": "probe", "state": {"terminated": {"exitCode": exit_code}}}],
+        },
+    }
+    node = {"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": "1"}
+    stack = load_matrix(matrix).stacks[0]
+    result = result_of_pod(stack, job, pod, log, node)
+    assert result is not None and result.status.value in ("gpu", "cpu-only"), result
+    assert result.probe and result.probe["framework_version"] == "0.4.35"
+    assert result.content_hash == job["metadata"]["annotations"]["envcheck/content-hash"]
+    from envcheck.results import store
+
+    store.append(tmp_path / "k8s.jsonl", [result])
+    merged = run_cli("table", "-m", str(matrix), "--results", str(tmp_path / "k8s.jsonl"))
+    assert merged.returncode == 0, merged.stderr
+    table = json.loads((repo / "docs" / "compatibility.json").read_text())
+    assert [h["label"] for h in table["hosts"]] == [product]

@@ -1,0 +1,32 @@
+"""The matrix as jobs of the engines teams already run: GitHub Actions and GitLab CI workflows (ci.py) and
+Kubernetes Jobs (k8s.py), generated from matrix.yaml, and the records those jobs leave collected into the table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class _Dumper(yaml.SafeDumper):
+    """Parts shared by several jobs (steps, labels) are written out in each: no &anchors, which CI readers and
+    people do not expect."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """Multi-line strings (scripts, path lists) as literal blocks, as people write them."""
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1000, default_flow_style=False)
+
+
+def dump_yaml_all(documents: list[Any]) -> str:
+    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=1000, default_flow_style=False)
