@@ -288,8 +288,13 @@ def test_the_generated_ci_jobs_run_here_and_merge_into_a_two_host_table(
     build_steps = {s.get("name"): s for s in jobs["build"]["steps"]}
     probe_steps = {s.get("name"): s for s in jobs["probe"]["steps"]}
     login = envcheck_env(registry)
+    there_before = registry.tags("envcheck/fl-jax")  # an earlier test may have pushed this very image
     built = run_step(build_steps["Build and push"], repo, {"REGISTRY": f"{registry.address}/envcheck", **login})
     assert built.returncode == 0, built.stderr[-3000:]
+    assert len(registry.tags("envcheck/fl-jax")) == 1  # one tag, the content hash: never the same image twice
+    assert ("already has it" in built.stderr) == bool(there_before) and ("pushing" in built.stderr) != bool(
+        there_before
+    )
     assert built.stdout.strip().startswith(f"{registry.address}/envcheck/fl-jax@sha256:")  # pushed, by digest
     assert second_daemon.client_certs is not None
     daemons = {

@@ -82,12 +82,21 @@ def test_the_github_workflow_passes_actionlint_and_the_schema(matrix: Path):
     subprocess.run(["git", "init", "-q"], cwd=matrix.parent, check=True)  # actionlint looks for the repository
     lint = subprocess.run([tool("actionlint"), "-no-color"], cwd=matrix.parent, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    schema = subprocess.run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflows / "envcheck.yml")],
-        capture_output=True,
-        text=True,
+    # the variant whose table job commits the table, checked the same way
+    (workflows / "commit.yml").write_text(
+        generate(matrix, "ci", "github", "--commit", *[f"--runner={r}" for r in RUNNERS])
     )
-    assert schema.returncode == 0, schema.stdout + schema.stderr
+    lint = subprocess.run([tool("actionlint"), "-no-color"], cwd=matrix.parent, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    for name in ("envcheck.yml", "commit.yml"):
+        schema = subprocess.run(
+            [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflows / name)],
+            capture_output=True,
+            text=True,
+        )
+        assert schema.returncode == 0, schema.stdout + schema.stderr
+    committing = yaml.safe_load((workflows / "commit.yml").read_text())["jobs"]["table"]
+    assert committing["permissions"] == {"contents": "write"} and "git push" in committing["steps"][-1]["run"]
 
     workflow = yaml.safe_load(text)
     jobs = workflow["jobs"]
