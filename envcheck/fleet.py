@@ -48,7 +48,7 @@ class Target:
     api: Any = None
     host: Host | None = None
     down: str | None = None  # why it cannot be reached (then every cell of it is host-unreachable)
-    container: str | None = None  # the probe running there now
+    container: str | None = None  # the name of the probe container running there now
     work: queue.Queue[tuple[BuildContext, BuildInfo | str, str | None, str | None] | None] = field(
         default_factory=queue.Queue
     )

@@ -8,6 +8,7 @@ without GPUs so everything else about the image is still measured. Every contain
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,17 +81,21 @@ def _run_once(
     host_config = api.create_host_config(
         device_requests=gpu_request() if gpus else None, **(SANDBOX if sandbox else {})
     )
-    container = api.create_container(
-        image,
-        command=command,
-        host_config=host_config,
-        environment=SANDBOX_ENV if sandbox else None,
-        labels={labels.OWNER: "1", labels.STACK: stack},
-    )
+    # Named before it exists: Ctrl-C or SIGTERM may land while the daemon creates it and before its id comes back,
+    # and the name is then how it is found and removed (here, or by another thread through on_start).
+    container = f"envcheck-{stack}-{uuid.uuid4().hex[:12]}"
+    if on_start:
+        on_start(container)
     start = time.monotonic()
     try:
-        if on_start:
-            on_start(container["Id"])
+        api.create_container(
+            image,
+            command=command,
+            host_config=host_config,
+            environment=SANDBOX_ENV if sandbox else None,
+            labels={labels.OWNER: "1", labels.STACK: stack},
+            name=container,
+        )
         api.start(container)
         timed_out = False
         try:
@@ -107,7 +112,7 @@ def _run_once(
         try:
             api.remove_container(container, force=True)
         except docker_errors():
-            pass
+            pass  # never created (the daemon refused it), or already gone
 
 
 def run_probe(
@@ -123,7 +128,7 @@ def run_probe(
     """Run the probe (or another command) with GPUs; if the daemon cannot give GPUs, record why and run again
     without. A container still running after timeout seconds is killed; every container is removed. sandbox
     (the default) runs it with least privilege (SANDBOX); a stack opts out with `sandbox: false`. on_start receives
-    each container's id before it starts (so another thread can remove it on Ctrl-C)."""
+    each container's name before it is created (so another thread can remove it on Ctrl-C)."""
     command = command or PROBE_COMMAND + (args or [])
     try:
         outcome = _run_once(api, image, stack, command, True, timeout, sandbox, on_start)
