@@ -2,7 +2,8 @@
 127.0.0.1 with a password (htpasswd, bcrypt), and a second Docker daemon standing in for a remote GPU host — its
 own socket, data root, exec root, pid file, containerd namespace and bridge interface, reached over TCP with TLS
 client certificates. The first daemon's docker0 and iptables chains are left alone (`--bridge=none` would delete
-docker0; this daemon gets a bridge of its own and no iptables).
+docker0; this daemon gets a bridge of its own, no iptables of its own, and three rules naming only its bridge so
+its builds reach the package registries).
 """
 
 from __future__ import annotations
@@ -24,6 +25,20 @@ USER = "envcheck-ci"
 PASSWORD = "s3cret-registry-pw-7Qz"  # the tests grep every output for it
 BRIDGE = "envcheck-br2"
 BRIDGE_ADDRESS = "172.31.250.1/24"
+BRIDGE_NET = "172.31.250.0/24"
+# The second daemon runs without iptables (two daemons would rewrite each other's chains), so its containers get
+# their way out from these rules, as Docker gives docker0 its own; they name only this bridge and are removed after.
+NAT_RULES = [
+    ["-t", "nat", "POSTROUTING", "-s", BRIDGE_NET, "!", "-o", BRIDGE, "-j", "MASQUERADE"],
+    ["FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "ACCEPT"],
+    ["FORWARD", "-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+]
+
+
+def iptables(action: str, rule: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """-I / -D one of NAT_RULES (the table option stays before the chain)."""
+    table, rest = (rule[:2], rule[2:]) if rule[0] == "-t" else ([], rule)
+    return subprocess.run(["iptables", *table, action, *rest], capture_output=True, check=False)
 
 
 def free_port() -> int:
@@ -166,6 +181,10 @@ class SecondDaemon:
             ["ip", "link", "set", BRIDGE, "up"],
         ):
             subprocess.run(command, check=True, capture_output=True)
+        for rule in NAT_RULES:
+            while iptables("-D", rule).returncode == 0:  # a crashed earlier run's copy
+                pass
+            iptables("-I", rule).check_returncode()
 
     def start(self) -> None:
         assert self.server_certs is not None
@@ -233,6 +252,8 @@ class SecondDaemon:
 
     def remove(self) -> None:
         self.stop()
+        for rule in NAT_RULES:
+            iptables("-D", rule)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -386,3 +386,71 @@ def test_a_rendered_kubernetes_job_run_as_a_container_is_collected_into_a_record
     assert merged.returncode == 0, merged.stderr
     table = json.loads((repo / "docs" / "compatibility.json").read_text())
     assert [h["label"] for h in table["hosts"]] == [product]
+
+
+def test_a_probe_over_its_timeout_is_a_timeout_cell_on_every_host(
+    tmp_path: Path, docker_api: Any, registry: Registry, second_daemon: SecondDaemon, images_go: None
+):
+    """--run-timeout applies on each host as on one: the probe (JAX's full benchmark on a CPU takes longer than
+    two seconds) is killed there, the cell says timeout, and neither daemon keeps the container."""
+    matrix = fleet_matrix(tmp_path, [JAX], registry, second_daemon)
+    args = (
+        "matrix",
+        "-m",
+        str(matrix),
+        "--on",
+        "all",
+        "--force",
+        "--run-timeout",
+        "2",
+        "--json",
+        "--ca-bundle",
+        "auto",
+    )
+    done = run_cli(*args, env=envcheck_env(registry), timeout=1800)
+    assert done.returncode == 1, done.stderr[-3000:]
+    cells = {r["host"]["label"]: r for r in json.loads(done.stdout)}
+    for label in ("local", "d2"):
+        assert cells[label]["status"] == "timeout" and "--run-timeout" in cells[label]["error"], cells[label]
+    for api in (docker_api, second_daemon.api()):
+        assert not api.containers(all=True, filters={"label": labels.OWNER})
+
+
+def test_build_on_another_host_then_probe_here_from_the_registry(
+    tmp_path: Path, docker_api: Any, registry: Registry, second_daemon: SecondDaemon, images_go: None
+):
+    """--build-on d2 --on local: the second daemon builds (its base pulled from the registry, as a build machine
+    would) and pushes; this daemon, which did not build, pulls the image by digest and probes it."""
+    from fleet_parts import PASSWORD, USER
+
+    base = f"{registry.address}/envcheck-base/debian:bookworm-slim"
+    docker_api.tag("debian:bookworm-slim", base.rsplit(":", 1)[0], "bookworm-slim")
+    try:
+        for chunk in docker_api.push(
+            base.rsplit(":", 1)[0], tag="bookworm-slim", stream=True, decode=True,
+            auth_config={"username": USER, "password": PASSWORD},
+        ):  # fmt: skip
+            assert "error" not in chunk, chunk
+    finally:
+        docker_api.remove_image(base)
+    matrix = fleet_matrix(tmp_path, [{**JAX, "name": "fl-jax-d2", "base": base}], registry, second_daemon)
+    args = (
+        "matrix",
+        "-m",
+        str(matrix),
+        "--on",
+        "local",
+        "--build-on",
+        "d2",
+        "--quick",
+        "--json",
+        "--ca-bundle",
+        "auto",
+    )
+    done = run_cli(*args, env=envcheck_env(registry), timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(done.stdout)
+    assert result["host"]["label"] == "local" and result["status"] in ("gpu", "cpu-only")
+    assert second_daemon.api().images(filters={"label": f"{labels.STACK}=fl-jax-d2"})  # built there
+    assert result["digest"] in (docker_api.inspect_image(result["image"]).get("RepoDigests") or [])  # pulled here
+    assert "pulling" in done.stderr and "[fl-jax-d2] built" in done.stderr
