@@ -129,11 +129,12 @@ def image_janitor(docker_api: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def images_removed_after(docker_api: Any) -> Iterator[None]:
-    """Remove the envcheck images created inside the block and the build stages they left behind; older ones
-    stay (they are the layer cache later tests rebuild from)."""
+    """Remove the envcheck images created inside the block, the build stages they left behind and the steps
+    failed builds left (untagged, unlabelled); older ones stay (they are the layer cache later tests rebuild from)."""
 
     def ours() -> list[dict[str, Any]]:
-        return [i for label in (labels.OWNER, labels.STAGE) for i in docker_api.images(filters={"label": label})]
+        labelled = [i for label in (labels.OWNER, labels.STAGE) for i in docker_api.images(filters={"label": label})]
+        return labelled + docker_api.images(filters={"dangling": True})
 
     before = {i["Id"] for i in ours()}
     yield
