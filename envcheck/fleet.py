@@ -11,14 +11,13 @@ host and keeps every finished cell, as a one-host run does.
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck import __version__, log
+from envcheck import log
 from envcheck.engine.client import connect, describe_host, docker_errors
 from envcheck.engine.registry import RegistryError, pull, push
 from envcheck.errors import ConfigError, HostUnreachable
@@ -26,7 +25,7 @@ from envcheck.hosts import HostSpec
 from envcheck.lint import predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.options import Options
-from envcheck.pipeline import MatrixRun, Where
+from envcheck.pipeline import MatrixRun, Where, new_result
 from envcheck.render import BuildContext
 from envcheck.results import store
 from envcheck.results.model import BuildInfo, Host, Result, Status
@@ -231,16 +230,9 @@ class FleetRun:
 
     def unreachable(self, target: Target, ctx: BuildContext, reason: str) -> Result:
         """The cell of a host that could not be reached, saved like any other so the table shows why."""
-        result = Result(
-            stack=ctx.stack.name,
-            status=Status.HOST_UNREACHABLE,
-            timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            host=target.host or Host(label=target.spec.name),
-            definition=ctx.stack.as_dict(),
-            image=ctx.tag,
-            content_hash=ctx.content_hash,
-            envcheck=__version__,
-            error=reason,
+        host = target.host or Host(label=target.spec.name)
+        result = new_result(
+            ctx.stack, host, Status.HOST_UNREACHABLE, image=ctx.tag, content_hash=ctx.content_hash, error=reason
         )
         self.pipeline.set(row(ctx.stack.name, target.spec.name), f"{result.status}: {reason[:100]}")
         self.pipeline.save(result, target.latest)

@@ -51,6 +51,30 @@ class Where:
     failed: tuple[Status, str] | None = None  # the stack could not reach this host (push or pull failed)
 
 
+def new_result(stack: Stack, host: Host, status: Status, **fields: Any) -> Result:
+    """A result of `stack` on `host`, stamped now and by this envcheck; the same for a build here, a host of --on
+    and a Kubernetes pod."""
+    return Result(
+        stack=stack.name,
+        status=status,
+        timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        host=host,
+        definition=stack.as_dict(),
+        envcheck=__version__,
+        **fields,
+    )
+
+
+def judge(result: Result, probe: dict[str, Any], gpu_refusal: str | None = None) -> None:
+    """What a probe's document says, into its result: the diagnoses, the benchmark, the document itself, and gpu or
+    cpu-only; the same whether the probe ran under Docker or in a pod."""
+    facts = Facts(probe=probe, gpu_refusal=gpu_refusal)
+    result.diagnoses = diagnose(facts)
+    result.benchmark = facts.benchmark
+    result.probe = {k: v for k, v in probe.items() if k != "benchmark"}
+    result.status = Status.GPU if uses_gpu(probe, result.diagnoses) else Status.CPU_ONLY
+
+
 def seen_by_probe(host: Host, probe: dict[str, Any]) -> Host:
     """A remote host's driver and GPUs as NVML reported them inside its container (this machine's NVML knows
     nothing of that host); its fingerprint stays the daemon's, so reuse does not depend on one probe."""
@@ -224,16 +248,13 @@ class MatrixRun:
         its result, refresh the table."""
         stack = ctx.stack
         where = where or Where(self.api, ctx.stack.name)
-        result = Result(
-            stack=stack.name,
-            status=Status.BUILD_FAILED,
-            timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            host=host,
-            definition=stack.as_dict(),
+        result = new_result(
+            stack,
+            host,
+            Status.BUILD_FAILED,
             image=ctx.tag,
             content_hash=ctx.content_hash,
             digest=where.digest,
-            envcheck=__version__,
             predicted=[f.as_dict() for f in predicted],
         )
         if isinstance(built, str):
@@ -288,9 +309,5 @@ class MatrixRun:
             result.status = Status.TIMEOUT if outcome.timed_out else Status.RUN_FAILED
             result.error = outcome.error
             return
-        facts = Facts(probe=outcome.probe, gpu_refusal=outcome.gpu_refusal)
-        result.diagnoses = diagnose(facts)
-        result.benchmark = facts.benchmark
-        result.probe = {k: v for k, v in outcome.probe.items() if k != "benchmark"}
-        result.status = Status.GPU if uses_gpu(outcome.probe, result.diagnoses) else Status.CPU_ONLY
+        judge(result, outcome.probe, outcome.gpu_refusal)
         result.run.seconds = time.monotonic() - start

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import math
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,21 +49,21 @@ class CiOptions:
     @property
     def results_path(self) -> str:
         """results/ beside the matrix file, as envcheck puts it (quoted for the shell)."""
-        import shlex
-
         return shlex.quote(str(Path(self.matrix_path).parent / "results"))
 
 
 @functools.cache
+def pinned() -> dict[str, dict[str, str]]:
+    """actions.yaml: each action's repository, commit and the release that commit is (read once)."""
+    return yaml.safe_load((Path(__file__).with_name("actions.yaml")).read_text(encoding="utf-8"))["actions"]
+
+
 def actions() -> dict[str, str]:
-    """uses: strings pinned by commit, from actions.yaml (with the release each commit is)."""
-    data = yaml.safe_load((Path(__file__).with_name("actions.yaml")).read_text(encoding="utf-8"))
-    return {name: f"{a['uses']}@{a['sha']}" for name, a in data["actions"].items()}
+    """uses: strings pinned by commit."""
+    return {name: f"{a['uses']}@{a['sha']}" for name, a in pinned().items()}
 
 
 def check(options: CiOptions) -> None:
-    import re
-
     for label in options.runners:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", label):
             raise ConfigError(f"--runner {label!r}: expected {RUNNER_LABEL}")
@@ -244,8 +246,7 @@ def github_workflow(matrix: Matrix, options: CiOptions) -> str:
 
 
 def _pins_comment() -> str:
-    data = yaml.safe_load((Path(__file__).with_name("actions.yaml")).read_text(encoding="utf-8"))["actions"]
-    listed = ", ".join(f"{a['uses']} {a['version']}" for a in data.values())
+    listed = ", ".join(f"{a['uses']} {a['version']}" for a in pinned().values())
     return f"# Actions pinned by commit: {listed}.\n"
 
 

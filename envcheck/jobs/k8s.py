@@ -15,16 +15,15 @@ probe output without a cluster.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from envcheck import __version__
-from envcheck.diagnose import Facts, diagnose, uses_gpu
 from envcheck.errors import ConfigError
 from envcheck.matrix import Matrix, Stack
+from envcheck.pipeline import judge, new_result
 from envcheck.probe import PROBE_COMMAND, parse_output
 from envcheck.render import BuildContext
 from envcheck.results.model import Host, Result, RunInfo, Status
@@ -193,15 +192,12 @@ def result_of_pod(
     product = _get(job_data, "metadata", "labels", PRODUCT_LABEL)
     node_name = _get(pod, "spec", "nodeName")
     host = host_of(node_labels or {}, node_name) if node_name else Host(label=product or "unscheduled")
-    result = Result(
-        stack=stack.name,
-        status=Status.RUN_FAILED,
-        timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        host=host,
-        definition=stack.as_dict(),
+    result = new_result(
+        stack,
+        host,
+        Status.RUN_FAILED,
         image=_image(pod) if pod else None,
         content_hash=_get(job_data, "metadata", "annotations", HASH_ANNOTATION),
-        envcheck=__version__,
     )
     phase = _get(pod, "status", "phase")
     deadline = _deadline(job_data)
@@ -235,11 +231,7 @@ def result_of_pod(
         reason = _get(terminated, "reason") or phase or "unknown"
         result.error = f"the probe printed no JSON (pod {phase}, container {reason}, exit code {result.run.exit_code})"
         return result
-    facts = Facts(probe=probe)
-    result.diagnoses = diagnose(facts)
-    result.benchmark = facts.benchmark
-    result.probe = {k: v for k, v in probe.items() if k != "benchmark"}
-    result.status = Status.GPU if uses_gpu(probe, result.diagnoses) else Status.CPU_ONLY
+    judge(result, probe)
     return result
 
 
