@@ -20,6 +20,7 @@ import yaml
 
 from conftest import REPO, run_cli
 from envcheck.jobs.k8s import GFD_PRODUCT, job_name
+from envcheck.results import store
 
 AXES = """\
 registry: registry.example.com:5000/team/envcheck
@@ -320,6 +321,14 @@ def test_a_running_pod_is_left_for_later_and_odd_api_json_never_crashes():
     for odd in ({"spec": [], "status": "x"}, {"status": {"phase": "Failed", "containerStatuses": "x"}}, {}):
         result = result_of_pod(jax_stack(), {"metadata": []}, odd, "not json", {"nvidia.com/gpu.count": "many"})
         assert result is None or result.status.value in ("run-failed", "host-unreachable", "timeout")
+    # values of the wrong type where strings belong never reach the record: it stays a readable record
+    odd_job = {
+        "metadata": {"labels": {"envcheck/gpu-product": {"x": 1}}, "annotations": {"envcheck/content-hash": [1]}}
+    }
+    for pod in (None, {"spec": {"nodeName": 5}, "status": {"phase": "Failed"}}):
+        result = result_of_pod(jax_stack(), odd_job, pod, None, None)
+        assert result is not None and result.content_hash is None and result.host.label == "unscheduled"
+        assert store.parse_line(store.record_line(result).encode()).host.label == "unscheduled"
 
 
 def test_collect_without_a_cluster_is_one_clear_error(tmp_path: Path):

@@ -157,6 +157,12 @@ def _get(data: Any, *keys: str) -> Any:
     return data
 
 
+def _text(data: Any, *keys: str) -> str | None:
+    """A nested string of API JSON, None where it is missing or not a string (it goes into records)."""
+    value = _get(data, *keys)
+    return value if isinstance(value, str) else None
+
+
 def host_of(node_labels: dict[str, str], node_name: str | None) -> Host:
     """The node as a host: labelled by its GPU product, driver and GPUs from GPU Feature Discovery's labels."""
     labels = {k: v for k, v in (node_labels or {}).items() if isinstance(k, str) and isinstance(v, str)}
@@ -189,15 +195,15 @@ def result_of_pod(
 ) -> Result | None:
     """One cell from a Job, its newest pod, that pod's log and its node's labels (API JSON). None while the pod is
     still running (nothing to say yet)."""
-    product = _get(job_data, "metadata", "labels", PRODUCT_LABEL)
-    node_name = _get(pod, "spec", "nodeName")
+    product = _text(job_data, "metadata", "labels", PRODUCT_LABEL)
+    node_name = _text(pod, "spec", "nodeName")
     host = host_of(node_labels or {}, node_name) if node_name else Host(label=product or "unscheduled")
     result = new_result(
         stack,
         host,
         Status.RUN_FAILED,
         image=_image(pod) if pod else None,
-        content_hash=_get(job_data, "metadata", "annotations", HASH_ANNOTATION),
+        content_hash=_text(job_data, "metadata", "annotations", HASH_ANNOTATION),
     )
     phase = _get(pod, "status", "phase")
     deadline = _deadline(job_data)
