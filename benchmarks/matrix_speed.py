@@ -21,6 +21,7 @@ intermediate build-stage image was left. The figures go to stdout and, with --ou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -43,14 +44,21 @@ from envcheck.options import ca_bundle
 from envcheck.render import render
 
 REPO = Path(__file__).resolve().parents[1]
+RAN = {"gpu", "cpu-only"}  # a stack that built and probed, with or without a GPU
 
 
 def run(command: list[str], env: dict[str, str]) -> float:
+    """Time one `envcheck matrix --json`; a stack that did not build or probe makes the figure worthless."""
     start = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode not in (0, 1):
-        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    try:
+        failed = [f"{r['stack']}: {r['status']}" for r in json.loads(done.stdout) if r["status"] not in RAN]
+    except (ValueError, KeyError, TypeError):
+        failed = ["no JSON results"]
+    if done.returncode not in (0, 1) or failed:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}, {failed}):\n{done.stderr[-3000:]}")
+    return seconds
 
 
 def remove_images(api: Any, names: list[str]) -> None:
@@ -81,8 +89,8 @@ def disk(api: Any, names: list[str]) -> dict[str, float]:
 def naive_context(stack: Any, root: Path, bundle: Path | None) -> Any:
     """The stack's Dockerfile as a user would adapt it by hand behind a TLS proxy: the same single-stage file
     envcheck renders, with the bundle copied in right after FROM and PIP_CERT pointing at it (it stays in the
-    image, as it does when done by hand)."""
-    ctx = render(stack, root)
+    image, as it does when done by hand), and pip as the installer, as by hand."""
+    ctx = render(dataclasses.replace(stack, installer="pip"), root)
     if bundle:
         shutil.copy(bundle, ctx.directory / "ca.pem")
         lines = ctx.dockerfile.read_text().splitlines(keepends=True)
@@ -106,7 +114,7 @@ def main() -> None:
     names = [s.name for s in stacks]
     cache_dir = work / "package-cache"
     env = {**os.environ, package_cache.ENV_DIR: str(cache_dir)}
-    envcheck = [sys.executable, "-m", "envcheck", "matrix", "-m", str(matrix_file), "--quick"]
+    envcheck = [sys.executable, "-m", "envcheck", "matrix", "-m", str(matrix_file), "--quick", "--json"]
     envcheck += ["--ca-bundle", args.ca_bundle]
     api = connect()
     bundle = ca_bundle(args.ca_bundle)
@@ -168,6 +176,8 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
         "matrix": str(args.matrix),
         "stacks": names,
+        "envcheck": "default options: --jobs per the daemon's CPUs (at most 4), installer uv, package cache on",
+        "docker_cpus": api.info().get("NCPU"),
         "steps": steps,
         "disk_after_step_3": layers,
         "ratios_to_naive_cold": {s["step"]: round(s["seconds"] / naive, 2) for s in steps[1:]},

@@ -46,7 +46,7 @@ def run_options(args: argparse.Namespace) -> options.Options:
         no_cache=getattr(args, "no_cache", False),
         build_timeout=getattr(args, "build_timeout", 3600.0),
         run_timeout=getattr(args, "run_timeout", 600.0),
-        jobs=getattr(args, "jobs", 1),
+        jobs=getattr(args, "jobs", None),
         quick=getattr(args, "quick", False),
         host_label=options.host_label(getattr(args, "host_label", None)),
         package_cache=not getattr(args, "no_package_cache", False),
@@ -157,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         "-j",
         type=positive_int,
-        default=1,
+        default=None,
         metavar="N",
-        help="build up to N stacks at once; probes still run one at a time (default 1)",
+        help="build up to N stacks at once; probes still run one at a time (default: one per CPU of the daemon "
+        "that builds, at most 4)",
     )
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument(

@@ -78,6 +78,7 @@ class Stack:
     torch: str | None = None
     jax: str | None = None
     index: str | None = None  # torch: PyTorch's wheel index (cu121, cpu, ...) for variant index
+    installer: str = "uv"  # what installs the wheels in the build: uv (fast) or pip (exactly pip's resolver)
     position: Position | None = field(default=None, compare=False)
     positions: dict[str, Position] = field(default_factory=dict, compare=False)
 
@@ -117,6 +118,7 @@ class Stack:
             "pip": list(self.pip),
             "env": dict(self.env),
             "sandbox": self.sandbox,
+            "installer": self.installer,
         }
         if self.index:
             data["index"] = self.index
@@ -223,11 +225,12 @@ STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[object, str]]] = {
     "base": _string(IMAGE_RE, 'a Docker image reference such as "debian:bookworm-slim"'),
     "python": _string(PYTHON_RE, 'a Python version such as "3.11"'),
     "sandbox": _boolean("true or false"),
+    "installer": _string(re.compile(r"(uv|pip)\Z"), "uv or pip"),
 }
 LIST_FIELDS = {"pip", "env"}
 REQUIRED = ("name",)
 DEFAULTABLE = set(STACK_FIELDS) - {"name"} | LIST_FIELDS
-BUILTIN_DEFAULTS = {"base": "debian:bookworm-slim", "python": "3.11"}
+BUILTIN_DEFAULTS = {"base": "debian:bookworm-slim", "python": "3.11", "installer": "uv"}
 
 
 class _Validator:
@@ -587,6 +590,7 @@ def _stack(values: Entry, position: Position) -> Stack:
         pip=get("pip", ()),
         env=get("env", ()),
         sandbox=get("sandbox", True),
+        installer=get("installer", "uv"),
         position=position,
         positions={key: pos for key, (_, pos) in values.items() if pos is not None},
     )

@@ -27,7 +27,7 @@ class Options:
     no_cache: bool = False  # build without Docker's layer cache
     build_timeout: float = 3600.0
     run_timeout: float = 600.0
-    jobs: int = 1  # builds at once; probes always run one at a time
+    jobs: int | None = None  # builds at once (None: per the building daemon's CPUs); probes run one at a time
     quick: bool = False  # the probe's short benchmark
     host_label: str | None = None
     package_cache: bool = True  # serve pip in builds from envcheck's package cache (engine/package_cache.py)

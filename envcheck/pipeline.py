@@ -1,6 +1,7 @@
 """Stacks through the whole pipeline: render → build → run (probe) → diagnose → saved result.
 
-Builds run in parallel threads (--jobs), each with its own daemon connection; probes run one at a time in
+Builds run in parallel threads (--jobs, default one per CPU of the building daemon, at most 4), each with its own
+daemon connection, beginnings that stacks share built once before them; probes run one at a time in
 the main thread as builds finish, so a GPU is never shared. Nothing here raises for a stack that fails: the
 failure becomes its status and the matrix goes on. Every result is saved (atomically) the moment it exists,
 and the table is rewritten after each, so Ctrl-C or a crash loses nothing that had finished.
@@ -12,6 +13,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ from typing import Any
 
 from envcheck import __version__, log
 from envcheck.diagnose import Facts, diagnose, uses_gpu
-from envcheck.engine.build import build, current_image
+from envcheck.engine.build import build, build_progress, build_shared, current_image
 from envcheck.engine.client import connect, describe_host, docker_errors, is_local
 from envcheck.engine.package_cache import PackageCache, package_cache
 from envcheck.engine.registry import RegistryError, pull, repository
@@ -31,9 +33,11 @@ from envcheck.hosts import HostSpec
 from envcheck.lint import Finding, predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.options import Options
-from envcheck.render import BuildContext, render
+from envcheck.render import BuildContext, SharedLayers, render, shared_layers
 from envcheck.results import publish, store
 from envcheck.results.model import BuildInfo, Host, Result, Status
+
+MAX_DEFAULT_JOBS = 4
 
 
 @dataclass
@@ -199,23 +203,94 @@ class MatrixRun:
         return None
 
     def build_all(self, contexts: list[BuildContext]) -> Iterator[tuple[BuildContext, BuildInfo | str]]:
-        """Build in --jobs threads; yields each stack's outcome as it finishes. Ctrl-C closes the builds'
-        connections, which makes the daemon cancel them. The package cache runs while any build does."""
+        """Build in --jobs threads; yields each stack's outcome as it finishes. A beginning several stacks share
+        (base + Python, the installer, the same NVIDIA pins) is built once first and their builds wait for it, so
+        parallel builds neither repeat it nor lose the sharing. Ctrl-C closes the builds' connections, which makes
+        the daemon cancel them. The package cache runs while any build does."""
         if not contexts:
             return
         with self.package_cache() as cache:
             self.buildargs = cache.buildargs if cache else {}
-            pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.options.jobs))
+            prepared = [self.prepare(ctx, cache) for ctx in contexts]
+            # Without Docker's layer cache nothing is shared, not even within one run.
+            shared, waits = ([], {}) if self.options.no_cache else shared_layers(prepared)
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.options.jobs or self.default_jobs())
+            finished: queue.Queue[tuple[BuildContext, concurrent.futures.Future[BuildInfo | str]]] = queue.Queue()
+            waiting: dict[str | None, list[Callable[[], None]]] = {}
+            closed = threading.Event()
+
+            def start(task: Callable[[], Any]) -> concurrent.futures.Future[Any] | None:
+                return None if closed.is_set() else pool.submit(task)
+
+            def stack_task(ctx: BuildContext) -> Callable[[], None]:
+                def submit() -> None:
+                    future = start(lambda: self.build(ctx))
+                    if future:
+                        future.add_done_callback(lambda done: finished.put((ctx, done)))
+
+                return submit
+
+            def shared_task(layers: SharedLayers, source: BuildContext) -> Callable[[], None]:
+                def run() -> None:
+                    try:
+                        self.build_shared(layers, source)
+                    except Exception as exc:  # the stacks' own builds then report what is wrong
+                        log.warning(f"layers shared by {', '.join(layers.stacks)} not built first: {exc}")
+                    finally:
+                        for submit in waiting.pop(layers.key, []):
+                            submit()
+
+                def submit() -> None:
+                    start(run)
+
+                return submit
+
+            by_name = {ctx.stack.name: ctx for ctx in prepared}
+            for layers in shared:
+                waiting.setdefault(layers.after, []).append(shared_task(layers, by_name[layers.stacks[0]]))
+            for ctx in prepared:
+                waiting.setdefault(waits.get(ctx.stack.name), []).append(stack_task(ctx))
             try:
-                futures = {pool.submit(self.build, self.prepare(ctx, cache)): ctx for ctx in contexts}
-                for future in concurrent.futures.as_completed(futures):
-                    yield futures[future], future.result()
+                for submit in waiting.pop(None, []):
+                    submit()
+                for _ in prepared:
+                    ctx, future = finished.get()
+                    yield ctx, future.result()
             except BaseException:
+                closed.set()
                 for client in self.clients:
                     client.close()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             pool.shutdown()
+
+    def default_jobs(self) -> int:
+        """--jobs when not given: one build per CPU of the daemon that builds, at most 4 (each writes gigabytes)."""
+        try:
+            cpus = int(self.api.info().get("NCPU") or 1)
+        except (*docker_errors(), ValueError, TypeError):
+            cpus = 1
+        return max(1, min(cpus, MAX_DEFAULT_JOBS))
+
+    def build_shared(self, layers: SharedLayers, source: BuildContext) -> None:
+        """In a worker thread: the layers some stacks share, before their builds (which report any failure)."""
+        api = connect(timeout=int(self.options.build_timeout) + 60, spec=self.build_host)
+        self.clients.append(api)
+        label = f"layers shared by {len(layers.stacks)} stacks"
+        progress = build_progress(label)
+        try:
+            error = build_shared(
+                api,
+                layers.write(self.layout.build, source),
+                source,
+                self.options.build_timeout,
+                progress,
+                self.buildargs,
+            )
+        except BaseImageMissing:
+            return  # each stack's build says so
+        if error:
+            log.warning(f"[{label}] not built first ({error[:150]}); each stack builds them itself")
 
     def build(self, ctx: BuildContext) -> BuildInfo | str:
         """In a worker thread, with its own connection; returns the outcome, or the error for a missing base."""

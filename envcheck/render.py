@@ -21,6 +21,10 @@ from envcheck.matrix import Stack
 from envcheck.probe import PROBE_FILES
 
 CA_BUNDLE_NAME = "envcheck-ca.pem"
+# The uv that installs stacks with `installer: uv` (the default); a new pin is a new content hash, so a rebuild.
+UV_VERSION = "0.13.9"
+# Ends each beginning of the Dockerfile that stacks may share (images/Dockerfile.j2).
+SHARED_MARK = "# envcheck: shared above\n"
 # Files a build writes into the context directory that are not part of the image.
 NOT_IN_CONTEXT = ("build.log", "result.json")
 
@@ -88,6 +92,8 @@ class DockerfileTemplate:
         return env.get_template(self.template_name).render(
             stack=self.stack,
             python=self.python(),
+            installer=self.stack.installer,
+            uv_version=UV_VERSION,
             pinned_libraries=self.pinned_libraries(),
             requirements=self.requirements(),
             extra_requirements=self.extra_requirements(),
@@ -174,3 +180,52 @@ def render(stack: Stack, build_root: Path, ca_bundle: Path | None = None) -> Bui
     elif bundle_target.exists():
         bundle_target.unlink()
     return BuildContext(stack=stack, directory=directory, content_hash=content_hash(canonical))
+
+
+@dataclass(frozen=True)
+class SharedLayers:
+    """The same beginning of several stacks' Dockerfiles (up to a SHARED_MARK): built once before them, so they
+    share its layers instead of each building its own copy side by side (parallel builds would, and no stack
+    could then share what comes after)."""
+
+    key: str
+    dockerfile: str
+    stacks: tuple[str, ...]
+    after: str | None  # the key of the shorter shared beginning this one extends
+
+    def write(self, build_root: Path, source: BuildContext) -> Path:
+        """build/.shared/KEY/: the beginning as a Dockerfile, with the CA bundle when it copies it."""
+        directory = build_root / ".shared" / self.key[:12]
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
+        if f"COPY {CA_BUNDLE_NAME} " in self.dockerfile:
+            shutil.copyfile(source.directory / CA_BUNDLE_NAME, directory / CA_BUNDLE_NAME)
+        return directory
+
+
+def shared_layers(contexts: list[BuildContext]) -> tuple[list[SharedLayers], dict[str, str]]:
+    """The beginnings two or more of these contexts share, shortest first, and for each stack the key of the
+    longest one it shares (what its build waits for). Beginnings are compared without their comments (the header
+    names the stack), as Docker's layer cache compares them."""
+    names: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
+    for ctx in contexts:
+        text = ctx.dockerfile.read_text(encoding="utf-8")
+        end = text.find(SHARED_MARK)
+        while end != -1:
+            beginning = text[: end + len(SHARED_MARK)]
+            instructions = "".join(
+                line for line in beginning.splitlines(keepends=True) if not line.lstrip().startswith("#")
+            )
+            names.setdefault(instructions, []).append(ctx.stack.name)
+            texts.setdefault(instructions, beginning)
+            end = text.find(SHARED_MARK, end + len(SHARED_MARK))
+    shared = sorted((i for i, stacks in names.items() if len(stacks) > 1), key=len)
+    keys = {i: hashlib.sha256(i.encode()).hexdigest() for i in shared}
+    layers, waits = [], {}
+    for i in shared:
+        shorter = [s for s in shared if len(s) < len(i) and i.startswith(s)]
+        layers.append(SharedLayers(keys[i], texts[i], tuple(names[i]), keys[shorter[-1]] if shorter else None))
+        for name in names[i]:
+            waits[name] = keys[i]  # shortest first: the longest shared beginning is written last
+    return layers, waits

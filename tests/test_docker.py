@@ -154,6 +154,7 @@ def test_failures_are_recorded_and_the_matrix_goes_on(
         tmp_path,
         [
             {"name": "no-such-tf", "tensorflow": "2.99.0", "variant": "cpu"},
+            {"name": "no-such-tf-pip", "tensorflow": "2.99.0", "variant": "cpu", "installer": "pip"},
             {"name": "no-base", "tensorflow": "2.15.1", "variant": "cpu", "base": "envcheck-test/absent:none"},
             *default_stacks("tf-2.15-cpu"),
         ],
@@ -163,7 +164,10 @@ def test_failures_are_recorded_and_the_matrix_goes_on(
     results = {r["stack"]: r for r in json.loads(done.stdout)}
     assert results["no-such-tf"]["status"] == "build-failed"
     assert "tensorflow-cpu==2.99.0" in Path(results["no-such-tf"]["build"]["log"]).read_text()
-    assert any("No matching distribution" in line for line in results["no-such-tf"]["build"]["log_tail"])
+    # uv's words (the default installer), and pip's for a stack that asks for pip
+    assert any("no version of tensorflow-cpu==2.99.0" in line for line in results["no-such-tf"]["build"]["log_tail"])
+    assert results["no-such-tf-pip"]["status"] == "build-failed"
+    assert any("No matching distribution" in line for line in results["no-such-tf-pip"]["build"]["log_tail"])
     assert results["no-base"]["status"] == "build-failed"
     assert "make base" in results["no-base"]["error"] and "envcheck-test/absent:none" in results["no-base"]["error"]
     assert results["tf-2.15-cpu"]["status"] == "cpu-only"

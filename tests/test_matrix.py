@@ -107,3 +107,17 @@ def test_select_by_name_and_glob():
     assert [s.name for s in matrix.select(["tf-2.15-cpu"])] == ["tf-2.15-cpu"]
     with pytest.raises(ConfigError, match="no stack matches 'tf-9'"):
         matrix.select(["tf-9"])
+
+
+def test_installer_is_uv_unless_a_stack_or_the_defaults_say_pip():
+    matrix = parse(
+        "defaults: {installer: pip}\n"
+        "stacks:\n"
+        "  - {name: a, tensorflow: '2.15.1', variant: cpu}\n"
+        "  - {name: b, tensorflow: '2.15.1', variant: cpu, installer: uv}\n"
+    )
+    assert [s.installer for s in matrix.stacks] == ["pip", "uv"]
+    assert parse("stacks:\n  - {name: a, tensorflow: '2.15.1', variant: cpu}\n").stacks[0].installer == "uv"
+    assert matrix.stacks[0].as_dict()["installer"] == "pip"  # records say how the image was installed
+    (error,) = errors_of("stacks:\n  - {name: a, tensorflow: '2.15.1', variant: cpu, installer: conda}\n")
+    assert error.startswith("m.yaml:2:62: error:") and "expected uv or pip" in error

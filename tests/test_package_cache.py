@@ -96,13 +96,18 @@ def test_without_the_cache_the_build_goes_on_and_the_image_is_the_same(
 
 @pytest.mark.docker
 def test_stacks_with_the_same_nvidia_pins_share_that_layer(tmp_path: Path, docker_api: Any, images_go: None):
-    """TF 2.16.2 and 2.17.1 [and-cuda]: the pinned NVIDIA wheels' layer is one layer (same digest) in both images,
-    the framework's is not; neither image's history holds the CA bundle."""
+    """TF 2.16.2 and 2.17.1 [and-cuda], built at the same time: the pinned NVIDIA wheels' layer is one layer (same
+    digest) in both images, the framework's is not; neither image's history holds the CA bundle."""
     matrix = write_matrix(tmp_path, SAME_PINS)
-    build(matrix)
+    stderr = build(matrix, "--jobs", "2")
+    # what both begin with was built once, first, and not by either stack's build
+    assert "[layers shared by 2 stacks] building step" in stderr
+    for stack in SAME_PINS:
+        log = (tmp_path / "build" / stack["name"] / "build.log").read_text()
+        assert "nvidia-cudnn-cu12==8.9.7.29" in log and "Prepared" not in log.split("tensorflow[and-cuda]")[0]
     layers = [docker_api.inspect_image(tag_of(docker_api, s["name"]))["RootFS"]["Layers"] for s in SAME_PINS]
-    # base, Python, NVIDIA wheels; then the framework
-    assert layers[0][:3] == layers[1][:3] and layers[0][3] != layers[1][3]
+    # base, Python, the installer (uv), NVIDIA wheels; then the framework
+    assert layers[0][:4] == layers[1][:4] and layers[0][4] != layers[1][4]
     for stack in SAME_PINS:
         steps = history(docker_api, tag_of(docker_api, stack["name"]))
         assert not [s for s in steps if "envcheck-ca" in s or "PIP_CERT" in s]

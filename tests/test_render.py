@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from envcheck.matrix import Stack
-from envcheck.render import CA_BUNDLE_NAME, content_hash, context_files, render
+from envcheck.matrix import Stack, load_matrix
+from envcheck.render import CA_BUNDLE_NAME, SHARED_MARK, UV_VERSION, content_hash, context_files, render, shared_layers
+
+REPO = Path(__file__).resolve().parents[1]
 
 STACK = Stack(
     name="tf-2.15-cuda12",
@@ -73,6 +75,56 @@ def test_ca_bundle_lives_only_in_the_venv_stage():
     assert "PIP_CERT" in venv_stage
     assert final_stage.startswith("envcheck-python\nCOPY --from=envcheck-venv /opt/venv /opt/venv")
     assert "envcheck-ca" not in final_stage and "PIP_CERT" not in final_stage
+    assert "SSL_CERT_FILE=/tmp/envcheck-ca.pem" in venv_stage  # uv's way to the bundle
+    assert "/opt/envcheck/uv" not in final_stage  # the installer stays in the stage too
+
+
+def test_uv_installs_by_default_and_pip_on_request():
+    """uv (pinned, in a venv of its own) unpacks the wheels, compileall writes the .pyc files pip would; with
+    `installer: pip` the Dockerfile is pip's as before. The installer is part of the content hash."""
+    uv = context_files(STACK, ca_bundle=False)["Dockerfile"]
+    assert STACK.installer == "uv"
+    assert "/opt/envcheck/uv/bin/pip install" in uv and f"uv=={UV_VERSION}" in uv
+    installs = [layer for layer in uv.split("\nRUN ") if "tensorflow[and-cuda]" in layer or "numpy<2" in layer]
+    assert len(installs) == 2
+    for layer in installs:
+        assert "/opt/envcheck/uv/bin/uv pip install --python /opt/venv/bin/python" in layer
+        assert '${PIP_INDEX_URL:+--index-url "$PIP_INDEX_URL"}' in layer  # the package cache, when it runs
+        assert "/opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib" in layer
+        assert "/opt/venv/bin/pip install" not in layer
+    pip_stack = replace(STACK, installer="pip")
+    pip = context_files(pip_stack, ca_bundle=False)["Dockerfile"]
+    assert "uv" not in "".join(line for line in pip.splitlines() if not line.startswith("#"))
+    assert "/opt/venv/bin/pip install --no-cache-dir" in pip and "'tensorflow[and-cuda]==2.15.1' nvidia-ml-py" in pip
+    assert content_hash(context_files(pip_stack, False)) != content_hash(context_files(STACK, False))
+
+
+def test_stacks_that_begin_alike_get_their_shared_beginning_built_first(tmp_path: Path):
+    """benchmarks/layer_sharing.yaml: all four share base + Python, the installer and the NVIDIA pins (TF 2.16.2
+    and 2.17.1 pin alike); the three 2.17.1 stacks also share the framework's layer. Each stack waits for the
+    longest beginning it shares; comments (the header names the stack) do not count."""
+    matrix = load_matrix(REPO / "benchmarks" / "layer_sharing.yaml")
+    contexts = [render(stack, tmp_path) for stack in matrix.stacks]
+    layers, waits = shared_layers(contexts)
+    names = [s.name for s in matrix.stacks]
+    assert [len(layer.stacks) for layer in layers] == [4, 4, 4, 3]
+    assert layers[0].after is None and [layer.after for layer in layers[1:]] == [x.key for x in layers[:-1]]
+    assert layers[0].dockerfile.endswith("fi\n" + SHARED_MARK)  # base + Python
+    assert layers[1].dockerfile.endswith(f"uv=={UV_VERSION}\n" + SHARED_MARK)
+    assert "nvidia-cudnn-cu12==8.9.7.29" in layers[2].dockerfile and "tensorflow" not in layers[2].dockerfile
+    assert "'tensorflow[and-cuda]==2.17.1' nvidia-ml-py" in layers[3].dockerfile
+    assert set(layers[3].stacks) == {n for n in names if n.startswith("share-tf-2.17")}
+    assert waits == {name: (layers[3] if "2.17" in name else layers[2]).key for name in names}
+    # Written out, a beginning is a Dockerfile of its own (the first stack's comments, any stack's instructions).
+    written = layers[1].write(tmp_path, contexts[0])
+    assert (written / "Dockerfile").read_text() == layers[1].dockerfile
+    # A stack alone shares nothing; with the CA bundle's per-stack stage, only base + Python is shared.
+    assert shared_layers(contexts[:1]) == ([], {})
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("ca")
+    staged = [render(stack, tmp_path / "ca", bundle) for stack in matrix.stacks]
+    (python_only,), _ = shared_layers(staged)
+    assert python_only.key == layers[0].key
 
 
 def test_content_hash_follows_content_not_the_bundle(tmp_path: Path):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from envcheck import labels, log
 from envcheck.engine.client import docker_errors
@@ -55,7 +56,9 @@ def ensure_base(api: Any, ctx: BuildContext) -> None:
 Progress = Callable[[str, bool], None]
 
 
-def _print_progress(name: str) -> Progress:
+def build_progress(name: str) -> Progress:
+    """Progress as log lines (steps, not the chatter between them), for builds without a board row."""
+
     def progress(text: str, heartbeat: bool) -> None:
         if not heartbeat:
             log.info(f"[{name}] {text}")
@@ -80,60 +83,26 @@ def build(
     """
     start = time.monotonic()
     name = ctx.stack.name
-    progress = progress or _print_progress(name)
+    progress = progress or build_progress(name)
     if not force and current_image(api, ctx):
         progress(f"image {ctx.tag} is up to date, not rebuilding", False)
         if not ctx.log_path.exists():  # keep the log of the build that made it, when this context has one
             ctx.log_path.write_text(f"# {ctx.tag} was up to date (content hash {ctx.content_hash}); not rebuilt\n")
         return BuildInfo(True, cached=True, seconds=time.monotonic() - start, log=str(ctx.log_path))
     ensure_base(api, ctx)
-    tail: list[str] = []
-    error: str | None = None
-    timed_out = False
-    step = ""
     with ctx.log_path.open("w", encoding="utf-8") as logfile:
         logfile.write(f"# envcheck build of {name} as {ctx.tag}\n")
-        try:
-            stream = api.build(
-                path=str(ctx.directory),
-                tag=ctx.tag,
-                labels={labels.HASH: ctx.content_hash, labels.STACK: name, labels.OWNER: "1"},
-                rm=True,
-                forcerm=True,
-                pull=False,
-                nocache=no_cache,
-                buildargs=buildargs or None,
-                decode=True,
-                timeout=timeout,  # also the longest silence tolerated between two log chunks
-            )
-            for chunk in stream:
-                text = chunk.get("stream") or chunk.get("status") or ""
-                if "error" in chunk:
-                    error = str(chunk.get("error")).strip()
-                    text = f"ERROR: {error}\n"
-                logfile.write(text)
-                logfile.flush()
-                for line in text.splitlines():
-                    if not line.strip():
-                        continue
-                    tail.append(line)
-                    del tail[:-TAIL_LINES]
-                    match = STEP_RE.match(line)
-                    if match:
-                        step = f"step {match[1]}/{match[2]}"
-                        progress(f"building {step}: {match[3][:70]}", False)
-                    else:
-                        progress(f"building {step}: {line.strip()[:70]}", True)
-                if timeout is not None and time.monotonic() - start > timeout:
-                    raise TimeoutError
-        except (TimeoutError, *docker_errors(), *_read_timeouts()) as exc:
-            if timeout is not None and (isinstance(exc, TimeoutError) or time.monotonic() - start >= timeout):
-                timed_out = True
-                error = f"the build took longer than {timeout:.0f}s (--build-timeout) and was stopped"
-                api.close()  # drops the connection: the daemon cancels the build
-            else:
-                error = str(exc).strip()
-            logfile.write(f"ERROR: {error}\n")
+        error, tail, timed_out = _stream(
+            api,
+            logfile,
+            progress,
+            timeout,
+            path=str(ctx.directory),
+            tag=ctx.tag,
+            labels={labels.HASH: ctx.content_hash, labels.STACK: name, labels.OWNER: "1"},
+            nocache=no_cache,
+            buildargs=buildargs or None,
+        )
     _remove_stage_images(api, name)
     seconds = time.monotonic() - start
     if error:
@@ -141,6 +110,68 @@ def build(
         return BuildInfo(False, False, seconds, str(ctx.log_path), error, tail, timed_out)
     progress(f"built {ctx.tag} in {log.format_seconds(seconds)}", False)
     return BuildInfo(True, seconds=seconds, log=str(ctx.log_path))
+
+
+def build_shared(
+    api: Any, directory: Path, source: BuildContext, timeout: float, progress: Progress, buildargs: dict[str, str]
+) -> str | None:
+    """Build the beginning several stacks share (render.SharedLayers), untagged: its layers become the cached
+    first steps of each of their builds. None, or the error (the stacks' own builds then report it in full)."""
+    ensure_base(api, source)
+    with (directory / "build.log").open("w", encoding="utf-8") as logfile:
+        logfile.write(f"# envcheck build of layers shared by several stacks, in {directory}\n")
+        error, _, _ = _stream(api, logfile, progress, timeout, path=str(directory), buildargs=buildargs or None)
+    return error
+
+
+def _stream(
+    api: Any, logfile: TextIO, progress: Progress, timeout: float | None, **build: Any
+) -> tuple[str | None, list[str], bool]:
+    """Run one build, writing its log and reporting its steps: (error or None, the log's last lines, timed out).
+    A build running longer than timeout seconds is abandoned (closing the connection cancels it in the daemon)."""
+    start = time.monotonic()
+    tail: list[str] = []
+    error: str | None = None
+    timed_out = False
+    step = ""
+    try:
+        stream = api.build(
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+            timeout=timeout,  # also the longest silence tolerated between two log chunks
+            **build,
+        )
+        for chunk in stream:
+            text = chunk.get("stream") or chunk.get("status") or ""
+            if "error" in chunk:
+                error = str(chunk.get("error")).strip()
+                text = f"ERROR: {error}\n"
+            logfile.write(text)
+            logfile.flush()
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                tail.append(line)
+                del tail[:-TAIL_LINES]
+                match = STEP_RE.match(line)
+                if match:
+                    step = f"step {match[1]}/{match[2]}"
+                    progress(f"building {step}: {match[3][:70]}", False)
+                else:
+                    progress(f"building {step}: {line.strip()[:70]}", True)
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise TimeoutError
+    except (TimeoutError, *docker_errors(), *_read_timeouts()) as exc:
+        if timeout is not None and (isinstance(exc, TimeoutError) or time.monotonic() - start >= timeout):
+            timed_out = True
+            error = f"the build took longer than {timeout:.0f}s (--build-timeout) and was stopped"
+            api.close()  # drops the connection: the daemon cancels the build
+        else:
+            error = str(exc).strip()
+        logfile.write(f"ERROR: {error}\n")
+    return error, tail, timed_out
 
 
 def _remove_stage_images(api: Any, name: str) -> None:
