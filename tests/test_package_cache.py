@@ -7,7 +7,12 @@ TLS-intercepting proxy and without one.
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import re
 import socket
+import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,3 +155,40 @@ def test_usage_counts_finished_files_only(tmp_path: Path):
     assert package_cache.usage(tmp_path) == package_cache.Usage(1, 10)
     assert package_cache.usage(tmp_path / "none") == package_cache.Usage(0, 0)
     assert package_cache.clear(tmp_path) == package_cache.Usage(1, 10) and not tmp_path.exists()
+
+
+@pytest.mark.slow
+def test_the_same_wheel_asked_for_at_once_is_fetched_once_and_never_redirected(tmp_path: Path):
+    """Parallel builds ask for the same wheels at the same moment. proxpi 1.3.1 alone redirects some of those
+    requests to the upstream URL (its download thread is published before it is started; CI saw a build fail on
+    it: the redirect leads to files.pythonhosted.org, which a build cannot reach without the CA bundle). The
+    mirror envcheck runs (engine/mirror.py) must answer every request with the file, the index's own bytes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cache = package_cache.PackageCache("127.0.0.1", port, tmp_path / "cache", 10**9, ca_bundle("auto"))
+    assert cache.start() is None
+    answers: list[tuple[str, int, str]] = []
+    try:
+        for project in ("mdurl", "six", "idna", "wheel", "packaging", "certifi", "absl-py", "wrapt"):
+            request = urllib.request.Request(f"{cache.index_url}{project}/", headers={"Accept": "text/html"})
+            page = urllib.request.urlopen(request, timeout=60).read().decode()
+            name, sha256 = re.findall(r'href="[^"]*?([^/"#]+\.whl)#sha256=([0-9a-f]{64})"', page)[-1]
+
+            def fetch(project: str = project, name: str = name, sha256: str = sha256) -> None:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                connection.request("GET", f"/index/{project}/{name}")
+                response = connection.getresponse()  # http.client follows no redirect
+                body = response.read()
+                answers.append((name, response.status, hashlib.sha256(body).hexdigest() == sha256))
+
+            threads = [threading.Thread(target=fetch) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        cache.stop()
+    assert len(answers) == 64
+    assert [a for a in answers if a[1:] != (200, True)] == []
+    assert package_cache.usage(tmp_path / "cache").files == 8  # each wheel downloaded once

@@ -5,7 +5,8 @@ one directory under a size cap (least used files go first): pip in a build conta
 bridge, and it asks the upstream index with this host's own trust settings (the CA bundle pip uses here, or
 --ca-bundle), so no CA bundle enters a build and each wheel crosses the network once, however many stacks, reruns
 or --no-cache builds need it. devpi-server would do as well but keeps a full index database and has no size cap;
-proxpi is one process, one directory of wheels, and a cap.
+proxpi is one process, one directory of wheels, and a cap. It runs as envcheck/engine/mirror.py: proxpi's app with
+a race fixed that sent parallel builds asking for the same wheel to the upstream index.
 
 The cache lives in the user's cache directory and survives --no-cache (that flag is about Docker's layers);
 `envcheck clean --package-cache` empties it. A mirror that cannot start (no proxpi, the bridge address not on
@@ -144,8 +145,7 @@ class PackageCache:
             env["PROXPI_INDEX_URL"] = upstream
         if self.ca_bundle:
             env["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
-        command = [sys.executable, "-m", "flask", "--app", "proxpi.server", "run", "--host", self.host]
-        command += ["--port", str(self.port), "--with-threads"]
+        command = [sys.executable, "-m", "envcheck.engine.mirror", self.host, str(self.port)]
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
