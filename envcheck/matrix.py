@@ -590,7 +590,7 @@ def _stack(values: Entry, position: Position) -> Stack:
         pip=get("pip", ()),
         env=get("env", ()),
         sandbox=get("sandbox", True),
-        installer=get("installer", "uv"),
+        installer=get("installer"),
         position=position,
         positions={key: pos for key, (_, pos) in values.items() if pos is not None},
     )

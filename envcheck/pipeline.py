@@ -264,6 +264,12 @@ class MatrixRun:
                 raise
             pool.shutdown()
 
+    def build_client(self) -> Any:
+        """A connection of a build's own (worker threads do not share one), closed by Ctrl-C to cancel the build."""
+        api = connect(timeout=int(self.options.build_timeout) + 60, spec=self.build_host)
+        self.clients.append(api)
+        return api
+
     def default_jobs(self) -> int:
         """--jobs when not given: one build per CPU of the daemon that builds, at most 4 (each writes gigabytes)."""
         try:
@@ -274,14 +280,13 @@ class MatrixRun:
 
     def build_shared(self, layers: SharedLayers, source: BuildContext) -> None:
         """In a worker thread: the layers some stacks share, before their builds (which report any failure)."""
-        api = connect(timeout=int(self.options.build_timeout) + 60, spec=self.build_host)
-        self.clients.append(api)
+        api = self.build_client()
         label = f"layers shared by {len(layers.stacks)} stacks"
         progress = build_progress(label)
         try:
             error = build_shared(
                 api,
-                layers.write(self.layout.build, source),
+                layers.write(self.layout.build),
                 source,
                 self.options.build_timeout,
                 progress,
@@ -294,8 +299,7 @@ class MatrixRun:
 
     def build(self, ctx: BuildContext) -> BuildInfo | str:
         """In a worker thread, with its own connection; returns the outcome, or the error for a missing base."""
-        api = connect(timeout=int(self.options.build_timeout) + 60, spec=self.build_host)
-        self.clients.append(api)
+        api = self.build_client()
         name = ctx.stack.name
         board = self.board
         try:

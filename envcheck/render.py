@@ -193,13 +193,12 @@ class SharedLayers:
     stacks: tuple[str, ...]
     after: str | None  # the key of the shorter shared beginning this one extends
 
-    def write(self, build_root: Path, source: BuildContext) -> Path:
-        """build/.shared/KEY/: the beginning as a Dockerfile, with the CA bundle when it copies it."""
+    def write(self, build_root: Path) -> Path:
+        """build/.shared/KEY/: the beginning as a Dockerfile, its whole context. It never copies the CA bundle: the
+        bundle's stage is labelled with its stack before the COPY, so no two stacks share that far."""
         directory = build_root / ".shared" / self.key[:12]
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
-        if f"COPY {CA_BUNDLE_NAME} " in self.dockerfile:
-            shutil.copyfile(source.directory / CA_BUNDLE_NAME, directory / CA_BUNDLE_NAME)
         return directory
 
 

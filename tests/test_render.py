@@ -116,7 +116,7 @@ def test_stacks_that_begin_alike_get_their_shared_beginning_built_first(tmp_path
     assert set(layers[3].stacks) == {n for n in names if n.startswith("share-tf-2.17")}
     assert waits == {name: (layers[3] if "2.17" in name else layers[2]).key for name in names}
     # Written out, a beginning is a Dockerfile of its own (the first stack's comments, any stack's instructions).
-    written = layers[1].write(tmp_path, contexts[0])
+    written = layers[1].write(tmp_path)
     assert (written / "Dockerfile").read_text() == layers[1].dockerfile
     # A stack alone shares nothing; with the CA bundle's per-stack stage, only base + Python is shared.
     assert shared_layers(contexts[:1]) == ([], {})
