@@ -9,7 +9,13 @@ matrix.yaml, never copied by hand.
 
 The registry credentials come from the CI system's own secrets (GitHub's GITHUB_TOKEN for GHCR, GitLab's
 CI_REGISTRY_* variables), handed to `docker login` on standard input, never echoed; matrix values reach shell
-commands only through environment variables, never pasted into the script text.
+commands only through environment variables, never pasted into the script text. So does the matrix file's path:
+GitHub evaluates `${{ }}` in every value, so a `${{` in it is written as the expression of the literal '${{', and
+GitLab's variable holding it is not expanded; a path with control characters is refused.
+
+Names are injective: an artifact and a record file per stack × runner, joined by '@', which neither a stack name
+nor a runner label can contain. What the engines refuse at run time is refused here: more probe jobs than one
+matrix may make, timeouts beyond a job's limit, a runner given twice.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import functools
 import math
 import re
 import shlex
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,16 @@ from envcheck.matrix import Matrix
 GHCR_DEFAULT = "ghcr.io/${OWNER}/envcheck"  # OWNER: the repository owner, lowercased in the job
 PULL_ALLOWANCE = 900  # seconds a probe job may spend pulling a multi-GB image before the probe's own timeout
 RUNNER_LABEL = "a label of letters, digits, '.', '_' or '-' (a self-hosted runner's label or GitLab runner tag)"
+CELL = "@"  # joins stack and runner in artifact and file names: in neither a stack name nor a runner label
+# docs.github.com, "Usage limits for self-hosted runners" (and workflow syntax, jobs.<job_id>.strategy.matrix):
+# "A job matrix can generate a maximum of 256 jobs per workflow run"; "Each job in a workflow can run for up to
+# 5 days of execution time". GitHub-hosted runners (the build job's ubuntu-latest) stop a job at 6 hours.
+GITHUB_MATRIX_JOBS = 256
+SELF_HOSTED_MINUTES = 5 * 24 * 60
+HOSTED_MINUTES = 360
+# GitLab: parallel:matrix creates at most 200 jobs (GitLab's own CI schema, ci.json as check-jsonschema vendors it:
+# `parallel` at most 200, `matrix` maxItems 200; gitlab-org/gitlab#547976 asks to make the 200 configurable).
+GITLAB_MATRIX_JOBS = 200
 
 
 @dataclass(frozen=True)
@@ -48,8 +65,8 @@ class CiOptions:
 
     @property
     def results_path(self) -> str:
-        """results/ beside the matrix file, as envcheck puts it (quoted for the shell)."""
-        return shlex.quote(str(Path(self.matrix_path).parent / "results"))
+        """results/ beside the matrix file, as envcheck puts it (handed to scripts in a variable, never pasted)."""
+        return str(Path(self.matrix_path).parent / "results")
 
 
 @functools.cache
@@ -63,10 +80,44 @@ def actions() -> dict[str, str]:
     return {name: f"{a['uses']}@{a['sha']}" for name, a in pinned().items()}
 
 
-def check(options: CiOptions) -> None:
+def check(matrix: Matrix, options: CiOptions, limit: int, system: str) -> None:
+    """Everything the pipeline would paste or the engine would refuse, refused before a file is written."""
+    seen: dict[str, str] = {}
     for label in options.runners:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", label):
             raise ConfigError(f"--runner {label!r}: expected {RUNNER_LABEL}")
+        if label.lower() in seen:  # GitHub's runner labels are not case-sensitive
+            raise ConfigError(
+                f"--runner {label!r} is given twice ({seen[label.lower()]!r}): one probe job per stack and runner"
+            )
+        seen[label.lower()] = label
+    for text in (options.matrix_path, matrix.path.name):
+        odd = next(
+            (c for c in text if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")), None
+        )
+        if odd is not None:
+            raise ConfigError(
+                f"the matrix path {text!r} has a control character or invisible format character "
+                f"(U+{ord(odd):04X}); CI files name it literally: rename the directory or the file"
+            )
+    jobs = len(matrix.stacks) * len(options.runners)
+    if jobs > limit:
+        raise ConfigError(
+            f"{len(matrix.stacks)} stacks × {len(options.runners)} runners make {jobs} probe jobs; {system} allows at "
+            f"most {limit} jobs in one matrix: split the matrix file, or probe fewer stacks or runners per pipeline"
+        )
+    if not (math.isfinite(options.build_timeout) and 0 < options.build_timeout <= HOSTED_MINUTES * 60):
+        raise ConfigError(
+            f"--build-timeout {options.build_timeout:g}: the build job stops after {HOSTED_MINUTES} minutes (GitHub's "
+            f"limit for a hosted runner's job), so one stack's build may take at most {HOSTED_MINUTES * 60} seconds"
+        )
+    positive = math.isfinite(options.run_timeout) and options.run_timeout > 0
+    if not positive or probe_minutes(options) > SELF_HOSTED_MINUTES:
+        raise ConfigError(
+            f"--run-timeout {options.run_timeout:g}: the probe job (the probe, {PULL_ALLOWANCE} s to pull, 5 minutes "
+            f"to spare) may run at most {SELF_HOSTED_MINUTES} minutes, GitHub's 5-day limit for a self-hosted "
+            "runner's job, which envcheck keeps for GitLab too"
+        )
 
 
 def header(matrix: Matrix, command: str) -> str:
@@ -80,39 +131,63 @@ def minutes(seconds: float) -> int:
     return max(1, math.ceil(seconds / 60))
 
 
+def probe_minutes(options: CiOptions) -> int:
+    """A probe job's timeout: the probe's, the pull's and 5 minutes to spare."""
+    return minutes(options.run_timeout + PULL_ALLOWANCE) + 5
+
+
 def build_minutes(matrix: Matrix, options: CiOptions) -> int:
     """Builds run one after another; GitHub's hosted runners allow at most 360 minutes."""
-    return min(360, minutes(options.build_timeout * len(matrix.stacks)) + 10)
+    return min(HOSTED_MINUTES, minutes(options.build_timeout * len(matrix.stacks)) + 10)
+
+
+def whole_seconds(value: float) -> str:
+    """A timeout as the envcheck command line takes it: whole seconds, never rounded down to 0."""
+    return str(math.ceil(value))
 
 
 # The record a probe job leaves is the lines its run appended to results/records.jsonl (a checkout may carry older
-# ones): count before, keep what came after.
+# ones): count before, keep what came after. `results` names the variable that holds results/ (never its value).
 def count_records(results: str) -> str:
-    file = f"{results}/records.jsonl"
-    return f"mkdir -p {results} records && touch {file} && wc -l < {file} > records/.before"
+    file = f'"${results}/records.jsonl"'
+    return f'mkdir -p "${results}" records && touch {file} && wc -l < {file} > records/.before'
 
 
 def keep_record(results: str) -> str:
     return (
-        f'tail -n +"$(( $(cat records/.before) + 1 ))" {results}/records.jsonl > "records/$STACK--$RUNNER.jsonl"'
+        f'tail -n +"$(( $(cat records/.before) + 1 ))" "${results}/records.jsonl" > "records/$STACK{CELL}$RUNNER.jsonl"'
         " && rm -f records/.before"
     )
+
+
+def github_literal(text: str) -> str:
+    """`text` as a GitHub workflow value: GitHub evaluates each `${{ }}` in it, so every `${{` becomes the
+    expression of the string literal '${{', which evaluates to exactly those characters."""
+    return text.replace("${{", "${{ '${{' }}")
+
+
+def github_path_pattern(path: str) -> str:
+    """`path` as an on.push.paths filter: its pattern characters (* ? + [ ] ! and the escaping backslash)
+    escaped, and each `${{` written `$*{` (no expression may appear in `on:`; `*` stands for the `{`, so the filter
+    may also match a few odd sibling paths, which only starts a run more often)."""
+    return re.sub(r"([\\*?+\[\]!])", r"\\\1", path).replace("${{", "$*{")
 
 
 # -- GitHub Actions ---------------------------------------------------------------------------------------------
 
 
 def github_workflow(matrix: Matrix, options: CiOptions) -> str:
-    check(options)
+    check(matrix, options, GITHUB_MATRIX_JOBS, "GitHub Actions")
     pins = actions()
     stacks = [s.name for s in matrix.stacks]
-    m = options.matrix_path
+    m = github_literal(options.matrix_path)
+    results = github_literal(options.results_path)
     registry = options.registry or matrix.fleet.registry
     set_registry = (
         {
             "name": "Registry",
             "run": 'echo "REGISTRY=$REGISTRY_GIVEN" >> "$GITHUB_ENV"',
-            "env": {"REGISTRY_GIVEN": registry},
+            "env": {"REGISTRY_GIVEN": github_literal(registry)},
         }
         if registry
         else {
@@ -137,7 +212,7 @@ def github_workflow(matrix: Matrix, options: CiOptions) -> str:
             "name": "Log in to the registry",
             "uses": pins["docker-login"],
             "with": {
-                "registry": host,
+                "registry": github_literal(host),
                 "username": "${{ secrets.ENVCHECK_REGISTRY_USERNAME }}",
                 "password": "${{ secrets.ENVCHECK_REGISTRY_PASSWORD }}",
             },
@@ -159,16 +234,16 @@ def github_workflow(matrix: Matrix, options: CiOptions) -> str:
             {
                 "name": "Build and push",
                 "run": 'envcheck build -m "$MATRIX" --push --registry "$REGISTRY" --build-timeout "$BUILD_TIMEOUT"',
-                "env": {"MATRIX": m, "BUILD_TIMEOUT": str(int(options.build_timeout))},
+                "env": {"MATRIX": m, "BUILD_TIMEOUT": whole_seconds(options.build_timeout)},
             },
         ],
     }
-    artifact = "envcheck-record-${{ matrix.stack }}-${{ matrix.runner }}"
+    artifact = f"envcheck-record-${{{{ matrix.stack }}}}{CELL}${{{{ matrix.runner }}}}"
     probe = {
         "name": "Probe ${{ matrix.stack }} on ${{ matrix.runner }}",
         "needs": "build",
         "runs-on": ["self-hosted", "linux", "${{ matrix.runner }}"],
-        "timeout-minutes": minutes(options.run_timeout + PULL_ALLOWANCE) + 5,
+        "timeout-minutes": probe_minutes(options),
         "permissions": {"contents": "read", "packages": "read"},
         "strategy": {"fail-fast": False, "matrix": {"stack": stacks, "runner": list(options.runners)}},
         "steps": [
@@ -178,22 +253,23 @@ def github_workflow(matrix: Matrix, options: CiOptions) -> str:
             {
                 "name": "Probe",
                 "run": (
-                    f"{count_records(options.results_path)}\n"
+                    f"{count_records('RESULTS')}\n"
                     'envcheck run "$STACK" -m "$MATRIX" --image-from "$REGISTRY" --host-label "$RUNNER" '
-                    '--run-timeout "$RUN_TIMEOUT" --format junit > "junit-$STACK-$RUNNER.xml"\n'
+                    f'--run-timeout "$RUN_TIMEOUT" --format junit > "junit-$STACK{CELL}$RUNNER.xml"\n'
                 ),
                 "env": {
                     "STACK": "${{ matrix.stack }}",
                     "RUNNER": "${{ matrix.runner }}",
                     "MATRIX": m,
-                    "RUN_TIMEOUT": str(int(options.run_timeout)),
+                    "RESULTS": results,
+                    "RUN_TIMEOUT": whole_seconds(options.run_timeout),
                 },
             },
             {
                 "name": "Keep the record",
                 "if": "always()",
-                "run": keep_record(options.results_path),
-                "env": {"STACK": "${{ matrix.stack }}", "RUNNER": "${{ matrix.runner }}"},
+                "run": keep_record("RESULTS"),
+                "env": {"STACK": "${{ matrix.stack }}", "RUNNER": "${{ matrix.runner }}", "RESULTS": results},
             },
             {
                 "name": "Upload the record and JUnit file",
@@ -238,7 +314,7 @@ def github_workflow(matrix: Matrix, options: CiOptions) -> str:
     }
     workflow = {
         "name": "envcheck matrix",
-        "on": {"workflow_dispatch": {}, "push": {"paths": [m]}},
+        "on": {"workflow_dispatch": {}, "push": {"paths": [github_path_pattern(options.matrix_path)]}},
         "permissions": {},
         "jobs": {"build": build, "probe": probe, "table": table},
     }
@@ -254,20 +330,21 @@ def _pins_comment() -> str:
 
 
 def gitlab_pipeline(matrix: Matrix, options: CiOptions, build_tag: str = "docker") -> str:
-    check(options)
+    check(matrix, options, GITLAB_MATRIX_JOBS, "GitLab CI")
     stacks = [s.name for s in matrix.stacks]
     registry = options.registry or matrix.fleet.registry
     login = 'printf "%s" "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"'
     if registry:
         login = (
             'printf "%s" "$ENVCHECK_REGISTRY_PASSWORD" | docker login -u "$ENVCHECK_REGISTRY_USER" --password-stdin '
-            f'"{registry.split("/", 1)[0]}"'
+            f"{shlex.quote(registry.split('/', 1)[0])}"
         )
     install = "python3 -m pip install ."
     pipeline = {
         "stages": ["build", "probe", "table"],
-        "variables": {
-            "ENVCHECK_MATRIX": options.matrix_path,
+        "variables": {  # paths as data: GitLab would otherwise expand $NAME in them
+            "ENVCHECK_MATRIX": {"value": options.matrix_path, "expand": False},
+            "ENVCHECK_RESULTS": {"value": options.results_path, "expand": False},
             "ENVCHECK_REGISTRY": registry or "$CI_REGISTRY_IMAGE/envcheck",
         },
         "envcheck-build": {
@@ -278,23 +355,23 @@ def gitlab_pipeline(matrix: Matrix, options: CiOptions, build_tag: str = "docker
                 install,
                 login,
                 'envcheck build -m "$ENVCHECK_MATRIX" --push --registry "$ENVCHECK_REGISTRY" '
-                f"--build-timeout {int(options.build_timeout)}",
+                f"--build-timeout {whole_seconds(options.build_timeout)}",
             ],
         },
         "envcheck-probe": {
             "stage": "probe",
             "needs": ["envcheck-build"],
             "tags": ["$RUNNER"],
-            "timeout": f"{minutes(options.run_timeout + PULL_ALLOWANCE) + 5} minutes",
+            "timeout": f"{probe_minutes(options)} minutes",
             "parallel": {"matrix": [{"STACK": stacks, "RUNNER": list(options.runners)}]},
             "script": [
                 install,
                 login,
-                count_records(options.results_path),
+                count_records("ENVCHECK_RESULTS"),
                 'envcheck run "$STACK" -m "$ENVCHECK_MATRIX" --image-from "$ENVCHECK_REGISTRY" --host-label "$RUNNER" '
-                f'--run-timeout {int(options.run_timeout)} --format junit > "junit-$STACK-$RUNNER.xml"',
+                f'--run-timeout {whole_seconds(options.run_timeout)} --format junit > "junit-$STACK{CELL}$RUNNER.xml"',
             ],
-            "after_script": [keep_record(options.results_path)],
+            "after_script": [keep_record("ENVCHECK_RESULTS")],
             "artifacts": {
                 "when": "always",
                 "paths": ["records/"],

@@ -11,14 +11,26 @@ client resolves them): the probe's JSON from each pod's log, the node's labels (
 host. A pod that failed, timed out, could not pull, or never scheduled becomes a cell saying why. The reading of
 one pod (`result_of_pod`) works on the API's JSON (`kubectl get -o json` prints the same), so it is tested on real
 probe output without a cluster.
+
+The API's answers and the pods' output are untrusted input. Every call has a timeout; a refused or unreadable
+listing of the Jobs is one error, while a pod, log or node that cannot be read costs only its own cell (a warning
+names it). A record's stack is the one the matrix renders under the Job's name, never only what its labels say,
+and the probe's document must agree with that stack (framework, version, Python) and the pod must run that stack's
+image: a Job that disagrees is left out with a warning rather than recorded as something it may not be, since a
+wrong cell in the table misleads more than a missing one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from packaging.version import InvalidVersion, Version
 
 from envcheck import __version__
 from envcheck.errors import ConfigError
@@ -37,9 +49,17 @@ GFD_PRODUCT = "nvidia.com/gpu.product"  # GPU Feature Discovery's node labels
 GFD_COUNT = "nvidia.com/gpu.count"
 GFD_DRIVER = ("nvidia.com/cuda.driver-version.full", "nvidia.com/cuda.driver.major")
 GPU_RESOURCE = "nvidia.com/gpu"
-LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)$")
+# Both are matched with fullmatch: a pattern ending in `$` would also accept a trailing newline.
+LABEL_VALUE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")  # a label value, at most 63
+DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label (namespaces, Job names), ≤ 63
 PULL_ALLOWANCE = 900  # seconds for pulling a multi-GB image, on top of the probe's own timeout
+# A probe takes minutes; a week is far beyond any real one (a value in milliseconds would pass it) and keeps
+# activeDeadlineSeconds, an int64 in the Job API, a plain number.
+MAX_RUN_TIMEOUT = 7 * 86400
 TAIL_CHARS = 4000
+REQUEST_TIMEOUT = (10.0, 60.0)  # seconds to connect and between bytes read, for every API call collect makes
+RETRIES = 1  # a dropped connection is tried again once; a server that does not answer costs two timeouts, not four
+MESSAGE_CHARS = 300  # of an API's own words kept in a message
 
 
 @dataclass(frozen=True)
@@ -58,25 +78,43 @@ def matrix_hash(matrix: Matrix) -> str:
 
 
 def job_name(stack: str, product: str | None) -> str:
-    """A DNS-1123 name under 63 characters, unique per stack × product (a hash keeps long ones apart)."""
+    """A DNS-1123 label of at most 63 characters, one per stack × product. The readable part loses case, '.' and
+    '_' and cannot say where the stack ends and the product begins (tf-2.15 and tf_2.15, a-b × c and a × b-c), so
+    a hash of the exact pair always ends it: names stay apart however the readable parts coincide."""
+    digest = hashlib.sha256(json.dumps([stack, product]).encode()).hexdigest()[:10]
     base = f"envcheck-{stack}" + (f"-{product}" if product else "")
-    slug = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")
-    if len(slug) <= 63:
-        return slug
-    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    return f"{slug[:54].rstrip('-')}-{digest}"
+    slug = re.sub(r"[^a-z0-9-]+", "-", base.lower())
+    return f"{slug[: 62 - len(digest)].rstrip('-')}-{digest}"
+
+
+def check_namespace(namespace: str | None) -> None:
+    """Namespaces are DNS-1123 labels; one that is not would reach the API's URLs and the Jobs' manifests."""
+    if namespace is not None and not DNS_LABEL.fullmatch(namespace):
+        raise ConfigError(
+            f"--namespace {namespace!r}: expected a Kubernetes namespace, a DNS-1123 label: at most 63 lowercase "
+            "letters, digits or '-', starting and ending with a letter or digit"
+        )
 
 
 def check(options: K8sOptions) -> None:
     for product in options.gpu_products:
-        if not LABEL_VALUE.match(product):
+        if not LABEL_VALUE.fullmatch(product):
             raise ConfigError(
                 f"--gpu-product {product!r}: expected a node label value as GPU Feature Discovery writes it, "
                 "like NVIDIA-A100-SXM4-80GB (letters, digits, '.', '_' or '-', at most 63)"
             )
+    twice = sorted({p for p in options.gpu_products if options.gpu_products.count(p) > 1})
+    if twice:
+        raise ConfigError(f"--gpu-product {twice[0]!r} is given twice: each product makes one Job per stack")
+    check_namespace(options.namespace)
     runtime_class = options.runtime_class
     if runtime_class is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", runtime_class):
         raise ConfigError(f"--runtime-class {options.runtime_class!r}: expected a RuntimeClass name, like nvidia")
+    if not (math.isfinite(options.run_timeout) and 0 < options.run_timeout <= MAX_RUN_TIMEOUT):
+        raise ConfigError(
+            f"--run-timeout {options.run_timeout:g}: a Job's probe may take at most {MAX_RUN_TIMEOUT} seconds "
+            "(a week); give seconds, not milliseconds"
+        )
 
 
 def job(ctx: BuildContext, image: str, product: str | None, matrix_id: str, options: K8sOptions) -> dict[str, Any]:
@@ -128,7 +166,7 @@ def job(ctx: BuildContext, image: str, product: str | None, matrix_id: str, opti
         "metadata": metadata,
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": int(options.run_timeout) + PULL_ALLOWANCE,
+            "activeDeadlineSeconds": math.ceil(options.run_timeout) + PULL_ALLOWANCE,
             "ttlSecondsAfterFinished": options.ttl_seconds,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
@@ -142,7 +180,17 @@ def render_jobs(
     check(options)
     matrix_id = matrix_hash(matrix)
     products: list[str | None] = list(options.gpu_products) or [None]
-    return [job(contexts[s.name], images[s.name], p, matrix_id, options) for s in matrix.stacks for p in products]
+    jobs = [job(contexts[s.name], images[s.name], p, matrix_id, options) for s in matrix.stacks for p in products]
+    cells: dict[str, str] = {}
+    for made in jobs:  # the name is the Job's identity in the cluster and its file name under -o DIR
+        labels = made["metadata"]["labels"]
+        cell = labels[STACK_LABEL] + (f" × {labels[PRODUCT_LABEL]}" if PRODUCT_LABEL in labels else "")
+        other = cells.setdefault(made["metadata"]["name"], cell)
+        if other != cell:
+            raise ConfigError(
+                f"k8s render: {other} and {cell} would both be the Job {made['metadata']['name']}: rename one stack"
+            )
+    return jobs
 
 
 # -- collect ------------------------------------------------------------------------------------------------------
@@ -163,9 +211,22 @@ def _text(data: Any, *keys: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _list(data: Any, *keys: str) -> list[Any]:
+    """A nested list of API JSON, empty where it is missing or not a list."""
+    value = _get(data, *keys)
+    return value if isinstance(value, list) else []
+
+
+def _said(data: Any, key: str) -> str:
+    """A string the API (or a pod) wrote, as one clean line for messages and records; empty if not a string."""
+    value = _get(data, key)
+    return _clean(value) if isinstance(value, str) else ""
+
+
 def host_of(node_labels: dict[str, str], node_name: str | None) -> Host:
     """The node as a host: labelled by its GPU product, driver and GPUs from GPU Feature Discovery's labels."""
-    labels = {k: v for k, v in (node_labels or {}).items() if isinstance(k, str) and isinstance(v, str)}
+    labels = {k: _clean(v) for k, v in (node_labels or {}).items() if isinstance(k, str) and isinstance(v, str)}
+    node_name = _clean(node_name) if node_name else None
     product = labels.get(GFD_PRODUCT)
     driver = labels.get(GFD_DRIVER[0])
     if driver is None and GFD_DRIVER[1] in labels:
@@ -186,6 +247,11 @@ def host_of(node_labels: dict[str, str], node_name: str | None) -> Host:
     return host
 
 
+class Refused(Exception):
+    """A Job or pod that cannot be the cell it claims (another stack's name or image, another framework's document):
+    collect leaves the cell out with a warning rather than put in the table a record it cannot vouch for."""
+
+
 def result_of_pod(
     stack: Stack,
     job_data: dict[str, Any],
@@ -193,19 +259,28 @@ def result_of_pod(
     log: str | None,
     node_labels: dict[str, str] | None,
 ) -> Result | None:
-    """One cell from a Job, its newest pod, that pod's log and its node's labels (API JSON). None while the pod is
-    still running (nothing to say yet)."""
+    """One cell from a Job, its newest pod, that pod's log and its node's labels (API JSON; None: the node could
+    not be read). None while the pod is still running (nothing to say yet). Raises Refused where the pod runs
+    another stack's image or its probe document is not of `stack`."""
     product = _text(job_data, "metadata", "labels", PRODUCT_LABEL)
     node_name = _text(pod, "spec", "nodeName")
-    host = host_of(node_labels or {}, node_name) if node_name else Host(label=product or "unscheduled")
+    if not node_name:
+        host = Host(label=product or "unscheduled")
+    else:
+        host = host_of(node_labels or {}, node_name)
+        if node_labels is None:  # its labels unknown: the product the Job asked for names the table column
+            host.label = product or node_name
+    image = _image(pod) if pod else None
+    if image is not None and _repository_name(image) != stack.name:
+        raise Refused(f"its pod runs {_clean(image)}, not an image of stack {stack.name}")
     result = new_result(
         stack,
         host,
         Status.RUN_FAILED,
-        image=_image(pod) if pod else None,
+        image=image,
         content_hash=_text(job_data, "metadata", "annotations", HASH_ANNOTATION),
     )
-    phase = _get(pod, "status", "phase")
+    phase = _text(pod, "status", "phase")
     deadline = _deadline(job_data)
     if pod is None:
         result.status = Status.TIMEOUT if deadline else Status.HOST_UNREACHABLE
@@ -234,11 +309,57 @@ def result_of_pod(
     if probe is None:
         if deadline:
             return _timed_out(result, deadline)
-        reason = _get(terminated, "reason") or phase or "unknown"
-        result.error = f"the probe printed no JSON (pod {phase}, container {reason}, exit code {result.run.exit_code})"
+        shown = _clean(phase) if phase else "unknown"
+        reason = _said(terminated, "reason") or shown
+        result.error = f"the probe printed no JSON (pod {shown}, container {reason}, exit code {result.run.exit_code})"
         return result
+    if image is None:
+        raise Refused(f"its pod names no image, so its probe output cannot be vouched for as stack {stack.name}'s")
+    disagreement = _disagreement(stack, probe)
+    if disagreement:
+        raise Refused(f"its probe document is not of stack {stack.name}: {disagreement}")
     judge(result, probe)
     return result
+
+
+def _repository_name(image: str) -> str:
+    """The last path component of an image reference's repository: render names it after the stack
+    (REGISTRY/NAME:TAG or REGISTRY/NAME@DIGEST)."""
+    repository = image.split("@", 1)[0]
+    last = repository.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def _disagreement(stack: Stack, probe: dict[str, Any]) -> str | None:
+    """Where a probe document contradicts the stack it is said to be of: its framework, that framework's version
+    (local part such as +cu121 aside) and Python's major.minor, each where the document states it."""
+    framework = probe.get("framework", "tensorflow")  # documents of probe schema 1 are TensorFlow's
+    if framework != stack.framework:
+        return f"framework {_clean(str(framework))}, not {stack.framework}"
+    for key, expected, parts in (("framework_version", stack.version, None), ("python", stack.python, 2)):
+        stated = probe.get(key)
+        if stated is not None and not _same_version(stated, expected, parts):
+            return f"{key} {_clean(str(stated))}, not {expected}"
+    return None
+
+
+def _same_version(stated: Any, expected: str, parts: int | None) -> bool:
+    """PEP 440 equality of the public versions (2.15 is 2.15.0, 2.5.1+cu121 is 2.5.1), or of the first `parts`
+    release numbers (Python 3.11.2 is a stack's 3.11)."""
+    if not isinstance(stated, str):
+        return False
+    try:
+        theirs, ours = Version(stated), Version(expected)
+    except InvalidVersion:
+        return False
+    return theirs.release[:parts] == ours.release[:parts] if parts else Version(theirs.public) == ours
+
+
+def _clean(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """Untrusted text (API answers, pod output) fit for one line of a terminal: no control or invisible
+    characters (an escape sequence could rewrite what the user sees), at most `limit` characters."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
 
 
 def _image(pod: dict[str, Any]) -> str | None:
@@ -254,24 +375,24 @@ def _timed_out(result: Result, deadline: str) -> Result:
 
 
 def _deadline(job_data: dict[str, Any]) -> str | None:
-    for condition in _get(job_data, "status", "conditions") or []:
+    for condition in _list(job_data, "status", "conditions"):
         if _get(condition, "reason") == "DeadlineExceeded" and _get(condition, "status") == "True":
-            return f"the job passed its deadline (activeDeadlineSeconds): {_get(condition, 'message') or ''}".strip()
+            return f"the job passed its deadline (activeDeadlineSeconds): {_said(condition, 'message')}".strip()
     return None
 
 
 def _condition(pod: dict[str, Any], kind: str, status: str) -> str | None:
-    for condition in _get(pod, "status", "conditions") or []:
+    for condition in _list(pod, "status", "conditions"):
         if _get(condition, "type") == kind and _get(condition, "status") == status:
-            return f"{_get(condition, 'reason') or kind}: {_get(condition, 'message') or ''}".strip(": ")
+            return f"{_said(condition, 'reason') or kind}: {_said(condition, 'message')}".strip(": ")
     return None
 
 
 def _container_state(pod: dict[str, Any]) -> dict[str, Any]:
-    statuses = _get(pod, "status", "containerStatuses")
-    for status in statuses if isinstance(statuses, list) else []:
-        if _get(status, "name") == "probe":
-            return _get(status, "state") or {}
+    for status in _list(pod, "status", "containerStatuses"):
+        state = _get(status, "state")
+        if _get(status, "name") == "probe" and isinstance(state, dict):
+            return state
     return {}
 
 
@@ -279,7 +400,7 @@ def _waiting(pod: dict[str, Any]) -> str | None:
     waiting = _get(_container_state(pod), "waiting")
     if not isinstance(waiting, dict) or _get(waiting, "reason") in (None, "ContainerCreating", "PodInitializing"):
         return None
-    return f"{waiting.get('reason')}: {waiting.get('message') or ''}".strip(": ")
+    return f"{_said(waiting, 'reason')}: {_said(waiting, 'message')}".strip(": ")
 
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -292,8 +413,12 @@ def _without_document(log: str) -> str:
     return "\n".join(line for line in log.splitlines() if not line.startswith("{"))
 
 
-def collect(matrix: Matrix, namespace: str) -> tuple[list[Result], list[str]]:
-    """This matrix's Jobs in `namespace`, read through the cluster's API: (results, why some were skipped)."""
+class ApiError(Exception):
+    """One API call without a usable answer (refused, not JSON, or none in time); the message says which."""
+
+
+def _connect() -> tuple[Any, Any]:
+    """CoreV1Api and BatchV1Api of the cluster the kubeconfig (or the pod's service account) names."""
     try:
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
@@ -301,43 +426,173 @@ def collect(matrix: Matrix, namespace: str) -> tuple[list[Result], list[str]]:
         raise ConfigError(
             "`envcheck k8s collect` needs the official Kubernetes client: pip install 'envcheck[k8s]' (kubernetes)"
         ) from None
+    configuration = client.Configuration()
     try:
-        config.load_kube_config()
+        config.load_kube_config(client_configuration=configuration)
     except (ConfigException, OSError, TypeError):
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=configuration)
         except ConfigException as exc:
             raise ConfigError(f"no Kubernetes cluster configured (kubeconfig or in-cluster): {exc}") from None
-    api = client.ApiClient()
-    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    as_json = api.sanitize_for_serialization
+    configuration.retries = RETRIES
+    api = client.ApiClient(configuration)
+    return client.CoreV1Api(api), client.BatchV1Api(api)
+
+
+def _answer(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+    """The body of one API call's answer, read raw (the typed models reject odd answers with tracebacks) and
+    within REQUEST_TIMEOUT; anything but a 2xx answer in time is an ApiError saying `what` failed and why."""
+    import urllib3
+    from kubernetes.client import ApiException
+
+    try:
+        return call(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs).data
+    except ApiException as exc:
+        raise ApiError(f"{what}: {_refusal(exc)}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        failure = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    timed_out = (urllib3.exceptions.TimeoutError, TimeoutError)
+    if isinstance(failure, timed_out) and not isinstance(failure, urllib3.exceptions.NewConnectionError):
+        connect, read = REQUEST_TIMEOUT
+        raise ApiError(f"{what}: the API did not answer in time ({connect:g} s to connect, {read:g} s to answer)")
+    raise ApiError(f"{what}: the API cannot be reached ({_cause(failure)})")
+
+
+def _refusal(exc: Any) -> str:
+    """HTTP status and reason, with the message of the Status object the API sends along, when it sent one."""
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+    try:
+        message = json.loads(body or "").get("message")
+    except (ValueError, AttributeError, RecursionError):
+        message = None
+    said = f": {_clean(message)}" if isinstance(message, str) and message else ""
+    if not exc.status:  # the client's own failure (TLS), not an answer
+        return f"the connection failed ({_clean(str(exc.reason or ''))})"
+    return f"HTTP {exc.status} {_clean(str(exc.reason or ''))}".strip() + said
+
+
+def _cause(exc: BaseException | None) -> str:
+    """The innermost reason of a connection failure, by kind (its text could carry the server's URL)."""
+    for _ in range(10):  # urllib3 wraps the socket's error in one or two of its own
+        inner = getattr(exc, "reason", None)
+        inner = inner if isinstance(inner, BaseException) else exc.__cause__ or exc.__context__ if exc else None
+        if inner is None:
+            break
+        exc = inner
+    return type(exc).__name__
+
+
+def _object(what: str, body: bytes) -> dict[str, Any]:
+    """An answer that must be one JSON object (a proxy's sign-in page is not)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(f"{what}: the answer is not JSON (a proxy or sign-in page in between?)") from None
+    if not isinstance(value, dict):
+        raise ApiError(f"{what}: the answer is not a JSON object")
+    return value
+
+
+def _items(what: str, body: bytes) -> list[dict[str, Any]]:
+    """The objects of a list answer; `items: null` is an empty list, as Go's encoder writes one."""
+    items = _object(what, body).get("items")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ApiError(f"{what}: the answer's items are not a list")
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _stack_of_job(matrix: Matrix, job_data: dict[str, Any], rendered: dict[str | None, dict[str, Stack]]) -> Stack:
+    """The stack whose Job this is, as the matrix renders it: the one whose job_name (with the Job's GPU product)
+    is the Job's name, and which its stack label names too; Refused otherwise. `rendered` keeps each product's
+    names, computed once."""
+    name = _text(job_data, "metadata", "name")
+    labels = _get(job_data, "metadata", "labels")
+    product = _get(labels, PRODUCT_LABEL)
+    if name is None or not (product is None or isinstance(product, str)):
+        raise Refused("its name or GPU product label is missing or not text")
+    if product not in rendered:
+        rendered[product] = {job_name(s.name, product): s for s in matrix.stacks}
+    stack = rendered[product].get(name)
+    if stack is None:
+        raise Refused(f"{matrix.path} renders no Job of that name (was the matrix edited, or the Job made by hand?)")
+    label = _get(labels, STACK_LABEL)
+    if label != stack.name:
+        raise Refused(f"its name is stack {stack.name}'s Job but its stack label says {_clean(str(label))}")
+    return stack
+
+
+def collect(matrix: Matrix, namespace: str) -> tuple[list[Result], list[str]]:
+    """This matrix's Jobs in `namespace`, read through the cluster's API: (results, why some were skipped). A
+    listing of the Jobs the API refuses is a ConfigError; a Job, pod, log or node that cannot be read or trusted
+    costs its own cell, with a warning naming it."""
+    check_namespace(namespace)
+    core, batch = _connect()
     selector = f"{MANAGED_BY}=envcheck,{MATRIX_LABEL}={matrix_hash(matrix)}"
-    stacks = {s.name: s for s in matrix.stacks}
+    what = f"listing the Jobs of namespace {namespace}"
+    try:
+        jobs = _items(what, _answer(what, batch.list_namespaced_job, namespace, label_selector=selector))
+    except ApiError as exc:
+        raise ConfigError(f"k8s collect: {exc}") from None
     results, skipped = [], []
-    nodes: dict[str, dict[str, str]] = {}
-    for job_object in batch.list_namespaced_job(namespace, label_selector=selector).items:
-        job_data = as_json(job_object)
-        name = _get(job_data, "metadata", "name")
-        stack = stacks.get(_get(job_data, "metadata", "labels", STACK_LABEL) or "")
-        if stack is None:
-            skipped.append(f"job {name}: its stack is not in {matrix.path}")
+    nodes: dict[str, dict[str, str] | None] = {}
+    rendered: dict[str | None, dict[str, Stack]] = {}
+    for job_data in jobs:
+        name = _clean(_text(job_data, "metadata", "name") or "(unnamed)")
+        try:
+            stack = _stack_of_job(matrix, job_data, rendered)
+            result = _collect_job(stack, job_data, namespace, core, nodes, skipped)
+        except (ApiError, Refused) as exc:
+            skipped.append(f"job {name} in namespace {namespace}: {exc}; its cell is left out")
             continue
-        pods = [as_json(p) for p in core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items]
-        pod = max(pods, key=lambda p: _get(p, "metadata", "creationTimestamp") or "", default=None)
-        log, labels = None, None
-        node = _get(pod, "spec", "nodeName")
-        if node:
-            if node not in nodes:
-                nodes[node] = (as_json(core.read_node(node)).get("metadata") or {}).get("labels") or {}
-            labels = nodes[node]
-        if pod is not None and _get(pod, "status", "phase") in ("Succeeded", "Failed", "Running"):
-            try:
-                log = core.read_namespaced_pod_log(_get(pod, "metadata", "name"), namespace, container="probe")
-            except client.ApiException as exc:  # a container that never started has no log: the pod says why
-                skipped.append(f"job {name}: no log ({exc.reason})")
-        result = result_of_pod(stack, job_data, pod, log, labels)
         if result is None:
             skipped.append(f"job {name}: still running")
         else:
             results.append(result)
     return results, skipped
+
+
+def _collect_job(
+    stack: Stack,
+    job_data: dict[str, Any],
+    namespace: str,
+    core: Any,
+    nodes: dict[str, dict[str, str] | None],
+    skipped: list[str],
+) -> Result | None:
+    """One Job's cell: its newest pod (of those the Job controller labelled with its name), that pod's node's
+    labels (each node read once; one that cannot be read is warned about and leaves the host named by the Job's
+    GPU product) and log (bytes that are not UTF-8 replaced)."""
+    name = job_data["metadata"]["name"]  # checked by _stack_of_job: one this matrix renders, a DNS-1123 label
+    what = f"listing the pods of job {name}"
+    pods = _items(what, _answer(what, core.list_namespaced_pod, namespace, label_selector=f"job-name={name}"))
+    pods = [p for p in pods if _get(p, "metadata", "labels", "job-name") == name]
+    pod = max(pods, key=lambda p: _text(p, "metadata", "creationTimestamp") or "", default=None)
+    node = _text(pod, "spec", "nodeName")
+    if node and node not in nodes:
+        what = f"reading node {_clean(node)}"
+        try:
+            answer = _object(what, _answer(what, core.read_node, node))
+        except ApiError as exc:
+            nodes[node] = None
+            skipped.append(f"{exc}; the cells of its pods name their host by the GPU product their Job asked for")
+        else:
+            labels = _get(answer, "metadata", "labels")
+            nodes[node] = dict(labels) if isinstance(labels, dict) else {}
+    phase = _get(pod, "status", "phase")
+    log = None
+    if phase in ("Succeeded", "Failed") or (phase == "Running" and _deadline(job_data)):
+        pod_name = _text(pod, "metadata", "name")
+        if pod_name is None:
+            raise Refused("its pod has no name")
+        what = f"reading the log of pod {_clean(pod_name)}"
+        try:
+            log = _answer(what, core.read_namespaced_pod_log, pod_name, namespace, container="probe")
+        except ApiError as exc:
+            if phase != "Failed":
+                raise
+            # a container that never started has no log: the pod's status says why it failed
+            skipped.append(f"job {name}: no log ({exc}); its cell says what the pod's status says")
+    text = log.decode("utf-8", "replace") if log is not None else None
+    return result_of_pod(stack, job_data, pod, text, nodes.get(node) if node else None)
