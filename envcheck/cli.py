@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -17,24 +18,26 @@ from envcheck import __version__, commands, log, options
 from envcheck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EnvcheckError, Terminated
 from envcheck.matrix import FRAMEWORKS
 
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: far above any build or probe, and small enough for every clock's arithmetic
+DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
 
 def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    """A timeout: a plain decimal number of seconds, more than 0 and at most a week (float() would also take
+    'inf', 'nan', '1e308' and surrounding whitespace, and a huge value overflows later in int() or time arithmetic)."""
+    value = float(text) if DECIMAL.fullmatch(text) else math.nan
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive number of seconds up to {MAX_SECONDS:.0f} (7 days)"
+        )
     return value
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    """A count such as --jobs: digits only (int() would also take ' 3\n' or '1_0'), at least 1, at most 1024."""
+    value = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1024")
     return value
 
 
@@ -151,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_seconds,
         default=3600.0,
         metavar="SECONDS",
-        help="stop a build after this long and record it as timeout (default 3600)",
+        help="stop a build after this long and record it as timeout (default 3600, at most 604800: a week)",
     )
     building.add_argument(
         "--jobs",
@@ -168,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_seconds,
         default=600.0,
         metavar="SECONDS",
-        help="kill the probe container after this long (default 600)",
+        help="kill the probe container after this long (default 600, at most 604800: a week)",
     )
     running.add_argument("--quick", action="store_true", help="smaller benchmark, for a fast check")
     running.add_argument("--json", action="store_true", help="print results as JSON on stdout")

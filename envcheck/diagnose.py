@@ -466,10 +466,11 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
         evidence.insert(0, support.evidence())
     if not evidence:
         return None
+    cuda = f"CUDA {build}" if build else "CUDA"  # a log may not say which
     summary = (
-        f"The NVIDIA driver is too old for the CUDA {build} this {f.name} was built with."
+        f"The NVIDIA driver is too old for the {cuda} this {f.name} was built with."
         if severity == ERROR
-        else f"The NVIDIA driver is older than CUDA {build} needs; it runs only through minor-version "
+        else f"The NVIDIA driver is older than {cuda} needs; it runs only through minor-version "
         "compatibility (no PTX JIT of newer code)."
     )
     built = _version(build)
@@ -479,7 +480,7 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
         severity,
         summary,
         f"Upgrade the host's driver to {minimum or 'a newer one'} or newer, or use an older {f.name}/CUDA stack "
-        f"(`envcheck plan --driver {f.probe.get('driver')}` lists which).",
+        f"(`envcheck plan --driver {f.probe.get('driver') or 'VERSION'}` lists which).",
         evidence,
     )
 
@@ -495,10 +496,10 @@ def _missing_libraries(f: Facts) -> tuple[list[str], list[str]]:
     return nowhere, on_disk
 
 
-WITH_LIBRARIES = {
-    "tensorflow": "`pip install 'tensorflow[and-cuda]=={version}'`",
-    "torch": "`pip install torch=={version}` from PyPI, whose nvidia-* dependencies bring them",
-    "jax": "`pip install 'jax[cuda12]=={version}'`, not jax[cuda12-local]",
+WITH_LIBRARIES = {  # {pin}: ==VERSION, or nothing where the version is unknown (a log may not say)
+    "tensorflow": "`pip install 'tensorflow[and-cuda]{pin}'`",
+    "torch": "`pip install torch{pin}` from PyPI, whose nvidia-* dependencies bring them",
+    "jax": "`pip install 'jax[cuda12]{pin}'`, not jax[cuda12-local]",
 }
 
 
@@ -508,13 +509,15 @@ def cuda_libs_missing(f: Facts) -> Diagnosis | None:
     logged = f.log_codes.get("cuda-libs-missing", [])
     if not nowhere and not logged:
         return None
+    install = WITH_LIBRARIES[f.framework].format(pin=f"=={f.version}" if f.version else "")
+    cuda, cudnn = f.probe.get("build_cuda"), f.probe.get("build_cudnn")  # a log may not say them
+    image = f"CUDA{f' {cuda}' if cuda else ''} + cuDNN{f' {cudnn}' if cudnn else ''}"
     return Diagnosis(
         "cuda-libs-missing",
         ERROR,
         f"CUDA libraries {f.name} needs are not installed"
         + (f": {', '.join(nowhere)}." if nowhere else " (the log names the ones that failed to load)."),
-        f"Install {f.name} with its CUDA libraries ({WITH_LIBRARIES[f.framework].format(version=f.version)}), or "
-        f"use a CUDA {f.probe.get('build_cuda')} + cuDNN {f.probe.get('build_cudnn')} base image "
+        f"Install {f.name} with its CUDA libraries ({install}), or use a {image} base image "
         "(nvidia/cuda:*-cudnn*-runtime).",
         [f"lib{name}: not found on the loader path nor on disk" for name in nowhere] + logged,
     )

@@ -1,17 +1,21 @@
 """`envcheck explain`: the causes behind a log from a GPU machine, without Docker, a framework or a GPU here.
 
 Most people asking why the GPU is not used bring a log, not a matrix. The log is read once, line by line
-(envcheck.logread: any size, any bytes); what it reveals plus the user's flags become the facts the rules of
-envcheck.diagnose run on, so a pasted log, a probe run and `doctor` speak one vocabulary of causes and fixes.
+(envcheck.logread: any bytes, in UTF-8 or, by its BOM, UTF-16 as PowerShell writes it; up to MAX_LOG_BYTES, so
+endless input ends); what it reveals plus the user's flags become the facts the rules of envcheck.diagnose run on,
+so a pasted log, a probe run and `doctor` speak one vocabulary of causes and fixes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import codecs
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from envcheck.diagnose import Facts, diagnose
+from envcheck.errors import ConfigError
 from envcheck.knowledge import Knowledge
 from envcheck.knowledge.facts import FRAMEWORK_NAMES
 from envcheck.knowledge.rules import runtime_cuda
@@ -20,19 +24,95 @@ from envcheck.matrix import GPU_VARIANT
 from envcheck.results.model import Diagnosis, Severity
 
 SCHEMA = 1
-READ_BYTES = 64 * 1024  # of one line; the rest of a longer line is skipped, not held in memory
+READ_BYTES = 64 * 1024  # characters of one line; the rest of a longer line is skipped, not held in memory
+# Bytes of one log read: real ones are megabytes (the slow test reads a 100 MB one whole); /dev/zero ends here in
+# a fraction of a second, `yes` (a line every 2 bytes, the slowest input) in well under a minute.
+MAX_LOG_BYTES = 128 * 1024 * 1024
+CHUNK = 64 * 1024  # bytes read at a time
+SNIFF = 1024  # bytes at the start that decide a log without BOM is UTF-16
+BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def lines_of(stream: IO[bytes]) -> Iterator[str]:
-    """The lines of a byte stream, decoded as UTF-8 with undecodable bytes replaced, at most READ_BYTES each."""
-    while True:
-        chunk = stream.readline(READ_BYTES)
-        if not chunk:
-            return
-        if len(chunk) == READ_BYTES and not chunk.endswith(b"\n"):
-            while (rest := stream.readline(READ_BYTES)) and not rest.endswith(b"\n"):
-                pass
-        yield chunk.decode("utf-8", "replace")
+def encoding_of(head: bytes) -> str:
+    """The encoding a log's first bytes show: its BOM's (UTF-8, UTF-16 LE or BE); UTF-16 without a BOM where nearly
+    every other byte is NUL and the bytes between are not (ASCII text as Windows tools write it, with the odd
+    character beyond Latin-1 such as a typographic apostrophe); else UTF-8."""
+    for bom, encoding in BOMS:
+        if head.startswith(bom):
+            return encoding
+    pairs = min(len(head), SNIFF) // 2
+    even, odd = head[: 2 * pairs : 2].count(0), head[1 : 2 * pairs : 2].count(0)
+    if pairs >= 2 and odd >= 0.9 * pairs and even <= 0.1 * pairs:
+        return "utf-16-le"
+    if pairs >= 2 and even >= 0.9 * pairs and odd <= 0.1 * pairs:
+        return "utf-16-be"
+    return "utf-8"
+
+
+class LogLines:
+    """The lines of a byte stream as they arrive, decoded by encoding_of (undecodable bytes replaced), each at most
+    READ_BYTES characters, from at most `limit` bytes: neither an endless stream nor an endless line is held or
+    read for ever. `cut_at` is where reading stopped when the stream had more."""
+
+    def __init__(self, stream: IO[bytes], limit: int = MAX_LOG_BYTES) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.cut_at: int | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        pending, skipping = "", False  # the start of a line not ended yet; whether its rest is being skipped
+        for text in self._texts():
+            *ended, rest = text.split("\n")
+            for piece in ended:
+                if not skipping:
+                    yield (pending + piece)[:READ_BYTES]
+                pending, skipping = "", False
+            if not skipping:
+                pending += rest
+                if len(pending) >= READ_BYTES:
+                    yield pending[:READ_BYTES]
+                    pending, skipping = "", True
+        if pending:
+            yield pending
+
+    def _chunks(self) -> Iterator[bytes]:
+        read = getattr(self.stream, "read1", self.stream.read)  # what has arrived, not a full chunk: pipes stream
+        total = 0
+        while total < self.limit:
+            data = read(min(CHUNK, self.limit - total))
+            if not data:
+                return
+            total += len(data)
+            yield data
+        if read(1):
+            self.cut_at = total
+
+    def _texts(self) -> Iterator[str]:
+        chunks = self._chunks()
+        head = b""
+        for data in chunks:
+            head += data
+            if len(head) >= 4:  # a BOM, and two characters of UTF-16
+                break
+        decoder = codecs.getincrementaldecoder(encoding_of(head))("replace")
+        yield decoder.decode(head)
+        for data in chunks:
+            yield decoder.decode(data)
+        yield decoder.decode(b"", final=True)
+
+
+def lines_of(stream: IO[bytes], limit: int = MAX_LOG_BYTES) -> LogLines:
+    """The lines of a log from a byte stream (a file, standard input), read up to `limit` bytes."""
+    return LogLines(stream, limit)
+
+
+# Checked whole (a trailing newline or junk is no version); PyPI's pre-releases and PyTorch's +cu121 are versions.
+VERSION_FLAG = re.compile(
+    r"[0-9]{1,4}(?:\.[0-9]{1,4}){0,3}(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?(?:\+[a-z0-9.]+)?"
+)
+# As plan's --driver, within NVIDIA's numbering: a 3-digit branch (R384 ... R580) and up to two parts of 1-3 digits.
+DRIVER_FLAG = re.compile(r"[1-9][0-9]{2}(?:\.[0-9]{1,3}){0,2}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -43,6 +123,22 @@ class ExplainOptions:
     version: str | None = None
     driver: str | None = None
     gpus: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Flags are checked before the log is read, the way plan checks its own: a value is used whole or refused."""
+        if self.version is not None and not VERSION_FLAG.fullmatch(self.version):
+            raise ConfigError(
+                f"--{self.framework or 'tensorflow'} {self.version!r} is not a version number (e.g. 2.15.1, "
+                "2.16.0rc0, 2.5.1+cu121)"
+            )
+        if self.driver is not None and not DRIVER_FLAG.fullmatch(self.driver):
+            raise ConfigError(
+                f"--driver {self.driver!r} is not an NVIDIA driver version (expected a 3-digit branch and up to two "
+                "parts of up to 3 digits, e.g. 550.54.15 or 535.54.03)"
+            )
+        for name in self.gpus:
+            if not name.strip() or CONTROL.search(name):
+                raise ConfigError(f'--gpu {name!r} is not a GPU name (e.g. "NVIDIA GeForce RTX 5090")')
 
 
 @dataclass
@@ -57,6 +153,7 @@ class Explanation:
     reading: Reading
     gpu_in_use: str | None = None
     notes: list[str] = field(default_factory=list)
+    cut_at: int | None = None  # bytes read when the log was longer than MAX_LOG_BYTES
 
     @property
     def errors(self) -> list[Diagnosis]:
@@ -99,11 +196,12 @@ class Explanation:
             "not_recognised_count": self.reading.unrecognised_count,
             "lines": self.reading.lines,
             "recognised_lines": self.reading.recognised,
+            "cut_at_bytes": self.cut_at,
         }
 
 
-def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: str = "-") -> Explanation:
-    """Read a log, then diagnose what it and the options reveal."""
+def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") -> Explanation:
+    """Read a log, then diagnose what it and the options reveal (and say where a log too long was cut)."""
     k = Knowledge.load()
     reading = read_log(lines, k, Known(options.framework, options.version))
     revealed = reading.revealed
@@ -161,7 +259,13 @@ def explain(lines: Iterator[str] | list[str], options: ExplainOptions, source: s
             f"{FRAMEWORK_NAMES[framework]} {version} is not in envcheck's data (it knows {oldest}–{newest}): what it "
             "was built with is unknown, so only the log's own messages count"
         )
-    return Explanation(source, framework, version, read, found, reading, in_use, notes)
+    cut_at = lines.cut_at if isinstance(lines, LogLines) else None
+    if cut_at is not None:
+        notes.append(
+            f"the log was cut at {cut_at} bytes: explain reads no more of one log, so a cause written only after "
+            "that is not seen"
+        )
+    return Explanation(source, framework, version, read, found, reading, in_use, notes, cut_at)
 
 
 def format_text(found: Explanation) -> str:

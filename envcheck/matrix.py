@@ -10,7 +10,9 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
+import os
 import re
+import stat
 import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
 PYTHON_RE = re.compile(r"3\.[0-9]{1,2}\Z")
 MAX_STACKS = 10_000  # an axes product larger than this is refused before it is expanded
 MAX_DEPTH = 20  # nesting of YAML collections; a matrix file needs 5
+MAX_MATRIX_BYTES = 4 * 1024 * 1024  # of a matrix file read; 10,000 stacks written out take about 1.5 MB
 IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:@-]*\Z")
 PIP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+ ]*\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -479,16 +482,41 @@ def _shown(node: yaml.Node) -> str:
     return "(a list)" if isinstance(node, yaml.SequenceNode) else "(a mapping)"
 
 
+def read_matrix_file(path: Path) -> str:
+    """The matrix file's text, refused (a ConfigError naming the file) unless it is a regular file of at most
+    MAX_MATRIX_BYTES of UTF-8: /dev/zero would fill memory, and a FIFO without a writer would block the open for
+    ever (it is opened without waiting for one, then refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: error: matrix file not found (pass another with -m/--matrix FILE)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: error: cannot read the matrix file: {exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(
+            f"{path}: error: the matrix file is not a regular file (a directory, device or pipe; expected a YAML file)"
+        )
+    with os.fdopen(fd, "rb") as stream:
+        try:
+            data = stream.read(MAX_MATRIX_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{path}: error: cannot read the matrix file: {exc}") from None
+    if len(data) > MAX_MATRIX_BYTES:
+        raise ConfigError(
+            f"{path}: error: the matrix file is larger than the {MAX_MATRIX_BYTES:,} bytes envcheck reads (expected "
+            "a YAML file of a few kilobytes; split a larger matrix into several files)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: error: cannot read the matrix file: {exc}") from None
+
+
 def load_matrix(path: str | Path) -> Matrix:
     """Read and validate a matrix file; raise ConfigError listing every problem found."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: error: matrix file not found (pass another with -m/--matrix FILE)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: error: cannot read the matrix file: {exc}") from None
-    return parse_matrix(text, path)
+    return parse_matrix(read_matrix_file(path), path)
 
 
 def parse_matrix(text: str, path: Path) -> Matrix:

@@ -28,6 +28,7 @@ from envcheck.results.model import Diagnosis, Host, Result, Severity, Status
 
 VERDICTS = {Level.OK: Status.OK, Level.WARN: Status.WARN, Level.FAILS: Status.FAILS}
 FULL_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in a GPU name: found by a search, so "A100\n" would pass and be saved
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def host_from_args(driver: str | None, ccs: list[str], gpus: list[str], k: Knowl
     pairs = [(f"compute capability {cc}", Version(cc)) for cc in ccs]
     version = Version(driver)
     for name in gpus:
+        if CONTROL.search(name):
+            raise ConfigError(f"--gpu {name!r} is not a GPU name: it holds control characters")
         cc = k.gpu_compute_capability(name)
         if cc is None:
             raise ConfigError(
