@@ -8,6 +8,7 @@ scans the user's code for what forces each framework onto the CPU.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import shutil
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from envcheck.diagnose import ERROR, Facts, diagnose, uses_gpu
-from envcheck.engine.client import daemon_facts
-from envcheck.errors import ConfigError
+from envcheck.engine.client import connect, daemon_facts, docker_errors, host_facts
+from envcheck.errors import ConfigError, DockerUnavailable
+from envcheck.hosts import scrub
 from envcheck.knowledge.facts import FRAMEWORK_NAMES
 from envcheck.matrix import FRAMEWORKS
 from envcheck.probe import PROBE_SOURCE, parse_output
@@ -49,25 +51,38 @@ def probe_host(quick: bool = True, framework: str = "tensorflow") -> dict[str, A
 
 
 def docker_facts() -> dict[str, Any]:
-    """Whether a Docker daemon answers here, and whether it has an NVIDIA runtime or CDI GPU devices."""
+    """Whether a Docker daemon answers here, and whether it has an NVIDIA runtime or CDI GPU devices: asked through
+    the docker SDK, as builds and runs ask it (`via: sdk`); through the docker CLI only where the SDK is missing
+    (`via: cli`). Errors never show a password or token of DOCKER_HOST."""
     try:
-        from envcheck.engine import connect, host_facts
+        importlib.import_module("docker")
+    except ImportError as missing:  # no SDK (or a broken one): the CLI needs none
+        return _cli_facts(f"docker SDK: {missing}")
+    try:
+        return {"reachable": True, "via": "sdk", **host_facts(connect(timeout=10))}
+    except (DockerUnavailable, *docker_errors()) as exc:
+        return {"reachable": False, "via": "sdk", "error": scrub(str(exc))}
 
-        return {"reachable": True, **host_facts(connect(timeout=10))}
-    except Exception as sdk_error:  # no SDK, or no daemon: try the CLI, which needs no SDK
-        cli = shutil.which("docker")
-        if cli is None:
-            return {"reachable": False, "error": f"docker: {sdk_error}"}
-        try:
-            done = subprocess.run(
-                [cli, "info", "--format", "{{json .}}"], capture_output=True, text=True, timeout=20, check=False
-            )
-            info = json.loads(done.stdout)
-        except (OSError, subprocess.SubprocessError, ValueError):
-            return {"reachable": False, "error": str(sdk_error)}
-        if not info.get("ServerVersion"):
-            return {"reachable": False, "error": "; ".join(info.get("ServerErrors") or []) or str(sdk_error)}
-        return {"reachable": True, "docker_version": info.get("ServerVersion"), **daemon_facts(info)}
+
+def _cli_facts(why_not_sdk: str) -> dict[str, Any]:
+    """`docker info` from the CLI, for a Python without the docker SDK."""
+    cli = shutil.which("docker")
+    if cli is None:
+        return {"reachable": False, "via": "cli", "error": f"{why_not_sdk}; no docker command either"}
+    try:
+        done = subprocess.run(
+            [cli, "info", "--format", "{{json .}}"], capture_output=True, text=True, timeout=20, check=False
+        )
+        info = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {"reachable": False, "via": "cli", "error": why_not_sdk}
+    if not info.get("ServerVersion"):
+        return {
+            "reachable": False,
+            "via": "cli",
+            "error": scrub("; ".join(info.get("ServerErrors") or []) or why_not_sdk),
+        }
+    return {"reachable": True, "via": "cli", "docker_version": info.get("ServerVersion"), **daemon_facts(info)}
 
 
 def scan_scripts(paths: list[str]) -> Scan:

@@ -21,7 +21,7 @@ from envcheck import log
 from envcheck.engine.client import connect, describe_host, docker_errors
 from envcheck.engine.registry import RegistryError, pull, push
 from envcheck.errors import ConfigError, HostUnreachable
-from envcheck.hosts import HostSpec
+from envcheck.hosts import HostSpec, scrub
 from envcheck.lint import predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.options import Options
@@ -139,7 +139,8 @@ class FleetRun:
             except HostUnreachable as exc:
                 target.down = str(exc)
             except docker_errors() as exc:
-                target.down = f"host {target.spec.name}'s Docker daemon failed to describe itself: {exc}"
+                why = scrub(str(exc), target.spec.docker)
+                target.down = f"host {target.spec.name}'s Docker daemon failed to describe itself: {why}"
             if target.down:
                 log.warning(f"{target.down}; its cells are marked host-unreachable, the other hosts go on")
 
@@ -182,7 +183,8 @@ class FleetRun:
             if reason:
                 return self.unreachable(target, ctx, reason)
             failed = Where(target.api, row(ctx.stack.name, target.spec.name), target.latest, digest)
-            failed.failed = (Status.RUN_FAILED, f"host {target.spec.name}'s daemon refused: {exc}")
+            why = scrub(str(exc), target.spec.docker)
+            failed.failed = (Status.RUN_FAILED, f"host {target.spec.name}'s daemon refused: {why}")
             return self.pipeline.finish(ctx, built, target.host, [], failed)
 
     def probe_on(

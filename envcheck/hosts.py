@@ -11,7 +11,9 @@ matrix file, or a file given with --hosts): parsed and checked here, with file:l
         docker: default                 # the daemon envcheck uses without --on (DOCKER_HOST, DOCKER_TLS_VERIFY, ...)
 
 Only where to reach a daemon lives here; keys and certificates stay in their files (cert_path names the directory
-holding ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH does) and are never copied into results or logs.
+holding ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH does) and are never copied into results or logs. A URL
+may still carry a password or token (user:password@, ?token=): `redact` and `scrub` are the one place that takes
+them out of every endpoint and message before it is printed, logged, recorded or published.
 """
 
 from __future__ import annotations
@@ -25,14 +27,64 @@ import yaml
 from envcheck.errors import ConfigError
 
 DEFAULT = "default"
-SCHEMES = ("unix", "tcp", "ssh")
 HOST_KEYS = ("name", "docker", "context", "tls_verify", "cert_path")
-NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+MAX_HOSTS_FILE_BYTES = 4 * 1024 * 1024  # far beyond any real list of hosts; /dev/zero or a huge file stops here
+# Every pattern is matched whole (re.fullmatch): `$` alone would let a trailing newline through.
+NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 NAME_EXPECTED = "a name of letters, digits, '.', '_' or '-' (at most 63), starting and ending with a letter or digit"
 # host[:port]/path, lowercase as Docker requires of repository names
-REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
-REGISTRY_EXPECTED = "a registry and optional path, like registry.example.com:5000/team/envcheck (lowercase)"
-ENDPOINT_EXPECTED = "default, or a URL unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST"
+REGISTRY = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::(?P<port>[0-9]{1,5}))?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*")
+REGISTRY_EXPECTED = (
+    "a registry and optional path, like registry.example.com:5000/team/envcheck (lowercase, port 1-65535)"
+)
+# unix:///PATH, or tcp:// and ssh:// with [USER[:PASSWORD]@]HOST[:PORT] (tcp: and a base path)
+DOCKER_URL = re.compile(
+    r"unix:///[^\s?#]*"
+    r"|(?P<scheme>tcp|ssh)://(?:[^\s/?#@]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>/[^\s?#]*)?"
+)
+ENDPOINT_EXPECTED = "default, or a URL unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT], port 1-65535"
+# a URL in running text; punctuation that ends a sentence or closes a parenthesis is not part of it. The scheme's
+# length is bounded, so a long run of letters is scanned in linear time (records reach scrub with megabytes).
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s'\"<>`]*[^\s'\"<>`.,;:!?)\]}]")
+ANCHOR = re.compile(r"[A-Za-z0-9._-]*")  # a #fragment that only names a place on a page
+
+
+def redact(url: str) -> str:
+    """A URL as it may be shown, logged, recorded or published: without user[:password]@ (a bare user may be a
+    token), ?query or a #fragment that is more than an anchor, so tcp://alice:pw@host:2376/?t=x is tcp://host:2376.
+    Everything up to the last '@' goes, so an unencoded '@', '/' or '?' in a password cannot keep part of it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    if not rest.startswith("/"):  # unix:///path has no user part
+        rest = rest.rpartition("@")[2]
+    rest, _, fragment = rest.partition("#")
+    rest = rest.partition("?")[0]
+    return f"{scheme}://{rest}" + (f"#{fragment}" if fragment and ANCHOR.fullmatch(fragment) else "")
+
+
+def scrub(text: str, *urls: str) -> str:
+    """A message with every URL in it redacted: the URLs given first, wherever they appear verbatim (exception
+    texts echo the URL they failed on, even one that a quote or space cuts short), then anything URL-shaped."""
+    for url in urls:
+        if url:
+            text = text.replace(url, redact(url))
+    return URL.sub(lambda found: redact(found.group()), text) if "://" in text else text
+
+
+def _port_ok(port: str | None) -> bool:
+    return port is None or 1 <= int(port) <= 65535
+
+
+def valid_registry(value: str) -> bool:
+    found = REGISTRY.fullmatch(value)
+    return bool(found) and len(value) <= 200 and _port_ok(found["port"])
+
+
+def valid_docker_url(value: str) -> bool:
+    found = DOCKER_URL.fullmatch(value)
+    return bool(found) and _port_ok(found["port"]) and not (found["scheme"] == "ssh" and found["path"])
 
 
 @dataclass(frozen=True)
@@ -52,8 +104,8 @@ class HostSpec:
 
     @property
     def endpoint(self) -> str:
-        """Where it is, for people: the URL or the context's name; no secrets (those stay in their files)."""
-        return f"context {self.context}" if self.context else self.docker
+        """Where it is, for people: the URL (without a password or token, see redact) or the context's name."""
+        return f"context {self.context}" if self.context else redact(self.docker)
 
 
 @dataclass(frozen=True)
@@ -97,7 +149,7 @@ def _scalar(node: yaml.Node, tag: str = "tag:yaml.org,2002:str") -> str | None:
 
 def parse_registry(node: yaml.Node, path: Path, errors: Errors) -> str | None:
     value = _scalar(node)
-    if value is None or not REGISTRY.match(value) or len(value) > 200:
+    if value is None or not valid_registry(value):
         _error(errors, path, node, f"registry {getattr(node, 'value', '')!r} is not a registry", REGISTRY_EXPECTED)
         return None
     return value
@@ -127,7 +179,7 @@ def parse_hosts(node: yaml.Node, path: Path, errors: Errors) -> tuple[HostSpec, 
             _error(errors, path, item, "host has no name", NAME_EXPECTED)
             continue
         name = _scalar(fields["name"][1])
-        if name is None or not NAME.match(name) or name == "all":
+        if name is None or not NAME.fullmatch(name) or name == "all":
             shown = getattr(fields["name"][1], "value", "")
             _error(errors, path, fields["name"][1], f"host name {shown!r}", NAME_EXPECTED + ", not 'all'")
             continue
@@ -141,9 +193,8 @@ def parse_hosts(node: yaml.Node, path: Path, errors: Errors) -> tuple[HostSpec, 
         docker, context = DEFAULT, None
         if "docker" in fields:
             value = _scalar(fields["docker"][1])
-            scheme = value.split("://", 1)[0] if value and "://" in value else None
-            if value != DEFAULT and (scheme not in SCHEMES or not value.split("://", 1)[1]):
-                shown = getattr(fields["docker"][1], "value", "")
+            if value is None or (value != DEFAULT and not valid_docker_url(value)):
+                shown = redact(str(getattr(fields["docker"][1], "value", "")))
                 _error(errors, path, fields["docker"][1], f"docker endpoint {shown!r}", ENDPOINT_EXPECTED)
                 continue
             docker = value
@@ -191,16 +242,24 @@ def fleet_of(
     if hosts_file and fleet.registry is None:
         fleet = Fleet(fleet.hosts, matrix_fleet.registry)
     if registry is not None:
-        if not REGISTRY.match(registry) or len(registry) > 200:
+        if not valid_registry(registry):
             raise ConfigError(f"--registry {registry!r}: expected {REGISTRY_EXPECTED}")
         fleet = Fleet(fleet.hosts, registry)
     return fleet, source
 
 
 def load_hosts_file(path: Path) -> Fleet:
-    """--hosts FILE: a YAML file with `hosts:` (and optionally `registry:`), checked like the matrix file."""
+    """--hosts FILE: a YAML file with `hosts:` (and optionally `registry:`), checked like the matrix file; read up
+    to MAX_HOSTS_FILE_BYTES, so a huge file or /dev/zero is an error, not a hang or MemoryError."""
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        with path.open("rb") as f:
+            raw = f.read(MAX_HOSTS_FILE_BYTES + 1)
+        if len(raw) > MAX_HOSTS_FILE_BYTES:
+            raise ConfigError(
+                f"{path}: error: the hosts file is larger than {MAX_HOSTS_FILE_BYTES // (1024 * 1024)} MiB "
+                "(expected a short YAML list of hosts)"
+            )
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: error: hosts file not found (--hosts FILE)") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from envcheck.errors import ConfigError, DockerUnavailable, HostUnreachable
-from envcheck.hosts import HostSpec
+from envcheck.hosts import HostSpec, scrub
 from envcheck.results.model import Host
 
 PING_TIMEOUT = 5  # seconds a daemon gets to answer at all: a socket that accepts and never answers is not a daemon
@@ -71,16 +71,21 @@ def connect(timeout: int = 300, spec: HostSpec | None = None) -> Any:
             "building and running stacks needs it."
         )
     where, kwargs = client_settings(spec)
+    url = str(kwargs.get("base_url") or "")
     try:
         client = _client_class()(version="auto", timeout=PING_TIMEOUT, **kwargs)
         client.ping()
         client.timeout = timeout
     except Exception as exc:
+        shown = scrub(where, url)  # DOCKER_HOST, a hosts file or a context may hold user:password@ or ?token=
+        where = shown if shown == where else f"{shown} (its user, password or query not shown)"
         if spec is not None and not spec.is_default:
-            raise HostUnreachable(f"Cannot reach host {spec.name}'s Docker daemon at {where}: {_reason(exc)}") from None
+            raise HostUnreachable(
+                f"Cannot reach host {spec.name}'s Docker daemon at {where}: {_reason(exc, url)}"
+            ) from None
         raise DockerUnavailable(
-            f"Cannot reach the Docker daemon at {where}: {exc}. Start it (for example `dockerd &` as root, "
-            "or `systemctl start docker`), or point DOCKER_HOST at a running one, then run envcheck again."
+            f"Cannot reach the Docker daemon at {where}: {scrub(str(exc), url)}. Start it (for example `dockerd &` "
+            "as root, or `systemctl start docker`), or point DOCKER_HOST at a running one, then run envcheck again."
         ) from None
     return client
 
@@ -111,9 +116,10 @@ def is_local(api: Any) -> bool:
     return str(getattr(api, "base_url", "")).startswith("http+docker://localhost")
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause in one line (requests nests the useful part several levels deep)."""
-    text = str(exc).strip() or type(exc).__name__
+def _reason(exc: BaseException, *urls: str) -> str:
+    """The innermost cause in one line (requests nests the useful part several levels deep), without the password
+    or token of any URL it echoes (urls: the ones it may echo verbatim)."""
+    text = scrub(str(exc).strip(), *urls) or type(exc).__name__
     return " ".join(text.split())[:300]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from envcheck.engine.client import docker_errors
 from envcheck.errors import EXIT_STACK_FAILED, EnvcheckError
+from envcheck.hosts import scrub
 from envcheck.render import BuildContext
 
 Progress = Callable[[str], None]
@@ -27,7 +28,8 @@ def repository(registry: str, ctx: BuildContext) -> str:
 
 
 def _explain(exc: BaseException) -> str:
-    text = str(getattr(exc, "explanation", None) or exc)
+    """The daemon's or registry's reason in one line, without a password or token a URL in it carries."""
+    text = scrub(str(getattr(exc, "explanation", None) or exc))
     return " ".join(text.split())[:300]
 
 
@@ -56,7 +58,7 @@ def push(api: Any, registry: str, ctx: BuildContext, progress: Progress) -> str:
         progress(f"pushing to {registry}")
         for chunk in api.push(repo, tag=ctx.content_hash, stream=True, decode=True):
             if "error" in chunk:
-                raise RegistryError(f"push of {repo}:{ctx.content_hash[:12]}… refused: {chunk['error']}")
+                raise RegistryError(f"push of {repo}:{ctx.content_hash[:12]}… refused: {scrub(str(chunk['error']))}")
             digest = (chunk.get("aux") or {}).get("Digest") or digest
     except docker_errors() as exc:
         raise RegistryError(f"push of {repo} to {registry} failed: {_explain(exc)}") from None
@@ -76,7 +78,7 @@ def pull(api: Any, reference: str, ctx: BuildContext, progress: Progress) -> boo
         try:
             for chunk in api.pull(reference, stream=True, decode=True):
                 if "error" in chunk:
-                    raise RegistryError(f"pull of {reference} refused: {chunk['error']}")
+                    raise RegistryError(f"pull of {reference} refused: {scrub(str(chunk['error']))}")
         except docker_errors() as exc:
             raise RegistryError(f"pull of {reference} failed: {_explain(exc)}") from None
         pulled = True

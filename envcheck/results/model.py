@@ -11,6 +11,7 @@ a mapping: it is produced inside containers by stdlib-only code and read through
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -22,6 +23,21 @@ from envcheck.matrix import FRAMEWORKS  # a stack's "framework" (records without
 
 SCHEMA = 1  # of a result and of a record line ("schema" and "record_schema"); bump when a key changes meaning
 FRAMEWORK_LABELS = {"tensorflow": "TF", "torch": "PyTorch", "jax": "JAX"}
+OLDEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
+def instant(timestamp: str) -> datetime.datetime | None:
+    """A record's timestamp as a moment in UTC, so records compare by time, not by spelling: ISO 8601, one without a
+    zone taken as UTC (envcheck writes UTC); None when it is not a date and time."""
+    if timestamp[-1:] in ("Z", "z"):  # UTC as other tools write it; Python 3.10 reads only +00:00
+        timestamp = timestamp[:-1] + "+00:00"
+    try:
+        moment = datetime.datetime.fromisoformat(timestamp)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return moment.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):  # not ISO 8601, or a zone that moves it outside the years 1-9999
+        return None
 
 
 class RecordError(ValueError):
@@ -552,3 +568,8 @@ class Result:
     @property
     def date(self) -> str:
         return self.timestamp[:10]
+
+    @property
+    def moment(self) -> datetime.datetime:
+        """When it was measured, for ordering: a timestamp that is not a date and time counts as the oldest."""
+        return instant(self.timestamp) or OLDEST

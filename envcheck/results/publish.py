@@ -10,6 +10,7 @@ import datetime
 import functools
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from envcheck.results.model import FRAMEWORK_LABELS, SCHEMA, Result
 from envcheck.results.store import merge, write_atomic
 
 MISSING = "–"  # an en dash reads as "no value" in the rendered table
+# What starts inline Markdown (links, images, emphasis, code, strikethrough, GitHub's math) or ends a table cell;
+# each is backslash-escaped in record values, which then show as typed. '<' and '&' become entities instead.
+MARKDOWN = re.compile(r"([\\`*_\[\]()|~$])")
 OUTPUTS = ("compatibility.md", "compatibility.html", "compatibility.json")
 DETAIL_HEADERS = [
     "Stack",
@@ -79,7 +83,7 @@ def cell(result: Result) -> dict[str, Any]:
 def hosts_of(results: list[Result]) -> list[dict[str, Any]]:
     """One entry per host (its newest result's facts), titled 'label: GPU model, driver'."""
     hosts: dict[str, dict[str, Any]] = {}
-    for result in sorted(results, key=lambda r: r.timestamp):
+    for result in sorted(results, key=lambda r: r.moment):
         host = result.host
         hosts[host.label] = {
             "label": host.label,
@@ -109,9 +113,16 @@ def view(results: list[Result]) -> dict[str, Any]:
 
 
 def md(value: object) -> str:
-    """A value from a record as Markdown table text: no raw HTML, no column breaks, one line."""
-    text = html.escape(str(value), quote=False).replace("|", "\\|").replace("`", "'")
-    return " ".join(text.split())
+    """A value from a record as Markdown table text, shown as typed: no link, image, emphasis, code, raw HTML or
+    entity made of it (records come from other hosts), no column break, one line."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return MARKDOWN.sub(r"\\\1", text)
+
+
+def md_code(value: str) -> str:
+    """A diagnosis code as a code span: inside one nothing is markup (and backslashes are not escapes), so only a
+    backtick, which would end it, and '|', which would end the cell, are replaced."""
+    return "`" + " ".join(value.split()).replace("`", "'").replace("|", "\\|") + "`"
 
 
 def _md_cell(c: dict[str, Any] | None) -> str:
@@ -127,7 +138,7 @@ def _md_cell(c: dict[str, Any] | None) -> str:
     if c["gpu_tflops"]:
         parts.append(f"GPU {_fmt(c['gpu_tflops'])} TFLOP/s")
     if c["codes"]:
-        parts.append(" ".join(f"`{md(code)}`" for code in c["codes"]))
+        parts.append(" ".join(md_code(code) for code in c["codes"]))
     return "<br>".join(parts)
 
 
