@@ -19,8 +19,9 @@ base:
 test: base
 	$(PYTHON) -m pytest -v
 
+# One worker per CPU (pytest-xdist): the Docker tests stay in `make test`, one session with one fresh daemon.
 test-fast:
-	$(PYTHON) -m pytest -q -m "not docker and not browser and not slow"
+	$(PYTHON) -m pytest -q -n auto -m "not docker and not browser and not slow"
 
 lint:
 	$(PYTHON) -m ruff check envcheck tests benchmarks scripts

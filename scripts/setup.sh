@@ -15,6 +15,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# the Docker tests start a daemon of their own in a network namespace, with NAT rules for its way out
+command -v iptables >/dev/null || need_apt+=(iptables)
 need_lean=()
 command -v chromium >/dev/null || need_lean+=(chromium)  # the page tests drive it headless
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_lean+=(fonts-noto-color-emoji)

@@ -79,8 +79,39 @@ def daemon_gives_gpus(api: Any) -> bool:
     return bool(facts["nvidia_runtime"] or facts["cdi_devices"])
 
 
+BASE = "debian:bookworm-slim"
+ENV_TEST_DOCKER_HOST = "ENVCHECK_TEST_DOCKER_HOST"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def docker_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When the session runs Docker tests, they (and every envcheck they start) use a daemon started fresh for the
+    session (tests/fresh_daemon.py), never the user's; ENVCHECK_TEST_DOCKER_HOST=URL uses that daemon instead (for
+    development only: it is not a first start)."""
+    if not any(item.get_closest_marker("docker") for item in request.session.items):
+        yield
+        return
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    chosen = os.environ.get(ENV_TEST_DOCKER_HOST)
+    if chosen:
+        os.environ["DOCKER_HOST"] = chosen
+        reporter.write_line(f"Docker tests: the daemon at {chosen} ({ENV_TEST_DOCKER_HOST})")
+        yield
+        return
+    import fresh_daemon
+
+    daemon, said = fresh_daemon.start_for_session(BASE)
+    if daemon is None:
+        pytest.exit(f"Docker tests not run: {said}", returncode=1)
+    reporter.write_line(f"Docker tests: {said}")
+    try:
+        yield
+    finally:
+        daemon.stop()
+
+
 @pytest.fixture(scope="session")
-def docker_api() -> Any:
+def docker_api(docker_engine: None) -> Any:
     from envcheck.engine.client import connect
     from envcheck.errors import DockerUnavailable
 
