@@ -115,12 +115,13 @@ def build(
     from envcheck.pipeline import MatrixRun
 
     matrix = load_matrix(matrix_file)
+    stacks = matrix.select(patterns)  # an unknown stack is a config error, also where Docker is unavailable
     target = fleet_of(matrix.fleet, matrix.path, None, registry)[0].registry if push else None
     if push and not target:
         raise ConfigError(f"--push: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or pass --registry")
     failed = 0
     run = MatrixRun(matrix, options)
-    for ctx, outcome in run.build_only(matrix.select(patterns)):
+    for ctx, outcome in run.build_only(stacks):
         if isinstance(outcome, str) or not outcome.ok:
             failed += 1
             error = outcome if isinstance(outcome, str) else f"build failed (log: {outcome.log})"
@@ -225,13 +226,14 @@ def explain(
     from envcheck.explain import explain as explain_log
 
     framework, version = next(
-        ((name, value) for name, value in (("tensorflow", tensorflow), ("torch", torch), ("jax", jax)) if value),
+        (
+            (name, value)
+            for name, value in (("tensorflow", tensorflow), ("torch", torch), ("jax", jax))
+            if value is not None
+        ),
         (None, None),
     )
-    for flag, value in (("--" + (framework or "tensorflow"), version), ("--driver", driver)):
-        if value is not None and not _is_version(value):
-            raise ConfigError(f"{flag} {value!r} is not a version number (e.g. 2.15.1, 550.54.15)")
-    options = ExplainOptions(framework, version, driver, tuple(gpus))
+    options = ExplainOptions(framework, version, driver, tuple(gpus))  # checks each flag (ConfigError)
     if source == "-":
         found = explain_log(lines_of(sys.stdin.buffer), options, "-")
     else:
@@ -247,16 +249,6 @@ def explain(
     return EXIT_STACK_FAILED if found.errors else EXIT_OK
 
 
-def _is_version(text: str) -> bool:
-    from envcheck.knowledge import Version
-
-    try:
-        Version(text)
-    except ValueError:
-        return False
-    return True
-
-
 def clean(matrix_file: str, dry_run: bool, packages: bool = False) -> int:
     from envcheck.engine import package_cache
     from envcheck.engine.clean import remove, stale
@@ -269,9 +261,11 @@ def clean(matrix_file: str, dry_run: bool, packages: bool = False) -> int:
         verb = "would free" if dry_run else "freed"
         log.info(f"package cache {where}: {verb} {held.files} files, {held.bytes / 1e9:.2f} GB")
     api = connect()
-    items = stale(api, matrix)
+    items, kept = stale(api, matrix)
     for item in items:
         print(f"{'would remove' if dry_run else 'removing'} {item}")
+    for line in kept.lines():
+        log.info(line)
     total = sum(i.size for i in items) / 1e9
     if dry_run:
         log.info(f"{len(items)} items, {total:.2f} GB; run without --dry-run to remove them")
@@ -317,7 +311,14 @@ def results_export(matrix_file: str, output: str | None) -> int:
     merged = store.merge(results)
     text = "".join(store.record_line(r) for r in merged)
     if output:
-        store.write_atomic(Path(output), text)
+        if Path(output).is_dir():
+            raise ConfigError(
+                f"results export: {output} is a directory; give -o a file name, e.g. {Path(output) / 'records.jsonl'}"
+            )
+        try:
+            store.write_atomic(Path(output), text)
+        except OSError as exc:
+            raise ConfigError(f"results export: cannot write {output}: {exc.strerror or exc}") from None
         log.info(f"exported {len(merged)} records to {output}")
     else:
         sys.stdout.write(text)
@@ -380,16 +381,17 @@ def _host_report(spec: HostSpec) -> dict[str, object]:
     """What one host's daemon says: reachable, Docker version, runtimes, CDI devices, GPUs (this machine's NVML for
     a daemon on this machine; elsewhere the GPUs its CDI devices name), or why it cannot be reached."""
     from envcheck.engine.client import connect, describe_host, docker_errors
+    from envcheck.hosts import scrub
 
     report: dict[str, object] = {"name": spec.name, "endpoint": spec.endpoint, "reachable": False, "error": None}
     try:
         api = connect(timeout=30, spec=spec)
         host = describe_host(api, spec.name)
     except EnvcheckError as exc:
-        report["error"] = str(exc)
+        report["error"] = scrub(str(exc), spec.docker)  # a context's settings may hold a URL with its password
         return report
     except docker_errors() as exc:
-        report["error"] = f"the daemon answered but failed to describe itself: {exc}"
+        report["error"] = f"the daemon answered but failed to describe itself: {scrub(str(exc), spec.docker)}"
         return report
     cdi_gpus = [d for d in host.cdi_devices if d.startswith("nvidia.com/gpu=") and not d.endswith("=all")]
     report.update(

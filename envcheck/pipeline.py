@@ -23,13 +23,16 @@ from typing import Any
 
 from envcheck import __version__, log
 from envcheck.diagnose import Facts, diagnose, uses_gpu
+from envcheck.engine import disk
 from envcheck.engine.build import build, build_progress, build_shared, current_image
+from envcheck.engine.clean import stale
 from envcheck.engine.client import connect, describe_host, docker_errors, is_local
 from envcheck.engine.package_cache import PackageCache, package_cache
 from envcheck.engine.registry import RegistryError, pull, repository
 from envcheck.engine.run import run_probe
 from envcheck.errors import BaseImageMissing
 from envcheck.hosts import HostSpec
+from envcheck.knowledge import Knowledge
 from envcheck.lint import Finding, predict
 from envcheck.matrix import Matrix, Stack
 from envcheck.options import Options
@@ -107,7 +110,7 @@ class MatrixRun:
         self.api = connect(spec=build_host)
         self.clients: list[Any] = []
         self.board: log.Board | None = None
-        self.buildargs: dict[str, str] = {}  # the package cache's, while it runs
+        self.via_cache: dict[str, Any] = {}  # the package cache's build arguments and network, while it runs
         self.saving = threading.Lock()
 
     def run(self, stacks: list[Stack]) -> list[Result]:
@@ -209,8 +212,13 @@ class MatrixRun:
         the daemon cancel them. The package cache runs while any build does."""
         if not contexts:
             return
+        warning = disk.shortfall(
+            disk.daemon_disk(self.api), [c.stack for c in contexts], Knowledge.load(), self.cleanable()
+        )
+        if warning:
+            log.warning(warning)
         with self.package_cache() as cache:
-            self.buildargs = cache.buildargs if cache else {}
+            self.via_cache = cache.build_options if cache else {}
             prepared = [self.prepare(ctx, cache) for ctx in contexts]
             # Without Docker's layer cache nothing is shared, not even within one run.
             shared, waits = ([], {}) if self.options.no_cache else shared_layers(prepared)
@@ -264,6 +272,14 @@ class MatrixRun:
                 raise
             pool.shutdown()
 
+    def cleanable(self) -> int:
+        """What `envcheck clean` of this matrix would free on the building daemon now (its outdated images)."""
+        try:
+            items, _ = stale(self.api, self.matrix)
+        except (*docker_errors(), OSError):
+            return 0
+        return sum(item.size for item in items if item.kind == "image")
+
     def build_client(self) -> Any:
         """A connection of a build's own (worker threads do not share one), closed by Ctrl-C to cancel the build."""
         api = connect(timeout=int(self.options.build_timeout) + 60, spec=self.build_host)
@@ -290,7 +306,7 @@ class MatrixRun:
                 source,
                 self.options.build_timeout,
                 progress,
-                self.buildargs,
+                self.via_cache,
             )
         except BaseImageMissing:
             return  # each stack's build says so
@@ -298,8 +314,12 @@ class MatrixRun:
             log.warning(f"[{label}] not built first ({error[:150]}); each stack builds them itself")
 
     def build(self, ctx: BuildContext) -> BuildInfo | str:
-        """In a worker thread, with its own connection; returns the outcome, or the error for a missing base."""
+        """In a worker thread, with its own connection; returns the outcome, or the error for a missing base. A
+        daemon whose disk has less room than any build needs is not asked to try."""
         api = self.build_client()
+        refused = disk.too_full(disk.daemon_disk(api))
+        if refused:
+            return refused
         name = ctx.stack.name
         board = self.board
         try:
@@ -310,7 +330,8 @@ class MatrixRun:
                 self.options.build_timeout,
                 (lambda text, beat: board.set(name, text, beat)) if board else None,
                 self.options.no_cache,
-                self.buildargs,
+                self.via_cache,
+                self.matrix.path,
             )
         except BaseImageMissing as exc:
             return str(exc)
@@ -347,7 +368,12 @@ class MatrixRun:
             result.build = built
             if not built.ok:
                 result.status = Status.TIMEOUT if built.timed_out else Status.BUILD_FAILED
-                result.error = f"build failed: {built.error} (log: {built.log})"
+                result.error = f"build failed: {built.error}" + (f" (log: {built.log})" if built.log else "")
+                full = disk.ran_out(built)
+                if full:
+                    result.diagnoses = [
+                        disk.diagnosis(full, disk.daemon_disk(self.api), stack, Knowledge.load(), self.cleanable())
+                    ]
             else:
                 self.set(where.row, "running the probe")
                 self.probe(ctx, result, where)
@@ -382,6 +408,7 @@ class MatrixRun:
             timeout=self.options.run_timeout,
             sandbox=ctx.stack.sandbox,
             on_start=where.on_start,
+            matrix_file=self.matrix.path,
         )
         result.run = outcome.info()
         if outcome.probe is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 
-from conftest import load_json
+import yaml
+
+from conftest import DATA, load_json
 from envcheck.diagnose import ERROR, Facts, diagnose
 
 RECORDED = load_json("probe-tf2.15.1-and-cuda-no-gpu-runtime.json")
@@ -277,3 +279,41 @@ def test_ptx_of_unknown_isa_under_minor_version_compatibility_is_refused():
         "NVIDIA B200 needs PTX JIT, which minor-version compatibility does not allow"
         in found["driver-too-old"].evidence[1]
     )
+
+
+# -- a build that ran out of disk -----------------------------------------------------------------------------------
+
+
+def test_a_build_that_ran_out_of_disk_is_named_disk_full():
+    """Real lines from builds and pulls that ran out of disk (tests/data/disk_full_lines.yaml, with sources) make
+    the diagnosis disk-full with the line as evidence; other build failures do not."""
+    from envcheck.engine import disk
+    from envcheck.knowledge import Knowledge
+    from envcheck.matrix import Stack
+    from envcheck.results.model import BuildInfo
+
+    lines = yaml.safe_load((DATA / "disk_full_lines.yaml").read_text())
+    for case in lines["full"]:
+        built = BuildInfo(False, error="The command returned a non-zero code: 1", log_tail=["Step 9/19", case["line"]])
+        assert disk.ran_out(built) == [case["line"].strip()], case["source"]
+    for case in lines["not_full"]:
+        assert disk.ran_out(BuildInfo(False, error="failed", log_tail=[case["line"]])) == [], case["source"]
+    assert disk.ran_out(BuildInfo(True, log_tail=[lines["full"][0]["line"]])) == []
+    stack = Stack("s", "2.15.1", "and-cuda", None, None, "debian:bookworm-slim", "3.11")
+    found = disk.diagnosis([lines["full"][0]["line"]], disk.Disk("/var/lib/docker", 3 * 10**8, 8 * 10**10), stack,
+                           Knowledge.load(), 12 * 10**9)  # fmt: skip
+    assert found.code == "disk-full" and found.severity.value == "error"
+    assert found.evidence[0] == lines["full"][0]["line"]
+    assert "/var/lib/docker: 0.3 GB free of 80.0 GB" in found.evidence
+    assert "`envcheck clean` would free 12.0 GB of this matrix's outdated images" in found.evidence
+    assert "envcheck clean" in found.fix
+
+
+def test_a_daemon_with_too_little_room_is_not_asked_to_build():
+    from envcheck.engine import disk
+
+    assert disk.too_full(disk.Disk("/d", 10**12, 2 * 10**12)) is None
+    assert disk.too_full(None) is None  # a remote daemon: its disk cannot be read from here
+    refused = disk.too_full(disk.Disk("/d", 5 * 10**8, 2 * 10**12))
+    assert refused is not None and not refused.ok and disk.ran_out(refused) == [refused.error]
+    assert "0.5 GB free" in str(refused.error)

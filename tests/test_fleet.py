@@ -313,13 +313,15 @@ def test_the_generated_ci_jobs_run_here_and_merge_into_a_two_host_table(
         env = {"STACK": "fl-jax", "RUNNER": runner, "REGISTRY": f"{registry.address}/envcheck", **login, **daemon}
         probed = run_step({**probe_steps["Probe"], "env": {**probe_steps["Probe"]["env"], **env}}, checkout, {})
         assert probed.returncode == 0, probed.stderr[-3000:]
-        kept = run_step({**probe_steps["Keep the record"], "env": env}, checkout, {})
+        kept = run_step(
+            {**probe_steps["Keep the record"], "env": {**probe_steps["Keep the record"]["env"], **env}}, checkout, {}
+        )
         assert kept.returncode == 0, kept.stderr
-        junit = (checkout / f"junit-fl-jax-{runner}.xml").read_text()
+        junit = (checkout / f"junit-fl-jax@{runner}.xml").read_text()
         assert '<testsuite name="envcheck" tests="1" failures="0"' in junit
         shutil.copytree(checkout / "records", artifacts / f"envcheck-record-fl-jax-{runner}")
         (record,) = [
-            json.loads(line) for line in (checkout / "records" / f"fl-jax--{runner}.jsonl").read_text().splitlines()
+            json.loads(line) for line in (checkout / "records" / f"fl-jax@{runner}.jsonl").read_text().splitlines()
         ]
         assert record["host"]["label"] == runner and record["digest"].startswith(f"{registry.address}/envcheck/fl-jax@")
     merged = run_cli("table", "-m", str(matrix), "--results", str(artifacts))
@@ -454,3 +456,7 @@ def test_build_on_another_host_then_probe_here_from_the_registry(
     assert second_daemon.api().images(filters={"label": f"{labels.STACK}=fl-jax-d2"})  # built there
     assert result["digest"] in (docker_api.inspect_image(result["image"]).get("RepoDigests") or [])  # pulled here
     assert "pulling" in done.stderr and "[fl-jax-d2] built" in done.stderr
+    # d2 is reached over TCP: its builds could not reach a cache on this machine's address, so none is offered
+    assert f"package cache not used: the Docker daemon (127.0.0.1:{second_daemon.port}) is not on this machine" in (
+        done.stderr
+    )

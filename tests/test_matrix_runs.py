@@ -4,6 +4,7 @@ a second concurrent run, and clean. Real engine, real images (those the session'
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -24,15 +25,13 @@ HIDDEN = next(s for s in BROKEN if s["name"] == "t-hidden")
 
 def test_warm_rerun_reuses_everything(matrix_run: dict[str, Any]):
     saved = {p.stem: json.loads(p.read_text())["timestamp"] for p in (matrix_run["root"] / "results").glob("*.json")}
-    start = time.monotonic()
     done = run_cli("matrix", "-m", str(matrix_run["matrix"]), "--json", "--ca-bundle", "auto", "--quick")
-    elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(done.stdout)
     assert all(r["reused"] for r in results)
     assert {r["stack"]: r["timestamp"] for r in results} == saved
-    assert "(5 reused unchanged)" in done.stderr
-    assert elapsed < 60  # a generous bound; benchmarks/matrix_speed.py measures it
+    assert "(5 reused unchanged)" in done.stderr  # how fast: benchmarks/matrix_speed.py measures it
+    assert "building" not in done.stderr and "running the probe" not in done.stderr
 
 
 def test_changing_one_stack_rebuilds_and_reruns_only_it(matrix_run: dict[str, Any]):
@@ -69,9 +68,7 @@ def test_parallel_builds(tmp_path: Path, matrix_run: dict[str, Any], no_leftover
 
 
 def test_hung_container_is_killed_at_the_run_timeout(docker_api: Any, no_leftover_containers: None):
-    start = time.monotonic()
     outcome = run_probe(docker_api, "debian:bookworm-slim", "t-hang", timeout=3, command=["sleep", "600"])
-    assert time.monotonic() - start < 30
     assert outcome.timed_out and outcome.probe is None
     assert outcome.error == "the probe was killed after 3s (--run-timeout)"
 
@@ -171,18 +168,38 @@ def test_two_runs_at_once_do_not_interleave(tmp_path: Path, matrix_run: dict[str
     assert json.loads((tmp_path / "results" / "tf-2.15-cpu.json").read_text())["status"] == "cpu-only"
 
 
-def test_clean_dry_run_lists_stale_images_and_keeps_them(tmp_path: Path, matrix_run: dict[str, Any], docker_api: Any):
-    matrix = write_matrix(tmp_path, default_stacks("tf-2.15-cpu"))
+def test_clean_removes_only_what_its_own_matrix_made(tmp_path: Path, matrix_run: dict[str, Any], docker_api: Any):
+    """Another project's matrix on the same daemon (a one-stack matrix, cleaned with --package-cache as a test
+    once did on a user's daemon): its clean removes none of this run's images, and says what it kept."""
+    images = [r["image"] for r in matrix_run["results"].values()]
+    other = write_matrix(tmp_path, default_stacks("tf-2.15-cpu"))
     (tmp_path / "build" / "old-stack").mkdir(parents=True)
-    done = run_cli("clean", "-m", str(matrix), "--dry-run")
-    assert done.returncode == 0
+    env = {"ENVCHECK_PACKAGE_CACHE_DIR": str(tmp_path / "package-cache")}
+    done = run_cli("clean", "-m", str(other), "--package-cache", env=env)
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stdout.splitlines() if line.startswith("removing image")]
+    assert re.search(r"kept \d+ images of \d+ other matrix files", done.stderr)
+    assert all(docker_api.inspect_image(image) for image in images)
+    assert not (tmp_path / "build" / "old-stack").exists()  # its own build directory's leftovers do go
+
+
+def test_clean_dry_run_lists_its_matrixs_stale_images_and_keeps_them(matrix_run: dict[str, Any], docker_api: Any):
+    """The run's own matrix without its CUDA stack: that image is stale for it; the CPU one is current."""
+    original = matrix_run["matrix"].read_text()
+    data = yaml.safe_load(original)
+    data["stacks"] = [s for s in data["stacks"] if s["name"] != "tf-2.15-cuda12"]
+    matrix_run["matrix"].write_text(yaml.safe_dump(data))
+    try:
+        done = run_cli("clean", "-m", str(matrix_run["matrix"]), "--dry-run")
+    finally:
+        matrix_run["matrix"].write_text(original)
+    assert done.returncode == 0, done.stderr
     listed = done.stdout.splitlines()
     cuda_image = matrix_run["results"]["tf-2.15-cuda12"]["image"]
     assert any(cuda_image in line and line.startswith("would remove image") for line in listed)
     assert not any(matrix_run["results"]["tf-2.15-cpu"]["image"] in line for line in listed)
-    assert any("build-context" in line and line.rstrip().endswith("GB)") and "old-stack" in line for line in listed)
+    assert any(line.rstrip().endswith("GB)") for line in listed)
     assert docker_api.inspect_image(cuda_image)  # nothing removed
-    assert (tmp_path / "build" / "old-stack").exists()
 
 
 def test_unreachable_daemon_is_exit_3_for_matrix(tmp_path: Path):

@@ -73,12 +73,15 @@ def build(
     timeout: float | None = None,
     progress: Progress | None = None,
     no_cache: bool = False,
-    buildargs: dict[str, str] | None = None,
+    via_cache: dict[str, Any] | None = None,
+    matrix_file: Path | None = None,
 ) -> BuildInfo:
     """Build ctx's image unless an image with the same content hash already exists (or force: build anyway,
     with Docker's layer cache unless no_cache).
 
     progress(text, heartbeat) receives progress: each step as it starts, and the latest log line (heartbeat).
+    via_cache: the package cache's build arguments and network (PackageCache.build_options), while it runs.
+    matrix_file: labels the image as that matrix's (labels.MATRIX), so `clean` of another matrix keeps it.
     A build running longer than timeout seconds is abandoned (closing the connection cancels it in the daemon).
     """
     start = time.monotonic()
@@ -99,9 +102,14 @@ def build(
             timeout,
             path=str(ctx.directory),
             tag=ctx.tag,
-            labels={labels.HASH: ctx.content_hash, labels.STACK: name, labels.OWNER: "1"},
+            labels={
+                labels.HASH: ctx.content_hash,
+                labels.STACK: name,
+                labels.OWNER: "1",
+                **({labels.MATRIX: labels.matrix_id(matrix_file)} if matrix_file else {}),
+            },
             nocache=no_cache,
-            buildargs=buildargs or None,
+            **(via_cache or {}),
         )
     _remove_stage_images(api, name)
     seconds = time.monotonic() - start
@@ -113,14 +121,14 @@ def build(
 
 
 def build_shared(
-    api: Any, directory: Path, source: BuildContext, timeout: float, progress: Progress, buildargs: dict[str, str]
+    api: Any, directory: Path, source: BuildContext, timeout: float, progress: Progress, via_cache: dict[str, Any]
 ) -> str | None:
     """Build the beginning several stacks share (render.SharedLayers), untagged: its layers become the cached
     first steps of each of their builds. None, or the error (the stacks' own builds then report it in full)."""
     ensure_base(api, source)
     with (directory / "build.log").open("w", encoding="utf-8") as logfile:
         logfile.write(f"# envcheck build of layers shared by several stacks, in {directory}\n")
-        error, _, _ = _stream(api, logfile, progress, timeout, path=str(directory), buildargs=buildargs or None)
+        error, _, _ = _stream(api, logfile, progress, timeout, path=str(directory), **via_cache)
     return error
 
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from envcheck import labels
@@ -71,7 +72,7 @@ SANDBOX_ENV = {"HOME": "/tmp"}
 def _run_once(
     api: Any,
     image: str,
-    stack: str,
+    marks: dict[str, str],
     command: list[str],
     gpus: bool,
     timeout: float,
@@ -83,7 +84,7 @@ def _run_once(
     )
     # Named before it exists: Ctrl-C or SIGTERM may land while the daemon creates it and before its id comes back,
     # and the name is then how it is found and removed (here, or by another thread through on_start).
-    container = f"envcheck-{stack}-{uuid.uuid4().hex[:12]}"
+    container = f"envcheck-{marks[labels.STACK]}-{uuid.uuid4().hex[:12]}"
     if on_start:
         on_start(container)
     start = time.monotonic()
@@ -93,7 +94,7 @@ def _run_once(
             command=command,
             host_config=host_config,
             environment=SANDBOX_ENV if sandbox else None,
-            labels={labels.OWNER: "1", labels.STACK: stack},
+            labels=marks,
             name=container,
         )
         api.start(container)
@@ -124,20 +125,25 @@ def run_probe(
     command: list[str] | None = None,
     sandbox: bool = True,
     on_start: Callable[[str], None] | None = None,
+    matrix_file: Path | None = None,
 ) -> RunOutcome:
     """Run the probe (or another command) with GPUs; if the daemon cannot give GPUs, record why and run again
     without. A container still running after timeout seconds is killed; every container is removed. sandbox
     (the default) runs it with least privilege (SANDBOX); a stack opts out with `sandbox: false`. on_start receives
-    each container's name before it is created (so another thread can remove it on Ctrl-C)."""
+    each container's name before it is created (so another thread can remove it on Ctrl-C). matrix_file labels the
+    container as that matrix's (labels.MATRIX)."""
     command = command or PROBE_COMMAND + (args or [])
+    marks = {labels.OWNER: "1", labels.STACK: stack}
+    if matrix_file:
+        marks[labels.MATRIX] = labels.matrix_id(matrix_file)
     try:
-        outcome = _run_once(api, image, stack, command, True, timeout, sandbox, on_start)
+        outcome = _run_once(api, image, marks, command, True, timeout, sandbox, on_start)
     except docker_errors() as exc:
         message = str(getattr(exc, "explanation", None) or exc)
         if not any(marker in message.lower() for marker in GPU_REFUSALS):
             return RunOutcome(None, "", "", True, error=message.strip())
         try:
-            outcome = _run_once(api, image, stack, command, False, timeout, sandbox, on_start)
+            outcome = _run_once(api, image, marks, command, False, timeout, sandbox, on_start)
         except docker_errors() as exc2:
             return RunOutcome(None, "", "", False, gpu_refusal=message.strip(), error=str(exc2).strip())
         outcome.gpu_refusal = message.strip()

@@ -262,11 +262,17 @@ class Knowledge:
         self._torch = {release: _torch_build(release, entry) for release, entry in data["torch"].items()}
         self._jax = sorted(((Version(k), v) for k, v in data["jax"].items()), key=lambda kv: kv[0])
         self._jax_newest = Version(data["jax_newest"])
+        self._image_sizes: dict[str, dict[str, float]] = data.get("image_sizes_gb") or {}
 
     @classmethod
     @functools.cache
     def load(cls, path: Path = DATA_FILE) -> Knowledge:
         return cls(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+    def image_size(self, framework: str, variant: str) -> float | None:
+        """What an envcheck image of this framework and variant takes on a daemon's disk, in GB (measured)."""
+        size = (self._image_sizes.get(framework) or {}).get(variant)
+        return float(size) if isinstance(size, (int, float)) else None
 
     def releases(self) -> list[str]:
         return sorted(self._tf, key=Version)
