@@ -84,7 +84,7 @@ ENV_TEST_DOCKER_HOST = "ENVCHECK_TEST_DOCKER_HOST"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def docker_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+def docker_engine(request: pytest.FixtureRequest, package_cache_of_the_session: Path) -> Iterator[None]:
     """When the session runs Docker tests, they (and every envcheck they start) use a daemon started fresh for the
     session (tests/fresh_daemon.py), never the user's; ENVCHECK_TEST_DOCKER_HOST=URL uses that daemon instead (for
     development only: it is not a first start)."""
@@ -100,7 +100,10 @@ def docker_engine(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     import fresh_daemon
 
-    daemon, said = fresh_daemon.start_for_session(BASE)
+    from envcheck.engine import package_cache
+
+    wheels = package_cache.usage(package_cache_of_the_session).bytes  # already here: not downloaded again
+    daemon, said = fresh_daemon.start_for_session(BASE, wheels)
     if daemon is None:
         pytest.exit(f"Docker tests not run: {said}", returncode=1)
     reporter.write_line(f"Docker tests: {said}")
@@ -138,17 +141,39 @@ def no_leftover_containers(docker_api: Any) -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def package_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The builds of a test session share one package cache of their own, removed at its end (the disk is shared;
-    ENVCHECK_PACKAGE_CACHE_DIR set by hand is kept)."""
+    ENVCHECK_PACKAGE_CACHE_DIR set by hand is kept). It starts with hard links to the files of the user's own
+    cache (the main job's wheels, `make matrix` then `make test`): no byte of disk and no download twice, and the
+    user's files are never changed (the mirror replaces a file, it does not write into one)."""
     if os.environ.get("ENVCHECK_PACKAGE_CACHE_DIR"):
         yield Path(os.environ["ENVCHECK_PACKAGE_CACHE_DIR"])
         return
     where = tmp_path_factory.mktemp("package-cache")
+    seed_package_cache(where)
     os.environ["ENVCHECK_PACKAGE_CACHE_DIR"] = str(where)
     try:
         yield where
     finally:
         del os.environ["ENVCHECK_PACKAGE_CACHE_DIR"]
         shutil.rmtree(where, ignore_errors=True)
+
+
+def seed_package_cache(where: Path) -> int:
+    """Hard-link the user's package cache into `where`; the bytes linked (0 on another file system)."""
+    from envcheck.engine import package_cache
+
+    user = package_cache.directory()
+    linked = 0
+    for file in sorted(user.rglob("*")) if user.is_dir() else []:
+        if not file.is_file() or file.name.endswith(package_cache.PARTIAL):
+            continue
+        target = where / file.relative_to(user)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(file, target)
+        except OSError:
+            break  # another file system, or not ours to link: the session downloads what it needs
+        linked += target.stat().st_size
+    return linked
 
 
 @pytest.fixture(scope="session")

@@ -624,3 +624,23 @@ def test_the_same_wheel_asked_for_at_once_is_fetched_once_and_never_redirected(t
     assert len(answers) == 64
     assert [a for a in answers if a[1:] != (200, True)] == []
     assert package_cache.usage(tmp_path / "cache").files == 8  # each wheel downloaded once
+
+
+def test_the_test_sessions_cache_starts_with_links_to_the_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """conftest.seed_package_cache: the user's wheels without a byte of disk (hard links) or a download, partial
+    downloads left out, and the user's files untouched when the session's cache goes."""
+    from conftest import seed_package_cache
+
+    user = tmp_path / "user"
+    (user / "files-example").mkdir(parents=True)
+    (user / "files-example" / "a.whl").write_bytes(b"a" * 100)
+    (user / "files-example" / f"b.whl{package_cache.PARTIAL}").write_bytes(b"b")
+    monkeypatch.setenv(package_cache.ENV_DIR, str(user))
+    session = tmp_path / "session"
+    session.mkdir()
+    assert seed_package_cache(session) == 100
+    linked = session / "files-example" / "a.whl"
+    assert linked.stat().st_ino == (user / "files-example" / "a.whl").stat().st_ino
+    assert not (session / "files-example" / f"b.whl{package_cache.PARTIAL}").exists()
+    package_cache.clear(session)
+    assert (user / "files-example" / "a.whl").read_bytes() == b"a" * 100
