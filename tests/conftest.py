@@ -91,11 +91,16 @@ def docker_engine(request: pytest.FixtureRequest, package_cache_of_the_session: 
     if not any(item.get_closest_marker("docker") for item in request.session.items):
         yield
         return
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    plugins = request.config.pluginmanager
+
+    def say(line: str) -> None:  # on the terminal, past pytest's capture of fixture output
+        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+            plugins.get_plugin("terminalreporter").write_line(line)
+
     chosen = os.environ.get(ENV_TEST_DOCKER_HOST)
     if chosen:
         os.environ["DOCKER_HOST"] = chosen
-        reporter.write_line(f"Docker tests: the daemon at {chosen} ({ENV_TEST_DOCKER_HOST})")
+        say(f"Docker tests: the daemon at {chosen} ({ENV_TEST_DOCKER_HOST})")
         yield
         return
     import fresh_daemon
@@ -106,7 +111,7 @@ def docker_engine(request: pytest.FixtureRequest, package_cache_of_the_session: 
     daemon, said = fresh_daemon.start_for_session(BASE, wheels)
     if daemon is None:
         pytest.exit(f"Docker tests not run: {said}", returncode=1)
-    reporter.write_line(f"Docker tests: {said}")
+    say(f"Docker tests: {said}")
     try:
         yield
     finally:
