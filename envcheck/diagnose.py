@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from envcheck import frameworks
+from envcheck.frameworks import Framework
 from envcheck.knowledge import GpuCode, Knowledge, TFBuild, Version
 from envcheck.knowledge import rules as knowledge_rules
-from envcheck.knowledge.facts import FRAMEWORK_NAMES, Build
+from envcheck.knowledge.facts import Build
 from envcheck.knowledge.rules import Check, DriverSupport, Level
 from envcheck.logread import Known, Reading, hides_all_gpus, read_log
 from envcheck.results.model import Benchmark, Diagnosis, RecordError, Severity
@@ -144,14 +146,17 @@ class Facts:
         return Knowledge.load()
 
     @property
+    def fw(self) -> Framework:
+        """The framework probed (a record of probe schema 1 is TensorFlow's): its wording for every rule."""
+        return frameworks.find(self.probe.get("framework")) or frameworks.DEFAULT
+
+    @property
     def framework(self) -> str:
-        """tensorflow, torch or jax (a record of probe schema 1 is TensorFlow's)."""
-        name = self.probe.get("framework")
-        return name if name in FRAMEWORK_NAMES else "tensorflow"
+        return self.fw.name
 
     @property
     def name(self) -> str:
-        return FRAMEWORK_NAMES[self.framework]
+        return self.fw.display_name
 
     @property
     def version(self) -> str | None:
@@ -168,8 +173,7 @@ class Facts:
         if not self.version:
             return None
         major = str(self.probe.get("build_cuda") or "12").split(".")[0]
-        variant = {"tensorflow": "and-cuda", "torch": "pypi", "jax": f"cuda{major}"}[self.framework]
-        return self.knowledge.build(self.framework, self.version, variant)
+        return self.fw.build(self.knowledge, self.version, self.fw.gpu_variant(major))
 
     @property
     def tf(self) -> TFBuild | None:
@@ -188,7 +192,7 @@ class Facts:
         if self.build and self.build.code and not self.build.unavailable:
             return self.build.code
         entries = [e for e in self.probe.get("compute_capabilities") or [] if isinstance(e, str)]
-        return GpuCode.from_build_info(entries) if self.framework == "tensorflow" else None
+        return self.fw.code_from_build_info(entries)
 
     @property
     def gpu_name(self) -> str | None:
@@ -304,13 +308,6 @@ def no_gpu_runtime(f: Facts) -> Diagnosis | None:
     return None
 
 
-INSTALL = {
-    "tensorflow": "`pip install 'tensorflow[and-cuda]'` (Linux, GPU)",
-    "torch": "`pip install torch` (its default Linux wheel is a CUDA build)",
-    "jax": "`pip install 'jax[cuda12]'` (or jax[cuda13] with driver >= 580)",
-}
-
-
 @rule
 def framework_missing(f: Facts) -> Diagnosis | None:
     """TensorFlow keeps its code of probe schema 1 (tensorflow-missing); PyTorch and JAX get framework-missing."""
@@ -318,10 +315,10 @@ def framework_missing(f: Facts) -> Diagnosis | None:
         return None
     error = f.probe.get("framework_error") or f.probe.get("tensorflow_error")
     return Diagnosis(
-        "tensorflow-missing" if f.framework == "tensorflow" else "framework-missing",
+        f.fw.missing_code,
         ERROR,
         f"{f.name} cannot be imported.",
-        f"Install it in this Python: {INSTALL[f.framework]}, or fix the import error shown.",
+        f"Install it in this Python: {f.fw.install_command()} {f.fw.install_note}, or fix the import error shown.",
         [str(error or f"{f.framework} not importable")],
     )
 
@@ -344,39 +341,21 @@ def python_unsupported(f: Facts) -> Diagnosis | None:
     )
 
 
-CPU_ONLY = {
-    "tensorflow": (
-        "is_built_with_cuda() is False",
-        "`pip uninstall tensorflow-cpu && pip install 'tensorflow[and-cuda]'` (the old `tensorflow-gpu` package no "
-        "longer exists)",
-        "tf.test.is_built_with_cuda() = False",
-    ),
-    "torch": (
-        "torch.version.cuda is None",
-        "`pip install torch` from PyPI (a CUDA build on Linux x86_64) or from a CUDA index such as "
-        "https://download.pytorch.org/whl/cu128, not from the cpu index",
-        "torch.version.cuda = None",
-    ),
-    "jax": (
-        "no CUDA plugin (jax-cuda12-plugin / jax-cuda13-plugin) is installed",
-        "`pip install 'jax[cuda12]'` (or jax[cuda13] with driver >= 580); plain `jax` and jax[cpu] run on the CPU only",
-        "no jax-cuda12/13 plugin installed",
-    ),
-}
-
-
 @rule
 def cpu_only_build(f: Facts) -> Diagnosis | None:
     logged = f.log_codes.get("cpu-only-build", [])
     if f.probe.get("is_cuda_build") is not False and not logged:
         return None
-    what, fix, evidence = CPU_ONLY[f.framework]
-    probed = [f"{evidence}; build info: {f.probe.get('build_info')}"] if f.probe.get("is_cuda_build") is False else []
+    probed = (
+        [f"{f.fw.cpu_only_evidence}; build info: {f.probe.get('build_info')}"]
+        if f.probe.get("is_cuda_build") is False
+        else []
+    )
     return Diagnosis(
         "cpu-only-build",
         ERROR,
-        f"This {f.name}{' ' + f.version if f.version else ''} is a CPU-only build ({what}).",
-        f"Install the GPU-capable package instead: {fix}.",
+        f"This {f.name}{' ' + f.version if f.version else ''} is a CPU-only build ({f.fw.cpu_only_what}).",
+        f"Install the GPU-capable package instead: {f.fw.cpu_only_fix}.",
         [*probed, *logged],
     )
 
@@ -496,20 +475,13 @@ def _missing_libraries(f: Facts) -> tuple[list[str], list[str]]:
     return nowhere, on_disk
 
 
-WITH_LIBRARIES = {  # {pin}: ==VERSION, or nothing where the version is unknown (a log may not say)
-    "tensorflow": "`pip install 'tensorflow[and-cuda]{pin}'`",
-    "torch": "`pip install torch{pin}` from PyPI, whose nvidia-* dependencies bring them",
-    "jax": "`pip install 'jax[cuda12]{pin}'`, not jax[cuda12-local]",
-}
-
-
 @rule
 def cuda_libs_missing(f: Facts) -> Diagnosis | None:
     nowhere = _missing_libraries(f)[0] if f.cuda_build and f.libraries else []
     logged = f.log_codes.get("cuda-libs-missing", [])
     if not nowhere and not logged:
         return None
-    install = WITH_LIBRARIES[f.framework].format(pin=f"=={f.version}" if f.version else "")
+    install = f.fw.install_command(f.version) + f.fw.with_libraries_note
     cuda, cudnn = f.probe.get("build_cuda"), f.probe.get("build_cudnn")  # a log may not say them
     image = f"CUDA{f' {cuda}' if cuda else ''} + cuDNN{f' {cudnn}' if cudnn else ''}"
     return Diagnosis(
@@ -587,22 +559,6 @@ def cuda_mismatch(f: Facts) -> Diagnosis | None:
     )
 
 
-CUDNN_RULE = {
-    "tensorflow": "needs the same major and an equal or higher minor",
-    "torch": "needs the same major",
-    "jax": "needs the same major and at least that version",
-}
-
-
-def _cudnn_fits(framework: str, loaded: Version, built: Version, known_release: bool) -> bool:
-    """Each framework's own check of the cuDNN it loads against the one it was built with."""
-    if framework == "tensorflow":
-        return knowledge_rules.cudnn_usable(loaded, built) if known_release else loaded.major == built.major
-    if framework == "jax":
-        return loaded.major == built.major and loaded >= built
-    return loaded.major == built.major
-
-
 @rule
 def cudnn_mismatch(f: Facts) -> Diagnosis | None:
     build = str(f.probe.get("build_cudnn") or "")
@@ -612,10 +568,9 @@ def cudnn_mismatch(f: Facts) -> Diagnosis | None:
     needed = f.tf.cudnn if f.tf else Version(build)
     loaded = f.runtime_versions.get("cudnn", "")
     version = _version(loaded)
-    if version is not None and not _cudnn_fits(f.framework, version, needed, f.tf is not None):
+    if version is not None and not f.fw.cudnn_fits(version, needed, f.tf is not None):
         evidence.insert(
-            0,
-            f"cuDNN {loaded} found, {f.name} {f.version} was built with cuDNN {needed} ({CUDNN_RULE[f.framework]})",
+            0, f"cuDNN {loaded} found, {f.name} {f.version} was built with cuDNN {needed} ({f.fw.cudnn_rule})"
         )
     if not evidence:
         return None
@@ -637,7 +592,7 @@ def _cudnn_mismatch_logged(f: Facts, evidence: list[str]) -> Diagnosis:
         "cudnn-mismatch",
         ERROR,
         f"The cuDNN found does not match the cuDNN {f.name} was built with.",
-        f"Install {wanted} ({CUDNN_RULE[f.framework]}; the version the message names) and remove other cuDNN "
+        f"Install {wanted} ({f.fw.cudnn_rule}; the version the message names) and remove other cuDNN "
         "versions from the loader path.",
         evidence,
     )
@@ -718,13 +673,6 @@ def xla_toolchain_missing(f: Facts) -> Diagnosis | None:
     )
 
 
-MEMORY = {
-    "tensorflow": "set TF_FORCE_GPU_ALLOW_GROWTH=true so TensorFlow does not reserve all memory up front.",
-    "torch": "set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True against fragmentation.",
-    "jax": "set XLA_PYTHON_CLIENT_PREALLOCATE=false (JAX reserves 75% of GPU memory up front by default).",
-}
-
-
 @rule
 def gpu_oom(f: Facts) -> Diagnosis | None:
     failed = [b for b in f.benchmark if b.oom]
@@ -736,19 +684,9 @@ def gpu_oom(f: Facts) -> Diagnosis | None:
         "gpu-oom",
         WARNING,
         "The GPU ran out of memory" + (f" at n={failed[0].n}" if failed else "") + ".",
-        "Use smaller batches or models, stop other processes on the GPU (`nvidia-smi`), or " + MEMORY[f.framework],
+        "Use smaller batches or models, stop other processes on the GPU (`nvidia-smi`), or " + f.fw.oom_advice,
         evidence,
     )
-
-
-FORCED_CPU_FIX = {
-    "tensorflow": "Remove tf.device('/CPU:0') scopes, CUDA_VISIBLE_DEVICES=''/-1 assignments and "
-    "tf.config.set_visible_devices([], 'GPU') calls",
-    "torch": "Remove hard-wired torch.device('cpu') / .to('cpu') placements and CUDA_VISIBLE_DEVICES=''/-1 "
-    "assignments; pick the device with torch.cuda.is_available()",
-    "jax": "Remove JAX_PLATFORMS=cpu, jax.config.update('jax_platforms'|'jax_platform_name', 'cpu'), "
-    "jax.default_device(CPU) and numpyro.set_platform('cpu') calls",
-}
 
 
 @rule
@@ -768,7 +706,7 @@ def placement_forced_cpu(f: Facts) -> Diagnosis | None:
         "placement-forced-cpu",
         severity,
         f"Code or configuration forces {f.name}'s work onto the CPU.",
-        FORCED_CPU_FIX[f.framework] + " (or limit them to the code that must run on the CPU).",
+        f.fw.forced_cpu_fix + " (or limit them to the code that must run on the CPU).",
         evidence,
     )
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envcheck import frameworks
 from envcheck.diagnose import ERROR, Facts, diagnose, uses_gpu
 from envcheck.engine.client import connect, daemon_facts, docker_errors, host_facts
 from envcheck.errors import ConfigError, DockerUnavailable
 from envcheck.hosts import scrub
-from envcheck.knowledge.facts import FRAMEWORK_NAMES
-from envcheck.matrix import FRAMEWORKS
+from envcheck.options import DEFAULTS
 from envcheck.probe import PROBE_SOURCE, parse_output
 from envcheck.results.model import Benchmark, Diagnosis
 from envcheck.scan import Scan, scan_paths
@@ -33,10 +33,10 @@ PROBE_TIMEOUT = 300
 
 def installed_frameworks() -> list[str]:
     """The frameworks this Python has, found without importing them."""
-    return [name for name in FRAMEWORKS if importlib.util.find_spec(name) is not None]
+    return [fw.name for fw in frameworks.FRAMEWORKS if importlib.util.find_spec(fw.name) is not None]
 
 
-def probe_host(quick: bool = True, framework: str = "tensorflow") -> dict[str, Any]:
+def probe_host(quick: bool = True, framework: str = DEFAULTS.framework) -> dict[str, Any]:
     """The probe's report on one framework for the current Python on this host."""
     args = [sys.executable, str(PROBE_SOURCE), "--framework", framework, *(["--quick"] if quick else [])]
     failed = {"framework": framework, "framework_version": None, "tensorflow": None}
@@ -164,7 +164,7 @@ def check_framework(
     )
 
 
-def doctor(scripts: list[str] | None = None, quick: bool = True, framework: str = "tensorflow") -> HostCheck:
+def doctor(scripts: list[str] | None = None, quick: bool = True, framework: str = DEFAULTS.framework) -> HostCheck:
     """Probe this host for `framework` and every other framework its Python has, ask Docker, scan the scripts,
     and diagnose each framework."""
     scanned = scan_scripts(scripts or [])
@@ -174,8 +174,8 @@ def doctor(scripts: list[str] | None = None, quick: bool = True, framework: str 
     return HostCheck(checks, docker, scanned.findings, scanned.unreadable)
 
 
-def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis], framework: str = "tensorflow") -> str:
-    name = FRAMEWORK_NAMES[framework]
+def verdict(probe: dict[str, Any], diagnoses: list[Diagnosis], framework: str = DEFAULTS.framework) -> str:
+    name = frameworks.framework(framework).display_name
     errors = [d for d in diagnoses if d.severity == ERROR]
     if probe.get("gpus") and not errors:
         names = ", ".join(g.get("device_name") or g["name"] for g in probe["gpus"])
@@ -198,7 +198,7 @@ def format_text(check: HostCheck) -> str:
     nvml = probe.get("nvml") or {}
     docker = check.docker
     gpus = ", ".join(g.get("name") or f"GPU {g.get('index')}" for g in nvml.get("gpus") or [])
-    name = FRAMEWORK_NAMES[first.framework]
+    name = frameworks.framework(first.framework).display_name
     version = probe.get("framework_version") or probe.get("tensorflow")
     out += [
         "",

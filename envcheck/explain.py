@@ -9,18 +9,16 @@ so a pasted log, a probe run and `doctor` speak one vocabulary of causes and fix
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from envcheck import frameworks
 from envcheck.diagnose import Facts, diagnose
-from envcheck.errors import ConfigError
 from envcheck.knowledge import Knowledge
-from envcheck.knowledge.facts import FRAMEWORK_NAMES
 from envcheck.knowledge.rules import runtime_cuda
 from envcheck.logread import Known, Reading, read_log
-from envcheck.matrix import GPU_VARIANT
+from envcheck.options import ExplainOptions
 from envcheck.results.model import Diagnosis, Severity
 
 SCHEMA = 1
@@ -106,41 +104,6 @@ def lines_of(stream: IO[bytes], limit: int = MAX_LOG_BYTES) -> LogLines:
     return LogLines(stream, limit)
 
 
-# Checked whole (a trailing newline or junk is no version); PyPI's pre-releases and PyTorch's +cu121 are versions.
-VERSION_FLAG = re.compile(
-    r"[0-9]{1,4}(?:\.[0-9]{1,4}){0,3}(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?(?:\+[a-z0-9.]+)?"
-)
-# As plan's --driver, within NVIDIA's numbering: a 3-digit branch (R384 ... R580) and up to two parts of 1-3 digits.
-DRIVER_FLAG = re.compile(r"[1-9][0-9]{2}(?:\.[0-9]{1,3}){0,2}")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class ExplainOptions:
-    """What the user tells about the machine besides the log (each wins over what the log says)."""
-
-    framework: str | None = None
-    version: str | None = None
-    driver: str | None = None
-    gpus: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        """Flags are checked before the log is read, the way plan checks its own: a value is used whole or refused."""
-        if self.version is not None and not VERSION_FLAG.fullmatch(self.version):
-            raise ConfigError(
-                f"--{self.framework or 'tensorflow'} {self.version!r} is not a version number (e.g. 2.15.1, "
-                "2.16.0rc0, 2.5.1+cu121)"
-            )
-        if self.driver is not None and not DRIVER_FLAG.fullmatch(self.driver):
-            raise ConfigError(
-                f"--driver {self.driver!r} is not an NVIDIA driver version (expected a 3-digit branch and up to two "
-                "parts of up to 3 digits, e.g. 550.54.15 or 535.54.03)"
-            )
-        for name in self.gpus:
-            if not name.strip() or CONTROL.search(name):
-                raise ConfigError(f'--gpu {name!r} is not a GPU name (e.g. "NVIDIA GeForce RTX 5090")')
-
-
 @dataclass
 class Explanation:
     """The verdict on one log, each cause with the lines that prove it, and what the log revealed."""
@@ -168,7 +131,7 @@ class Explanation:
 
     @property
     def verdict(self) -> str:
-        name = FRAMEWORK_NAMES[self.framework]
+        name = frameworks.framework(self.framework).display_name
         if self.errors:
             more = f" (and {len(self.errors) - 1} more cause(s) below)" if len(self.errors) > 1 else ""
             return f"{name} does not use the GPU: {self.errors[0].summary}{more}"
@@ -205,11 +168,12 @@ def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") ->
     k = Knowledge.load()
     reading = read_log(lines, k, Known(options.framework, options.version))
     revealed = reading.revealed
-    framework = reading.framework(Known(options.framework))
+    fw = frameworks.framework(reading.framework(Known(options.framework)))
+    framework = fw.name
     version = options.version or revealed.versions.get(framework)
-    build = k.build(framework, version, GPU_VARIANT[framework]) if version else None
+    build = fw.build(k, version, fw.gpu_variant()) if version else None
     # The CUDA runtime it runs, as plan reckons it; without a known release, the CUDA the log says is installed.
-    cuda = runtime_cuda(build, GPU_VARIANT[framework], k) if build else None
+    cuda = runtime_cuda(build, fw.gpu_variant(), k) if build else None
     build_cuda = str(cuda) if cuda else next((text for text, _ in revealed.cuda), None)
     gpus = [(name, k.gpu_compute_capability(name)) for name in options.gpus] or [
         (name, cc) for name, cc, _ in revealed.gpus
@@ -233,8 +197,6 @@ def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") ->
             ]
         },
     }
-    if framework == "tensorflow":
-        probe["tensorflow"] = version
     found = diagnose(Facts(probe=probe, in_container=False, log_reading=reading))
     read = {
         "framework": framework,
@@ -254,9 +216,9 @@ def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") ->
         if cc is None and name in options.gpus
     ]
     if version and build is None:
-        oldest, newest = k.known(framework)
+        oldest, newest = fw.known(k)
         notes.append(
-            f"{FRAMEWORK_NAMES[framework]} {version} is not in envcheck's data (it knows {oldest}–{newest}): what it "
+            f"{fw.display_name} {version} is not in envcheck's data (it knows {oldest}–{newest}): what it "
             "was built with is unknown, so only the log's own messages count"
         )
     cut_at = lines.cut_at if isinstance(lines, LogLines) else None
@@ -277,7 +239,7 @@ def format_text(found: Explanation) -> str:
         out.append(f"    fix: {d.fix}")
     read = found.read
     unknown = f"(version not in the log; give --{found.framework})"
-    facts = [f"{FRAMEWORK_NAMES[found.framework]} {found.version or unknown}"]
+    facts = [f"{frameworks.framework(found.framework).display_name} {found.version or unknown}"]
     if read["python"]:
         facts.append(f"Python {read['python']}")
     if read["driver"]:

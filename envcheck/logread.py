@@ -15,29 +15,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from envcheck import frameworks
+from envcheck.frameworks import DEFAULT, TENSORFLOW
 from envcheck.knowledge import Knowledge, Version
 from envcheck.knowledge.facts import Build, Message, TFBuild
-from envcheck.matrix import GPU_VARIANT
 
 MAX_LINE = 4000  # characters of one line that are read: a log may hold megabyte-long lines
 MAX_EVIDENCE = 5  # lines kept as evidence per cause
 MAX_UNRECOGNISED = 20
 MAX_FACTS = 50  # stated versions, capabilities, GPUs kept from one log (a huge log may repeat them endlessly)
 
-VERSION = r"\d+\.\d+(?:\.\d+)?"
-FRAMEWORK_VERSION = {
-    "tensorflow": re.compile(
-        rf"\b(?:tensorflow(?:-gpu)?|tf)(?:\[and-cuda\])?(?:\s+version)?(?:\s*\([^)]*\))?\s*(?:==?|:|\s)\s*"
-        rf"(?:tf-nightly\s*\(|v)?({VERSION})",
-        re.IGNORECASE,
-    ),
-    "torch": re.compile(
-        rf"\b(?:torch|pytorch)(?:\s+version)?(?:\s*\([^)]*\))?\s*(?:==?|:|\s)\s*(?:nightly\s*\()?'?({VERSION})",
-        re.IGNORECASE,
-    ),
-    "jax": re.compile(rf"\bjax(?:lib)?(?:\[\w+\])?(?:\s+version)?\s*(?:==?|:|\s)\s*({VERSION})", re.IGNORECASE),
-}
-MARKERS = {"tensorflow": ("tensorflow", "tf-trt", "tf2xla"), "torch": ("torch", "cudagetdevicecount"), "jax": ("jax",)}
 PYTHON = re.compile(r"\bPython(?:\s+version)?\s*[:=]?\s*(3\.\d+(?:\.\d+)?)", re.IGNORECASE)
 DRIVER = re.compile(r"(?:driver(?:\s+version)?\s*[:=]?\s*|NVIDIA\s+)(\d{3}\.\d{2,3}(?:\.\d{2,3})?)\b", re.IGNORECASE)
 LIBCUDA = re.compile(r"libcuda reported version is:?\s*(\d+\.\d+(?:\.\d+)?)|DSO version (\d+\.\d+(?:\.\d+)?)")
@@ -163,7 +150,7 @@ class Reading:
         if known and known.framework:
             return known.framework
         votes = self.revealed.framework_votes
-        return votes.most_common(1)[0][0] if votes else "tensorflow"
+        return votes.most_common(1)[0][0] if votes else DEFAULT.name
 
 
 @dataclass
@@ -236,19 +223,17 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
     runs only where a plain substring shows it can match, which keeps a dense log fast."""
     text = line.text
     lower = text.lower()
-    for framework, markers in MARKERS.items():
-        if any(m in lower for m in markers):
-            found.framework_votes[framework] += 1
-            if framework not in found.versions and (match := FRAMEWORK_VERSION[framework].search(text)):
-                found.versions[framework] = match.group(1)
-                found.version_lines[framework] = line
-    if (
-        "tf " in lower
-        and "tensorflow" not in found.versions
-        and (match := FRAMEWORK_VERSION["tensorflow"].search(text))
-    ):
-        found.versions["tensorflow"] = match.group(1)
-        found.version_lines["tensorflow"] = line
+    for fw in frameworks.FRAMEWORKS:
+        voted = any(m in lower for m in fw.log_markers)
+        if voted:
+            found.framework_votes[fw.name] += 1
+        if (
+            fw.name not in found.versions
+            and (voted or any(hint in lower for hint in fw.log_version_hints))
+            and (match := fw.log_version.search(text))
+        ):
+            found.versions[fw.name] = match.group(1)
+            found.version_lines[fw.name] = line
     if found.python is None and "python" in lower and (match := PYTHON.search(text)):
         found.python = match.group(1)
     if found.libcuda is None and ("libcuda reported" in text or "DSO version" in text) and LIBCUDA.search(text):
@@ -345,7 +330,7 @@ def _mismatch_code(lib: str) -> str:
 
 def _off_path_release(reading: Reading, known: Known) -> bool:
     """A TensorFlow release whose [and-cuda] libraries the loader misses, installed with them."""
-    build, version = known.build, known.version or reading.revealed.versions.get("tensorflow")
+    build, version = known.build, known.version or reading.revealed.versions.get(TENSORFLOW.name)
     return (
         isinstance(build, TFBuild)
         and bool(version)
@@ -454,21 +439,21 @@ def resolve_capability(line: Line, reading: Reading, k: Knowledge, known: Known)
     if newest is None:
         newest = _newest_target(known.build)
     if newest is None:
-        framework = reading.framework(known)
-        oldest, _ = k.known(framework)
-        newest = _newest_target(k.build(framework, oldest, GPU_VARIANT[framework]))
+        fw = frameworks.framework(reading.framework(known))
+        oldest, _ = fw.known(k)
+        newest = _newest_target(fw.build(k, oldest, fw.gpu_variant()))
     return "gpu-too-new" if newest is not None and cc.prefix(2) > newest else None
 
 
 def resolve_tf_kernels(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
     """TF JIT-compiles PTX for a GPU not in its build list; on GPUs its PTX does not run on, that fails."""
     cc = _capability(line, reading)
-    version = known.version or reading.revealed.versions.get("tensorflow")
+    version = known.version or reading.revealed.versions.get(TENSORFLOW.name)
     if cc is None:
         return None
     if version:
-        return None if k.ptx_runs_on("tensorflow", version, cc) else "gpu-too-new"
-    fails = k.ptx_jit_fails.get("tensorflow")
+        return None if k.ptx_runs_on(TENSORFLOW.name, version, cc) else "gpu-too-new"
+    fails = k.ptx_jit_fails.get(TENSORFLOW.name)
     return "gpu-too-new" if fails and cc >= fails[0] else None
 
 
@@ -493,10 +478,10 @@ LIBRARY_CAUSES = ("cuda-libs-missing", "cuda-libs-not-on-path", "cuda-mismatch",
 
 
 def _resolve(reading: Reading, hits: list[_Hit], k: Knowledge, known: Known) -> None:
-    framework = reading.framework(known)
+    fw = frameworks.framework(reading.framework(known))
     if known.build is None:
-        version = known.version or reading.revealed.versions.get(framework)
-        known.build = k.build(framework, version, GPU_VARIANT[framework]) if version else None
+        version = known.version or reading.revealed.versions.get(fw.name)
+        known.build = fw.build(k, version, fw.gpu_variant()) if version else None
     ordered = [h for h in hits if h.message.resolve not in DEFERRED] + [
         h for h in hits if h.message.resolve in DEFERRED
     ]
@@ -519,7 +504,7 @@ def _add_context(reading: Reading, known: Known) -> None:
     cause a known release brings by itself: TF 2.16.1 with [and-cuda] does not find its own libraries."""
     revealed = reading.revealed
     if _off_path_release(reading, known) and not revealed.gpu_in_use and not set(LIBRARY_CAUSES) & set(reading.codes):
-        lines = [revealed.version_lines.get("tensorflow"), revealed.pip_nvidia]
+        lines = [revealed.version_lines.get(TENSORFLOW.name), revealed.pip_nvidia]
         _add(reading, "cuda-libs-not-on-path", [line for line in lines if line])
     if "driver-library-mismatch" in reading.codes and revealed.driver_versions_differ:
         _add(reading, "driver-library-mismatch", [x for x in (revealed.libcuda, revealed.kernel) if x])

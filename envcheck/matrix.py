@@ -21,25 +21,16 @@ from typing import Any
 
 import yaml
 
+from envcheck import frameworks
 from envcheck.errors import ConfigError
+from envcheck.frameworks import DEFAULT, Framework
 from envcheck.hosts import Fleet, parse_fleet
 
-# Per framework (its key in a stack): each variant and the pip package it installs.
-VARIANTS = {
-    "tensorflow": {"and-cuda": "tensorflow[and-cuda]", "plain": "tensorflow", "cpu": "tensorflow-cpu"},
-    "torch": {"pypi": "torch", "index": "torch"},  # index: PyTorch's own wheel index named by `index:`
-    "jax": {"cuda12": "jax[cuda12]", "cuda12-local": "jax[cuda12-local]", "cuda13": "jax[cuda13]", "cpu": "jax[cpu]"},
-}
-FRAMEWORKS = tuple(VARIANTS)
-DEFAULT_VARIANT = {"torch": "pypi", "jax": "cuda12"}  # TensorFlow stacks name theirs (as they always did)
-GPU_VARIANT = {"tensorflow": "and-cuda", **DEFAULT_VARIANT}  # how a GPU install of unknown origin most likely is
-TORCH_INDEX_URL = "https://download.pytorch.org/whl/{index}"
+FRAMEWORKS = frameworks.NAMES  # the keys a stack names its framework's version with (the CLI's choices)
 
 # Names become Docker repository components (envcheck/NAME) and directory names: Docker's grammar for a path
 # component (lowercase alphanumerics joined by '.', '_', '__' or dashes), at most 100 characters.
 NAME_RE = re.compile(r"(?=.{1,100}\Z)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
-JAX_VERSION_RE = re.compile(r"0\.[0-9]+\.[0-9]+(\.[0-9]+)?((a|b|rc)[0-9]+)?\Z")
-TF_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+((a|b|rc)[0-9]+)?(\.post[0-9]+)?\Z")
 VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
 PYTHON_RE = re.compile(r"3\.[0-9]{1,2}\Z")
 MAX_STACKS = 10_000  # an axes product larger than this is refused before it is expanded
@@ -65,11 +56,11 @@ class Position:
 
 @dataclass(frozen=True)
 class Stack:
-    """One stack to build and probe, with defaults already merged in. Exactly one of tensorflow, torch and jax is
-    set: the framework's version, under its matrix key."""
+    """One stack to build and probe, with defaults already merged in: one framework's release (its matrix key and
+    version), installed as one of its variants."""
 
     name: str
-    tensorflow: str | None
+    version: str
     variant: str
     cuda: str | None
     cudnn: str | None
@@ -78,9 +69,8 @@ class Stack:
     pip: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     sandbox: bool = True  # probe with least privilege (no network, no capabilities, read-only root)
-    torch: str | None = None
-    jax: str | None = None
-    index: str | None = None  # torch: PyTorch's wheel index (cu121, cpu, ...) for variant index
+    framework: str = DEFAULT.name  # the key the stack names its version with (tensorflow, torch, jax)
+    index: str | None = None  # the wheel index (cu121, cpu, ...) of a framework's index variant (torch)
     installer: str = "uv"  # what installs the wheels in the build: uv (fast) or pip (exactly pip's resolver)
     position: Position | None = field(default=None, compare=False)
     positions: dict[str, Position] = field(default_factory=dict, compare=False)
@@ -90,23 +80,19 @@ class Stack:
         return self.positions.get(key, self.position)
 
     @property
-    def framework(self) -> str:
-        """tensorflow, torch or jax: the key the stack names its version with."""
-        return "torch" if self.torch else "jax" if self.jax else "tensorflow"
-
-    @property
-    def version(self) -> str:
-        return str(self.torch or self.jax or self.tensorflow)
+    def fw(self) -> Framework:
+        """The framework object behind `framework` (envcheck.frameworks)."""
+        return frameworks.framework(self.framework)
 
     @property
     def requirement(self) -> str:
         """The pip requirement string for this stack's framework package."""
-        return f"{VARIANTS[self.framework][self.variant]}=={self.version}"
+        return self.fw.requirement(self.variant, self.version)
 
     @property
     def index_url(self) -> str | None:
-        """PyTorch's wheel index for a torch stack of variant index."""
-        return TORCH_INDEX_URL.format(index=self.index) if self.index else None
+        """The wheel index a stack of its framework's index variant installs from (PyTorch's own)."""
+        return self.fw.index_url.format(index=self.index) if self.index else None
 
     def as_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -212,15 +198,17 @@ def _boolean(expected: str) -> Callable[[yaml.Node], tuple[bool | None, str]]:
 
 def _variant(framework: str | None) -> Callable[[yaml.Node], tuple[str | None, str]]:
     """A variant of one framework's (the stack's), or of any where the framework is not known (defaults)."""
-    names = list(VARIANTS[framework]) if framework else list(dict.fromkeys(v for vs in VARIANTS.values() for v in vs))
+    chosen = [frameworks.framework(framework)] if framework else frameworks.FRAMEWORKS
+    names = list(dict.fromkeys(v for fw in chosen for v in fw.variants))
     return _string(re.compile("(" + "|".join(map(re.escape, names)) + r")\Z"), "one of " + ", ".join(names))
 
 
 STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[object, str]]] = {
     "name": _string(NAME_RE, NAME_EXPECTED),
-    "tensorflow": _string(TF_VERSION_RE, 'an exact TensorFlow version such as "2.15.1"'),
-    "torch": _string(TF_VERSION_RE, 'an exact PyTorch version such as "2.5.1"'),
-    "jax": _string(JAX_VERSION_RE, 'an exact JAX version such as "0.4.35"'),
+    **{
+        fw.name: _string(fw.version_pattern, f'an exact {fw.display_name} version such as "{fw.version_example}"')
+        for fw in frameworks.FRAMEWORKS
+    },
     "variant": _variant(None),
     "index": _string(re.compile(r"(cu[0-9]{3}|cpu)\Z"), "a PyTorch wheel index such as cu121, cu124, cu128 or cpu"),
     "cuda": _string(VERSION_RE, 'a CUDA version such as "12.2"'),
@@ -232,6 +220,18 @@ STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[object, str]]] = {
 }
 LIST_FIELDS = {"pip", "env"}
 REQUIRED = ("name",)
+MISSING_EXPECTED = (
+    f"name, {DEFAULT.name} and variant on every stack (or "
+    f"{' or '.join(name for name in frameworks.NAMES if name != DEFAULT.name)} instead of {DEFAULT.name})"
+)
+ONE_FRAMEWORK = f"one framework per stack: {', '.join(frameworks.NAMES[:-1])} or {frameworks.NAMES[-1]}"
+INDEX_EXPECTED = (
+    "index: only on "
+    + " or ".join(
+        f"{fw.name} stacks, with variant {fw.index_variant}" for fw in frameworks.FRAMEWORKS if fw.index_variant
+    )
+    + " (or no variant)"
+)
 DEFAULTABLE = set(STACK_FIELDS) - {"name"} | LIST_FIELDS
 BUILTIN_DEFAULTS = {"base": "debian:bookworm-slim", "python": "3.11", "installer": "uv"}
 
@@ -265,30 +265,35 @@ class _Validator:
         return out
 
     def framework_fits(self, node: yaml.Node, framework: str, values: Entry) -> bool:
-        """The variant (and a torch index) belong to the stack's framework."""
+        """The variant (and an index, for a framework installed from a wheel index) belong to the stack's
+        framework."""
         ok = True
+        fw = frameworks.framework(framework)
         variant = values.get("variant")
-        if variant and variant[0] not in VARIANTS[framework]:
+        if variant and variant[0] not in fw.variants:
             where = variant[1] or self.pos(node)
             self.errors.append(
                 (
                     where.line,
                     where.column,
                     f"{where}: error: variant {variant[0]!r} is not one of {framework}'s "
-                    f"(expected one of {', '.join(VARIANTS[framework])})",
+                    f"(expected one of {', '.join(fw.variants)})",
                 )
             )
             ok = False
         index = values.get("index")
-        if index and (framework != "torch" or (variant and variant[0] != "index")):
+        if index and (fw.index_variant is None or (variant and variant[0] != fw.index_variant)):
             where = index[1] or self.pos(node)
-            expected = "index: only on torch stacks, with variant index (or no variant)"
             self.errors.append(
-                (where.line, where.column, f"{where}: error: index {index[0]!r} here (expected {expected})")
+                (where.line, where.column, f"{where}: error: index {index[0]!r} here (expected {INDEX_EXPECTED})")
             )
             ok = False
-        if framework == "torch" and variant and variant[0] == "index" and not index:
-            self.error(node, "torch stack of variant index names no index", "index: cu121, cu124, cu128, cpu, ...")
+        if fw.index_variant and variant and variant[0] == fw.index_variant and not index:
+            self.error(
+                node,
+                f"{framework} stack of variant {fw.index_variant} names no index",
+                "index: cu121, cu124, cu128, cpu, ...",
+            )
             ok = False
         return ok
 
@@ -308,7 +313,7 @@ class _Validator:
         """Valid values (with positions) by key, and every key written, valid or not (so it is not 'missing')."""
         values: Entry = {}
         written = self.mapping(node, what)
-        framework = _framework_of(written, "tensorflow" if what == "a stack" else None)
+        framework = _framework_of(written, DEFAULT.name if what == "a stack" else None)
         for key, (key_node, value_node) in written.items():
             if key not in allowed:
                 self.error(key_node, f"unknown key {key!r} in {what}", "one of " + ", ".join(sorted(allowed)))
@@ -325,7 +330,7 @@ class _Validator:
         """Expand one `axes:` group: the product of its list-valued keys, less its `exclude:` entries."""
         allowed = set(STACK_FIELDS) | LIST_FIELDS | {"exclude"}
         written = self.mapping(node, "an axes group")
-        framework = _framework_of(written, "tensorflow")
+        framework = _framework_of(written, DEFAULT.name)
         options: dict[str, list[tuple[object, Position]]] = {}
         template: tuple[str, yaml.Node] | None = None
         excludes: list[tuple[dict[str, str], yaml.Node]] = []
@@ -455,7 +460,7 @@ class _Validator:
 def _framework_of(written: dict, default: str | None) -> str | None:
     """The framework a mapping names (its version key); a stack without one is read as TensorFlow's, as
     matrix files always were, and defaults as nobody's."""
-    named = [k for k in FRAMEWORKS if k in written]
+    named = [k for k in frameworks.NAMES if k in written]
     return named[0] if len(named) == 1 else default if not named else None
 
 
@@ -513,6 +518,24 @@ def read_matrix_file(path: Path) -> str:
         raise ConfigError(f"{path}: error: cannot read the matrix file: {exc}") from None
 
 
+def too_deep(root: yaml.Node | None) -> yaml.Node | None:
+    """The first collection nested more than MAX_DEPTH deep, or None: breadth first and each node once, so aliases
+    (which may repeat or nest a node into itself) cost no more than the nodes written."""
+    level: list[yaml.Node] = [root] if root is not None else []
+    seen: set[int] = set()
+    for _ in range(MAX_DEPTH):
+        collections = [n for n in level if isinstance(n, yaml.CollectionNode) and id(n) not in seen]
+        seen.update(map(id, collections))
+        level = [
+            child
+            for node in collections
+            for child in (
+                [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else node.value
+            )
+        ]
+    return next((n for n in level if isinstance(n, yaml.CollectionNode) and id(n) not in seen), None)
+
+
 def load_matrix(path: str | Path) -> Matrix:
     """Read and validate a matrix file; raise ConfigError listing every problem found."""
     path = Path(path)
@@ -535,6 +558,13 @@ def parse_matrix(text: str, path: Path) -> Matrix:
         raise ConfigError(f"{where}: error: YAML syntax: {exc.problem}{context} (expected valid YAML)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: error: YAML: {exc} (expected valid YAML)") from None
+    deep = too_deep(root)
+    if deep is not None:
+        mark = deep.start_mark
+        raise ConfigError(
+            f"{path}:{mark.line + 1}:{mark.column + 1}: error: YAML nested more than {MAX_DEPTH} levels deep "
+            "(expected a matrix file, a few levels deep)"
+        )
     v = _Validator(path)
     if root is None:
         raise ConfigError(f"{path}:1:1: error: the matrix file is empty (expected a mapping with 'stacks:')")
@@ -569,20 +599,20 @@ def parse_matrix(text: str, path: Path) -> Matrix:
         if not isinstance(node, yaml.MappingNode):
             continue
         values = {**defaults, **own}
-        named = [k for k in FRAMEWORKS if k in values or k in written]
+        named = [k for k in frameworks.NAMES if k in values or k in written]
         missing = [k for k in REQUIRED if k not in values and k not in written]
         if not named:
-            missing.append("tensorflow")  # a stack without a framework key is read as TensorFlow's, as ever
-        if named in ([], ["tensorflow"]) and "variant" not in values and "variant" not in written:
+            missing.append(DEFAULT.name)  # a stack without a framework key is read as TensorFlow's, as ever
+        fw = frameworks.framework(named[0] if named else DEFAULT.name)
+        if len(named) < 2 and fw.default_variant is None and "variant" not in values and "variant" not in written:
             missing.append("variant")
         if missing:
-            expected = "name, tensorflow and variant on every stack (or torch or jax instead of tensorflow)"
-            v.error(node, f"stack is missing {', '.join(missing)}", expected)
+            v.error(node, f"stack is missing {', '.join(missing)}", MISSING_EXPECTED)
         if len(named) > 1:
-            v.error(node, f"stack names {' and '.join(named)}", "one framework per stack: tensorflow, torch or jax")
+            v.error(node, f"stack names {' and '.join(named)}", ONE_FRAMEWORK)
         if missing or len(named) != 1 or not all(k in values for k in (*REQUIRED, *named)):
             continue
-        if named[0] not in DEFAULT_VARIANT and "variant" not in values:
+        if fw.default_variant is None and "variant" not in values:
             continue  # written, but invalid: already reported
         if not v.framework_fits(node, named[0], values):
             continue
@@ -602,14 +632,13 @@ def _stack(values: Entry, position: Position) -> Stack:
     def get(key: str, default: object = None) -> Any:
         return values[key][0] if key in values else default
 
-    framework = next(k for k in FRAMEWORKS if k in values)
+    fw = next(fw for fw in frameworks.FRAMEWORKS if fw.name in values)
     index = get("index")
     return Stack(
         name=get("name"),
-        tensorflow=get("tensorflow"),
-        torch=get("torch"),
-        jax=get("jax"),
-        variant=get("variant") or ("index" if index else DEFAULT_VARIANT[framework]),
+        framework=fw.name,
+        version=get(fw.name),
+        variant=get("variant") or (fw.index_variant if index else fw.default_variant),
         index=index,
         cuda=get("cuda"),
         cudnn=get("cudnn"),

@@ -72,7 +72,7 @@ def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge) -> Verdict:
     for check in stack_checks(stack, k):
         if check.level > Level.OK:
             verdict.add(check)
-    build = k.build(stack.framework, stack.version, stack.variant, stack.index)
+    build = stack.fw.build(k, stack.version, stack.variant, stack.index)
     if build is None:
         return verdict
     cuda = runtime_cuda(build, stack.variant, k)

@@ -1,8 +1,9 @@
 """Render a stack's build context (Dockerfile + probe) from the Jinja2 template in images/.
 
 The template holds the Dockerfile's shape (shell included); DockerfileTemplate's small hook methods supply the
-per-stack pieces, and each framework is a subclass that overrides the hooks it needs (repo2docker's buildpack
-style), so a new framework or install variant is a new class or method, not a template fork.
+per-stack pieces and ask the stack's framework (envcheck.frameworks) for its own: what it installs and what may
+share a layer (repo2docker's buildpack style), so a new framework or install variant is a new object or method,
+not a template fork.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 import jinja2
 
 from envcheck import __version__, labels
-from envcheck.knowledge import Knowledge
 from envcheck.matrix import Stack
 from envcheck.probe import PROBE_FILES
 
@@ -56,7 +56,7 @@ class BuildContext:
 
 class DockerfileTemplate:
     """Fills images/Dockerfile.j2 for one stack: Python, a venv, the framework, the stack's extras and ENV, the
-    probe. Subclasses say what the framework is (requirements) and what may share a layer (pinned_libraries)."""
+    probe. The framework says what it installs (requirements) and what may share a layer (pinned_libraries)."""
 
     template_name = "Dockerfile.j2"
 
@@ -70,12 +70,12 @@ class DockerfileTemplate:
 
     def pinned_libraries(self) -> list[str]:
         """Exact wheels that get a layer of their own before the framework (shared by stacks that pin alike)."""
-        return []
+        return self.stack.fw.pinned_libraries(self.stack)
 
     def requirements(self) -> list[str]:
-        """The framework's pip requirement (the stack's variant), plus NVML's bindings for the probe
-        (nvidia-ml-py, not the deprecated pynvml package)."""
-        return [shlex.quote(self.stack.requirement), "nvidia-ml-py"]
+        """The framework as the stack's variant installs it, plus NVML's bindings for the probe (nvidia-ml-py, not
+        the deprecated pynvml package)."""
+        return [*self.stack.fw.requirements(self.stack), "nvidia-ml-py"]
 
     def extra_requirements(self) -> list[str]:
         """The stack's own pip entries, in a later layer so the framework layer stays shared."""
@@ -103,50 +103,10 @@ class DockerfileTemplate:
         )
 
 
-class TensorFlowTemplate(DockerfileTemplate):
-    """tensorflow[and-cuda], tensorflow or tensorflow-cpu; [and-cuda]'s NVIDIA pins in a layer of their own."""
-
-    def pinned_libraries(self) -> list[str]:
-        """For [and-cuda], the exact NVIDIA wheels the extra pins, when the knowledge data has the full set."""
-        build = Knowledge.load().tf_build(self.stack.tensorflow) if self.stack.variant == "and-cuda" else None
-        return [shlex.quote(p) for p in build.and_cuda.packages] if build and build.and_cuda else []
-
-
-class TorchTemplate(DockerfileTemplate):
-    """PyTorch from PyPI (its default CUDA build, with the nvidia-* wheels it pins) or from one of PyTorch's own
-    wheel indexes, named exactly by its local version (torch==2.5.1+cu121) so pip cannot take PyPI's instead."""
-
-    def requirements(self) -> list[str]:
-        if self.stack.index_url:
-            return [
-                "--extra-index-url",
-                shlex.quote(self.stack.index_url),
-                shlex.quote(f"torch=={self.stack.version}+{self.stack.index}"),
-                "nvidia-ml-py",
-            ]
-        return super().requirements()
-
-
-class JaxTemplate(DockerfileTemplate):
-    """JAX with its CUDA plugin and the pip CUDA libraries (jax[cuda12], jax[cuda13]), the plugin alone
-    (jax[cuda12-local], CUDA from the image) or the CPU build (jax[cpu]): the base template's hooks as they are."""
-
-
-TEMPLATES: dict[str, type[DockerfileTemplate]] = {
-    "tensorflow": TensorFlowTemplate,
-    "torch": TorchTemplate,
-    "jax": JaxTemplate,
-}
-
-
-def template_for(stack: Stack, ca_bundle: bool) -> DockerfileTemplate:
-    return TEMPLATES[stack.framework](stack, ca_bundle)
-
-
 def context_files(stack: Stack, ca_bundle: bool) -> dict[str, str]:
     """The build context's text files, by name: the Dockerfile, the probe and its adapters."""
     return {
-        "Dockerfile": template_for(stack, ca_bundle).render(),
+        "Dockerfile": DockerfileTemplate(stack, ca_bundle).render(),
         **{path.name: path.read_text(encoding="utf-8") for path in PROBE_FILES},
         ".dockerignore": "".join(f"{name}\n" for name in NOT_IN_CONTEXT),
     }

@@ -28,8 +28,8 @@ def test_default_matrix_has_the_required_stacks():
     assert {"tf-2.15-cuda12", "tf-2.17-cuda12", "tf-2.19-cuda12", "tf-2.15-cpu"} <= set(stacks)
     assert stacks["tf-2.15-cuda12"].requirement == "tensorflow[and-cuda]==2.15.1"
     assert stacks["tf-2.15-cpu"].requirement == "tensorflow-cpu==2.15.1"
-    assert stacks["tf-2.17-cuda12"].tensorflow.startswith("2.17.")
-    assert stacks["tf-2.19-cuda12"].tensorflow.startswith("2.19.")
+    assert stacks["tf-2.17-cuda12"].version.startswith("2.17.")
+    assert stacks["tf-2.19-cuda12"].version.startswith("2.19.")
     assert all(s.base == "debian:bookworm-slim" and s.python == "3.11" for s in matrix.stacks)
 
 

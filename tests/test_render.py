@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 STACK = Stack(
     name="tf-2.15-cuda12",
-    tensorflow="2.15.1",
+    version="2.15.1",
     variant="and-cuda",
     cuda="12.2",
     cudnn="8.9",
@@ -50,7 +50,7 @@ def test_layer_order_puts_shared_layers_first():
 
 def test_releases_with_the_same_pins_share_the_nvidia_layer():
     def layers(tensorflow: str) -> list[str]:
-        stack = replace(STACK, tensorflow=tensorflow, env=(), pip=())
+        stack = replace(STACK, version=tensorflow, env=(), pip=())
         return context_files(stack, ca_bundle=False)["Dockerfile"].split("\nRUN ")
 
     tf216, tf217, tf219 = layers("2.16.2"), layers("2.17.1"), layers("2.19.1")
@@ -62,7 +62,7 @@ def test_releases_with_the_same_pins_share_the_nvidia_layer():
     tf218 = layers("2.18.1")
     assert "nvidia-nccl-cu12==2.21.5" in tf218[nvidia] and tf218[nvidia] != tf219[nvidia]
     # With ranges instead of pins (2.20 on) or without [and-cuda] there is no separate layer.
-    assert "nvidia-cublas" not in context_files(replace(STACK, tensorflow="2.20.0"), False)["Dockerfile"]
+    assert "nvidia-cublas" not in context_files(replace(STACK, version="2.20.0"), False)["Dockerfile"]
     assert "nvidia-cublas" not in context_files(replace(STACK, variant="cpu"), False)["Dockerfile"]
 
 
@@ -135,7 +135,7 @@ def test_content_hash_follows_content_not_the_bundle(tmp_path: Path):
     bundle.write_text("second")
     assert render(STACK, tmp_path / "build", bundle).content_hash == first.content_hash
     assert first.tag == f"envcheck/tf-2.15-cuda12:{first.content_hash[:12]}"
-    changed = render(replace(STACK, tensorflow="2.15.0"), tmp_path / "build", bundle)
+    changed = render(replace(STACK, version="2.15.0"), tmp_path / "build", bundle)
     assert changed.content_hash != first.content_hash
     without_bundle = render(STACK, tmp_path / "build")
     # One stage instead of the CA stage, the same image: a build through the package cache (no bundle) and one

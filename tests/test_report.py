@@ -46,7 +46,7 @@ def test_two_hosts_make_two_column_groups(tmp_path: Path):
     ]
     cuda_row = next(line for line in grid if line.startswith("| **tf-2.15-cuda12**"))
     cells = [c.strip() for c in cuda_row.strip("|").split("|")]
-    assert cells[1].startswith("❌ cpu-only<br>TF 2.15.1 · CUDA 12.2/cuDNN 8 · Py 3.11.2")
+    assert cells[1].startswith("❌ cpu-only<br>TensorFlow 2.15.1 · CUDA 12.2/cuDNN 8 · Py 3.11.2")
     assert cells[1].endswith("`no-gpu-runtime`")
     assert cells[2].startswith("✅ gpu<br>") and "GPU 412 TFLOP/s" in cells[2]
     cpu_row = next(line for line in grid if line.startswith("| **tf-2.15-cpu**"))

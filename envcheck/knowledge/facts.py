@@ -12,11 +12,14 @@ import functools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version as _PackagingVersion
+
+if TYPE_CHECKING:
+    from envcheck.frameworks import Framework
 
 DATA_FILE = Path(__file__).with_name("knowledge.yaml")
 _NUMERIC = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -155,7 +158,12 @@ class AndCudaPins:
     python_note: str = ""
 
 
-FRAMEWORK_NAMES = {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX"}
+def _framework(name: str) -> Framework:
+    """A framework by name. envcheck.frameworks sits above this module (each framework knows which lookup here
+    describes its releases), so it is imported when first asked for, not when this module is."""
+    from envcheck.frameworks import framework
+
+    return framework(name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,8 +183,13 @@ class Build:
     cuda_range: bool = False  # the CUDA libraries come as ranges: pip installs the newest of cuda.major
 
     @property
+    def name(self) -> str:
+        """The framework's display name."""
+        return _framework(self.framework).display_name
+
+    @property
     def label(self) -> str:
-        return f"{FRAMEWORK_NAMES[self.framework]} {self.release}"
+        return f"{self.name} {self.release}"
 
     @property
     def python_spec(self) -> SpecifierSet:
@@ -250,7 +263,11 @@ class Knowledge:
         self.tf32_from = Version(data["tf32"]["compute_capability"])
         self.required_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["required"])
         self.optional_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["optional"])
-        self._required_by = {fw: tuple(data["cuda_libraries"][fw]) for fw in ("torch", "jax")}
+        self._required_by = {  # a framework's own list, where it has one
+            key: tuple(names)
+            for key, names in data["cuda_libraries"].items()
+            if key not in ("required", "optional", "off_loader_path")
+        }
         self.off_loader_path: dict[str, str] = dict(data["cuda_libraries"].get("off_loader_path") or {})
         self.messages = tuple(Message.from_data(m) for m in data["messages"])
         # One pass of one expression rejects the many lines no message is in; only the rest are tried in order.
@@ -284,31 +301,32 @@ class Knowledge:
         except ValueError:
             return None
 
+    def torch_releases(self) -> list[str]:
+        return sorted(self._torch, key=Version)
+
+    def jax_releases(self) -> tuple[str, str]:
+        """The first JAX release of the oldest row and the newest release the rows hold."""
+        return str(self._jax[0][0]), str(self._jax_newest)
+
     def known(self, framework: str) -> tuple[str, str]:
         """The oldest and newest release of a framework the data knows."""
-        if framework == "tensorflow":
-            releases = self.releases()
-        elif framework == "torch":
-            releases = sorted(self._torch, key=Version)
-        else:
-            releases = [str(self._jax[0][0]), str(self._jax_newest)]
-        return releases[0], releases[-1]
+        return _framework(framework).known(self)
 
     def build(self, framework: str, version: str, variant: str, index: str | None = None) -> Build | None:
         """What a release of a framework brings when installed as `variant` (None when the data does not know
-        the release). TensorFlow's variants share one build; its [and-cuda] pins are in `and_cuda`."""
-        try:
-            parsed = Version(version)
-        except ValueError:
-            return None
-        if framework == "tensorflow":
-            return self.tf_build(version)
-        if framework == "torch":
-            return _torch_variant(self._torch.get(str(parsed.prefix(2))), variant, index)
-        return self._jax_build(version, parsed, variant)
+        the release): the framework knows which of the lookups below describes it."""
+        return _framework(framework).build(self, version, variant, index)
 
-    def _jax_build(self, version: str, parsed: Version, variant: str) -> Build | None:
+    def torch_build(self, version: str, variant: str, index: str | None = None) -> TorchBuild | None:
+        """A PyTorch minor release as PyPI's default wheel (`pypi`) or one of PyTorch's own indexes."""
+        parsed = Version.lenient(version)
+        return _torch_variant(self._torch.get(str(parsed.prefix(2))), variant, index) if parsed else None
+
+    def jax_build(self, version: str, variant: str) -> Build | None:
         """A JAX release's row (it holds until the next row's release) seen through one install variant."""
+        parsed = Version.lenient(version)
+        if parsed is None:
+            return None
         rows = [entry for first, entry in self._jax if first <= parsed]
         if not rows or parsed > self._jax_newest:
             return None

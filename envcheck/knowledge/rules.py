@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 
-from envcheck.knowledge.facts import FRAMEWORK_NAMES, Build, GpuCode, Knowledge, TFBuild, Version
+from envcheck.knowledge.facts import Build, GpuCode, Knowledge, TFBuild, Version
 from envcheck.matrix import Stack
 
 PIN_RE = re.compile(r"(?P<name>nvidia-(?P<lib>cudnn|cuda-runtime)-cu(?P<major>\d+))\s*==\s*(?P<version>\d+(\.\d+)*)")
@@ -39,29 +39,25 @@ def base_has_cuda_libs(base: str) -> bool:
 
 # -- a stack, from knowledge alone (lint and plan) ---------------------------------------------------------------
 
-CPU_VARIANTS = {"tensorflow": {"cpu"}, "torch": set(), "jax": {"cpu"}}
-
 
 def is_cpu_only(stack: Stack) -> bool:
     """A stack whose package is built without CUDA: tensorflow-cpu, jax[cpu], torch from the cpu index."""
-    return stack.variant in CPU_VARIANTS[stack.framework] or stack.index == "cpu"
+    return stack.variant in stack.fw.cpu_variants or stack.index == "cpu"
 
 
 def cpu_only_check(stack: Stack) -> Check:
-    package = {"tensorflow": "tensorflow-cpu", "jax": "jax[cpu]", "torch": "torch from the cpu index"}
-    message = f"{package[stack.framework]} is built without CUDA and never uses a GPU"
+    message = f"{stack.fw.cpu_package} is built without CUDA and never uses a GPU"
     return Check("cpu-only-build", Level.FAILS, message)
 
 
 def python_support(version: str, python: str, variant: str | None, build: Build) -> list[Check]:
     """Whether pip has a wheel of this release (and, for TensorFlow, of its [and-cuda] pins) for this Python."""
-    name = FRAMEWORK_NAMES[build.framework]
     if not build.supports_python(python):
         return [
             Check(
                 "python-unsupported",
                 Level.FAILS,
-                f"{name} {version} supports Python {build.python_range()}, not {python}: pip will find no wheel",
+                f"{build.name} {version} supports Python {build.python_range()}, not {python}: pip will find no wheel",
                 "python",
             )
         ]
@@ -90,7 +86,7 @@ def _claim_fits(claimed: str, built: Version, at_least: bool) -> bool:
 def claims(stack: Stack, build: Build) -> list[Check]:
     """The matrix's cuda/cudnn claims against the build: wrong labels, harmless at run time."""
     found = []
-    what = f"{FRAMEWORK_NAMES[stack.framework]} {stack.version} is " + (
+    what = f"{stack.fw.display_name} {stack.version} is " + (
         "installed with at least" if build.cuda_range else "built with"
     )
     if stack.cuda and build.cuda and not _claim_fits(stack.cuda, build.cuda, build.cuda_range):
@@ -113,39 +109,33 @@ def pinned_libraries(stack: Stack, tf: TFBuild, k: Knowledge) -> list[Check]:
             found.append(Check("cudnn-mismatch", Level.FAILS, message, key))
         elif major != tf.cuda.major:
             message = (
-                f"pip pins {pin['name']} (CUDA {major}) but TensorFlow {stack.tensorflow} is built with CUDA {tf.cuda}"
+                f"pip pins {pin['name']} (CUDA {major}) but TensorFlow {stack.version} is built with CUDA {tf.cuda}"
             )
             found.append(Check("cuda-mismatch", Level.FAILS, message, key))
-        elif pin["lib"] == "cudnn" and not cudnn_usable(version, tf.cudnn):
+        elif pin["lib"] == "cudnn" and not stack.fw.cudnn_fits(version, tf.cudnn, known_release=True):
             message = (
-                f"pip pins cuDNN {version} but TensorFlow {stack.tensorflow} needs cuDNN {tf.cudnn.major}.x at least "
+                f"pip pins cuDNN {version} but TensorFlow {stack.version} needs cuDNN {tf.cudnn.major}.x at least "
                 f"{tf.cudnn} (same major, equal or higher minor)"
             )
             found.append(Check("cudnn-mismatch", Level.FAILS, message, key))
         elif pin["lib"] == "cuda-runtime" and version.prefix(2) < tf.cuda:
             message = (
-                f"pip pins CUDA runtime {version}, older than the CUDA {tf.cuda} TensorFlow {stack.tensorflow} "
+                f"pip pins CUDA runtime {version}, older than the CUDA {tf.cuda} TensorFlow {stack.version} "
                 "is built with"
             )
             found.append(Check("cuda-mismatch", Level.FAILS, message, key))
     return found
 
 
-def cudnn_usable(loaded: Version, built: Version) -> bool:
-    """TF's own rule: the loaded cuDNN has the build's major and an equal or higher minor."""
-    return loaded.major == built.major and loaded.prefix(2) >= built.prefix(2)
-
-
 def cuda_libraries(stack: Stack, build: Build) -> list[Check]:
     """Variants that install the framework without CUDA libraries onto a base that has none."""
-    if stack.variant in ("plain", "cuda12-local") and not base_has_cuda_libs(stack.base):
-        better = "and-cuda" if stack.framework == "tensorflow" else "cuda12"
+    if stack.variant in stack.fw.variants_without_cuda_libraries and not base_has_cuda_libs(stack.base):
         return [
             Check(
                 "cuda-libs-missing",
                 Level.FAILS,
-                f"variant {stack.variant} installs {FRAMEWORK_NAMES[stack.framework]} without CUDA libraries and "
-                f"base {stack.base} has none: use variant {better} or a CUDA base image",
+                f"variant {stack.variant} installs {stack.fw.display_name} without CUDA libraries and "
+                f"base {stack.base} has none: use variant {stack.fw.gpu_variant()} or a CUDA base image",
                 "variant",
             )
         ]
@@ -171,20 +161,20 @@ def availability(stack: Stack, build: Build) -> list[Check]:
 
 def known_issues(stack: Stack, build: Build) -> list[Check]:
     note = build.notes.get(stack.version)
-    label = f"{FRAMEWORK_NAMES[stack.framework]} {stack.version}"
+    label = f"{stack.fw.display_name} {stack.version}"
     return [Check("known-issue", Level.WARN, f"{label}: {note}", stack.framework)] if note else []
 
 
 def stack_checks(stack: Stack, k: Knowledge) -> list[Check]:
     """Everything the knowledge predicts about one stack, before building it."""
-    build = k.build(stack.framework, stack.version, stack.variant, stack.index)
+    build = stack.fw.build(k, stack.version, stack.variant, stack.index)
     if build is None:
-        oldest, newest = k.known(stack.framework)
+        oldest, newest = stack.fw.known(k)
         return [
             Check(
                 f"unknown-{stack.framework}",
                 Level.WARN,
-                f"{FRAMEWORK_NAMES[stack.framework]} {stack.version} is not in envcheck's data (it knows "
+                f"{stack.fw.display_name} {stack.version} is not in envcheck's data (it knows "
                 f"{oldest}–{newest}); it will be verified by running",
                 stack.framework,
             )

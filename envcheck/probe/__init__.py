@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from envcheck.frameworks import FRAMEWORKS
+
 PROBE_SOURCE = Path(__file__).with_name("probe.py")
-# The probe and its framework adapters: what goes into every image, beside each other in /opt/envcheck.
-PROBE_FILES = tuple(
-    Path(__file__).with_name(name) for name in ("probe.py", "fw_tensorflow.py", "fw_torch.py", "fw_jax.py")
-)
+# The probe and every framework's adapter: what goes into every image, beside each other in /opt/envcheck. The
+# probe itself imports nothing of envcheck: in an image it runs alone.
+PROBE_FILES = (PROBE_SOURCE, *(PROBE_SOURCE.with_name(fw.adapter) for fw in FRAMEWORKS))
 PROBE_COMMAND = ["python", "/opt/envcheck/probe.py"]  # where the Dockerfile template puts it
 
 

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from envcheck.matrix import FRAMEWORKS  # a stack's "framework" (records without one are TensorFlow's)
+from envcheck import frameworks  # a stack's "framework" (records without one are TensorFlow's)
 
 SCHEMA = 1  # of a result and of a record line ("schema" and "record_schema"); bump when a key changes meaning
-FRAMEWORK_LABELS = {"tensorflow": "TF", "torch": "PyTorch", "jax": "JAX"}
 OLDEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
 
@@ -500,9 +499,15 @@ class Result:
         """tensorflow, torch or jax: what the probe ran, else what the stack named (records before issue 11 are
         TensorFlow's)."""
         for name in (self._probe("framework"), self.definition.get("framework")):
-            if name in FRAMEWORKS:
-                return name
-        return next((name for name in FRAMEWORKS if isinstance(self.definition.get(name), str)), "tensorflow")
+            if fw := frameworks.find(name):
+                return fw.name
+        named = (fw.name for fw in frameworks.FRAMEWORKS if isinstance(self.definition.get(fw.name), str))
+        return next(named, frameworks.DEFAULT.name)
+
+    @property
+    def framework_name(self) -> str:
+        """The framework's display name, as every output spells it."""
+        return frameworks.framework(self.framework).display_name
 
     @property
     def framework_version(self) -> str | None:

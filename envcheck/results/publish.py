@@ -17,8 +17,9 @@ from typing import Any
 import jinja2
 from tabulate import tabulate
 
+from envcheck import frameworks
 from envcheck.results import store
-from envcheck.results.model import FRAMEWORK_LABELS, SCHEMA, Result
+from envcheck.results.model import SCHEMA, Result
 from envcheck.results.store import merge, write_atomic
 
 MISSING = "–"  # an en dash reads as "no value" in the rendered table
@@ -60,9 +61,7 @@ def cell(result: Result) -> dict[str, Any]:
         "tensorflow": result.tensorflow,
         "framework": result.framework,
         "version": result.framework_version,
-        "label": f"{FRAMEWORK_LABELS[result.framework]} {result.framework_version}"
-        if result.framework_version
-        else None,
+        "label": f"{result.framework_name} {result.framework_version}" if result.framework_version else None,
         "python": result.python,
         "build_cuda": result.build_cuda,
         "build_cudnn": result.build_cudnn,
@@ -198,7 +197,7 @@ def _detail_row(c: dict[str, Any]) -> list[str]:
         _fmt(c["gpu_tflops"]),
         md(c["date"] or MISSING),
         md(c["host"]),
-        md(FRAMEWORK_LABELS[c["framework"]]),
+        md(frameworks.framework(c["framework"]).display_name),
     ]
 
 
@@ -267,7 +266,7 @@ def format_text(result: Result, with_host: bool = False) -> str:
     lines = [f"{name}: {result.status}  ({result.image}){reused}"]
     if result.probe:
         lines.append(
-            f"  {FRAMEWORK_LABELS[result.framework]} {result.framework_version} on Python {result.python}, built for "
+            f"  {result.framework_name} {result.framework_version} on Python {result.python}, built for "
             f"CUDA {result.build_cuda or '-'} / cuDNN {result.build_cudnn or '-'}; "
             f"GPUs seen: {len(result.gpu_names)}; driver: {result.probe_driver or 'none'}"
         )
