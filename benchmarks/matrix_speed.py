@@ -40,7 +40,7 @@ from envcheck import labels
 from envcheck.engine import package_cache
 from envcheck.engine.client import connect
 from envcheck.matrix import load_matrix
-from envcheck.options import ca_bundle
+from envcheck.options import ENV_PACKAGE_CACHE_DIR, ca_bundle
 from envcheck.render import render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def main() -> None:
     stacks = load_matrix(str(matrix_file)).stacks
     names = [s.name for s in stacks]
     cache_dir = work / "package-cache"
-    env = {**os.environ, package_cache.ENV_DIR: str(cache_dir)}
+    env = {**os.environ, ENV_PACKAGE_CACHE_DIR: str(cache_dir)}
     envcheck = [sys.executable, "-m", "envcheck", "matrix", "-m", str(matrix_file), "--quick", "--json"]
     envcheck += ["--ca-bundle", args.ca_bundle]
     api = connect()

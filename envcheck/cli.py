@@ -1,4 +1,5 @@
-"""The `envcheck` command line: parses arguments and calls one function in commands.py per command.
+"""The `envcheck` command line: parses arguments into each command's options object (options.py) and calls the
+command's function in commands.py with it; argparse's defaults and help texts come from options.DEFAULTS.
 
 Errors meant for the user are printed as one paragraph and mapped to the exit codes in envcheck.errors;
 a traceback means a bug in envcheck.
@@ -11,115 +12,212 @@ import math
 import re
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, Generic, NoReturn, TypeVar
 
 from envcheck import __version__, commands, log, options
 from envcheck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EnvcheckError, Terminated
 from envcheck.matrix import FRAMEWORKS
+from envcheck.options import DEFAULTS
 
-MAX_SECONDS = 7 * 24 * 3600.0  # a week: far above any build or probe, and small enough for every clock's arithmetic
 DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+WEEK = f"at most {DEFAULTS.max_seconds:g}: a week"
 
 
 def positive_seconds(text: str) -> float:
     """A timeout: a plain decimal number of seconds, more than 0 and at most a week (float() would also take
     'inf', 'nan', '1e308' and surrounding whitespace, and a huge value overflows later in int() or time arithmetic)."""
     value = float(text) if DECIMAL.fullmatch(text) else math.nan
-    if not 0 < value <= MAX_SECONDS:
+    if not 0 < value <= DEFAULTS.max_seconds:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a positive number of seconds up to {MAX_SECONDS:.0f} (7 days)"
+            f"{text!r} is not a positive number of seconds up to {DEFAULTS.max_seconds:g} (7 days)"
         )
     return value
 
 
 def positive_int(text: str) -> int:
-    """A count such as --jobs: digits only (int() would also take ' 3\n' or '1_0'), at least 1, at most 1024."""
+    """A count such as --jobs: digits only (int() would also take ' 3\n' or '1_0'), at least 1, at most max_jobs."""
     value = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else 0
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1024")
+    if not 1 <= value <= DEFAULTS.max_jobs:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {DEFAULTS.max_jobs}")
     return value
 
 
-def run_options(args: argparse.Namespace) -> options.Options:
-    """The build/run flags a command was given, with their environment fallbacks resolved."""
+# -- parsed arguments → each command's options object ---------------------------------------------------------------
+
+
+def engine_options(args: argparse.Namespace) -> options.Options:
+    """The build/run flags a command was given (those it does not take keep the table's defaults), with their
+    environment fallbacks resolved."""
+    given = ("force", "no_cache", "build_timeout", "run_timeout", "jobs", "quick")
     return options.Options(
         ca_bundle=options.ca_bundle(args.ca_bundle),
-        force=getattr(args, "force", False),
-        no_cache=getattr(args, "no_cache", False),
-        build_timeout=getattr(args, "build_timeout", 3600.0),
-        run_timeout=getattr(args, "run_timeout", 600.0),
-        jobs=getattr(args, "jobs", None),
-        quick=getattr(args, "quick", False),
         host_label=options.host_label(getattr(args, "host_label", None)),
-        package_cache=not getattr(args, "no_package_cache", False),
+        package_cache=not args.no_package_cache,
+        **{name: getattr(args, name) for name in given if hasattr(args, name)},
     )
 
 
-def placement(args: argparse.Namespace) -> options.Placement:
-    return options.Placement(
-        on=tuple(args.on or ()),
-        hosts_file=Path(args.hosts) if args.hosts else None,
+def list_options(args: argparse.Namespace) -> options.ListOptions:
+    return options.ListOptions(matrix=args.matrix, stacks=tuple(args.stacks))
+
+
+def lint_options(args: argparse.Namespace) -> options.LintOptions:
+    return options.LintOptions(matrix=args.matrix, strict=args.strict)
+
+
+def plan_options(args: argparse.Namespace) -> options.PlanOptions:
+    return options.PlanOptions(
+        matrix=args.matrix,
+        stacks=tuple(args.stacks),
+        driver=args.driver,
+        compute_capabilities=tuple(args.compute_capability or ()),
+        gpus=tuple(args.gpu or ()),
+        as_json=args.json,
+        save=args.save,
+        host_label=options.host_label(args.host_label),
+    )
+
+
+def render_options(args: argparse.Namespace) -> options.RenderOptions:
+    return options.RenderOptions(matrix=args.matrix, stack=args.stack, ca_bundle=options.ca_bundle(args.ca_bundle))
+
+
+def build_options(args: argparse.Namespace) -> options.BuildOptions:
+    return options.BuildOptions(
+        matrix=args.matrix,
+        stacks=tuple(args.stacks),
+        engine=engine_options(args),
+        push=args.push,
         registry=args.registry,
-        build_on=args.build_on,
-        image_from=args.image_from,
     )
 
 
-def output_format(args: argparse.Namespace) -> str:
-    return args.format or ("json" if args.json else "text")
+def run_options(args: argparse.Namespace) -> options.RunOptions:
+    """`run NAME` (one stack, printed as one JSON object) and `matrix [--only PATTERN...]`."""
+    single = args.command == "run"
+    return options.RunOptions(
+        matrix=args.matrix,
+        stacks=(args.stack,) if single else tuple(args.only or ()),
+        single=single,
+        output=args.format or ("json" if args.json else DEFAULTS.output),
+        engine=engine_options(args),
+        placement=options.Placement(
+            on=tuple(args.on or ()),
+            hosts_file=Path(args.hosts) if args.hosts else None,
+            registry=args.registry,
+            build_on=args.build_on,
+            image_from=args.image_from,
+        ),
+    )
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "list": lambda a: commands.list_stacks(a.matrix, a.stacks),
-    "lint": lambda a: commands.lint(a.matrix, a.strict),
-    "plan": lambda a: commands.plan(
-        a.matrix,
-        a.stacks,
-        a.driver,
-        a.compute_capability or [],
-        a.gpu or [],
-        a.json,
-        a.save,
-        options.host_label(a.host_label),
-    ),
-    "render": lambda a: commands.render(a.matrix, a.stack, run_options(a)),
-    "build": lambda a: commands.build(a.matrix, a.stacks, run_options(a), a.push, a.registry),
-    "run": lambda a: commands.check(
-        a.matrix, [a.stack], run_options(a), output_format(a), single=True, placement=placement(a)
-    ),
-    "matrix": lambda a: commands.check(
-        a.matrix, a.only or [], run_options(a), output_format(a), single=False, placement=placement(a)
-    ),
-    "hosts": lambda a: commands.hosts(a.matrix, a.hosts, a.json),
-    "k8s": lambda a: (
-        commands.k8s_render(
-            a.matrix,
-            a.gpu_product or [],
-            a.registry,
-            a.output,
-            a.runtime_class,
-            a.namespace,
-            a.run_timeout,
-            a.image_tag,
-            a.quick,
-        )
-        if a.action == "render"
-        else commands.k8s_collect(a.matrix, a.namespace or "default")
-    ),
-    "ci": lambda a: commands.ci(
-        a.system, a.matrix, a.runner or [], a.registry, a.output, a.commit, a.build_timeout, a.run_timeout
-    ),
-    "doctor": lambda a: commands.doctor(a.script or [], a.full, a.json, a.framework),
-    "explain": lambda a: commands.explain(a.log, a.tensorflow, a.torch, a.jax, a.driver, a.gpu or [], a.json),
-    "clean": lambda a: commands.clean(a.matrix, a.dry_run, a.package_cache),
-    "table": lambda a: commands.table(a.matrix, a.results),
-    "results": lambda a: (
-        commands.results_export(a.matrix, a.output)
-        if a.action == "export"
-        else commands.results_import(a.matrix, a.files)
-    ),
+def hosts_options(args: argparse.Namespace) -> options.HostsOptions:
+    return options.HostsOptions(matrix=args.matrix, hosts_file=args.hosts, as_json=args.json)
+
+
+def k8s_render_options(args: argparse.Namespace) -> options.K8sRenderOptions:
+    return options.K8sRenderOptions(
+        matrix=args.matrix,
+        gpu_products=tuple(args.gpu_product or ()),
+        registry=args.registry,
+        output=args.output,
+        runtime_class=args.runtime_class,
+        namespace=args.namespace,
+        run_timeout=args.run_timeout,
+        by_tag=args.image_tag,
+        quick=args.quick,
+    )
+
+
+def k8s_collect_options(args: argparse.Namespace) -> options.K8sCollectOptions:
+    return options.K8sCollectOptions(matrix=args.matrix, namespace=args.namespace or DEFAULTS.namespace)
+
+
+def ci_options(args: argparse.Namespace) -> options.CiOptions:
+    return options.CiOptions(
+        matrix=args.matrix,
+        runners=tuple(args.runner or DEFAULTS.runners),
+        registry=args.registry,
+        output=args.output,
+        commit=args.commit,
+        build_timeout=args.build_timeout,
+        run_timeout=args.run_timeout,
+    )
+
+
+def doctor_options(args: argparse.Namespace) -> options.DoctorOptions:
+    return options.DoctorOptions(
+        scripts=tuple(args.script or ()), full=args.full, as_json=args.json, framework=args.framework
+    )
+
+
+def explain_options(args: argparse.Namespace) -> options.ExplainOptions:
+    """At most one of --tensorflow, --torch and --jax (argparse keeps them exclusive) names the framework."""
+    framework, version = next(
+        ((name, getattr(args, name)) for name in ("tensorflow", "torch", "jax") if getattr(args, name) is not None),
+        (None, None),
+    )
+    return options.ExplainOptions(  # checks each flag (ConfigError)
+        framework, version, args.driver, tuple(args.gpu or ()), source=args.log, as_json=args.json
+    )
+
+
+def clean_options(args: argparse.Namespace) -> options.CleanOptions:
+    return options.CleanOptions(matrix=args.matrix, dry_run=args.dry_run, package_cache=args.package_cache)
+
+
+def table_options(args: argparse.Namespace) -> options.TableOptions:
+    return options.TableOptions(matrix=args.matrix, results=tuple(args.results or ()))
+
+
+def results_export_options(args: argparse.Namespace) -> options.ResultsExportOptions:
+    return options.ResultsExportOptions(matrix=args.matrix, output=args.output)
+
+
+def results_import_options(args: argparse.Namespace) -> options.ResultsImportOptions:
+    return options.ResultsImportOptions(matrix=args.matrix, files=tuple(args.files))
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+@dataclass(frozen=True)
+class Command(Generic[OptionsT]):
+    """A command: how its options object is built from the parsed arguments, and the function that runs it."""
+
+    options: Callable[[argparse.Namespace], OptionsT]
+    run: Callable[[OptionsT], int]
+
+
+# Keyed by command, or by command and the word after it where that picks other options or work.
+COMMANDS: dict[str, Command[Any]] = {
+    "list": Command(list_options, commands.list_stacks),
+    "lint": Command(lint_options, commands.lint),
+    "plan": Command(plan_options, commands.plan),
+    "render": Command(render_options, commands.render),
+    "build": Command(build_options, commands.build),
+    "run": Command(run_options, commands.run_stacks),
+    "matrix": Command(run_options, commands.run_stacks),
+    "hosts": Command(hosts_options, commands.hosts),
+    "k8s render": Command(k8s_render_options, commands.k8s_render),
+    "k8s collect": Command(k8s_collect_options, commands.k8s_collect),
+    "ci github": Command(ci_options, commands.ci_github),
+    "ci gitlab": Command(ci_options, commands.ci_gitlab),
+    "doctor": Command(doctor_options, commands.doctor),
+    "explain": Command(explain_options, commands.explain),
+    "clean": Command(clean_options, commands.clean),
+    "table": Command(table_options, commands.table),
+    "results export": Command(results_export_options, commands.results_export),
+    "results import": Command(results_import_options, commands.results_import),
 }
+
+
+def command_of(args: argparse.Namespace) -> Command[Any]:
+    """The entry of `k8s render|collect`, `results export|import` and `ci github|gitlab` by both words."""
+    word = getattr(args, "action", None) or getattr(args, "system", None)
+    return COMMANDS[f"{args.command} {word}" if word else args.command]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,14 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"envcheck {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-m", "--matrix", default="matrix.yaml", help="matrix file (default: ./matrix.yaml)")
+    common.add_argument("-m", "--matrix", default=DEFAULTS.matrix, help=f"matrix file (default: ./{DEFAULTS.matrix})")
     bundle = argparse.ArgumentParser(add_help=False)
     bundle.add_argument(
         "--ca-bundle",
         default=None,
         metavar="FILE|auto|none",
         help="CA bundle pip uses during builds (behind a TLS-intercepting proxy); kept out of the final image. "
-        f"Default: ${options.ENV_CA_BUNDLE}, else auto: pip's configured bundle, if it has one.",
+        f"Default: ${options.ENV_CA_BUNDLE}, else {DEFAULTS.ca_bundle}: pip's configured bundle, if it has one.",
     )
     building = argparse.ArgumentParser(add_help=False, parents=[bundle])
     building.add_argument(
@@ -152,26 +250,26 @@ def build_parser() -> argparse.ArgumentParser:
     building.add_argument(
         "--build-timeout",
         type=positive_seconds,
-        default=3600.0,
+        default=DEFAULTS.build_timeout,
         metavar="SECONDS",
-        help="stop a build after this long and record it as timeout (default 3600, at most 604800: a week)",
+        help=f"stop a build after this long and record it as timeout (default {DEFAULTS.build_timeout:g}, {WEEK})",
     )
     building.add_argument(
         "--jobs",
         "-j",
         type=positive_int,
-        default=None,
+        default=DEFAULTS.jobs,
         metavar="N",
         help="build up to N stacks at once; probes still run one at a time (default: one per CPU of the daemon "
-        "that builds, at most 4)",
+        f"that builds, at most {DEFAULTS.jobs_cap})",
     )
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument(
         "--run-timeout",
         type=positive_seconds,
-        default=600.0,
+        default=DEFAULTS.run_timeout,
         metavar="SECONDS",
-        help="kill the probe container after this long (default 600, at most 604800: a week)",
+        help=f"kill the probe container after this long (default {DEFAULTS.run_timeout:g}, {WEEK})",
     )
     running.add_argument("--quick", action="store_true", help="smaller benchmark, for a fast check")
     running.add_argument("--json", action="store_true", help="print results as JSON on stdout")
@@ -179,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=["text", "json", "junit"],
         default=None,
-        help="output on stdout: text (default), json (same as --json) or junit (JUnit XML)",
+        help=f"output on stdout: text, json (same as --json) or junit (JUnit XML); default {DEFAULTS.output}",
     )
     running.add_argument(
         "--host-label",
@@ -232,23 +330,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ci", parents=[common], help="write the matrix as a GitHub Actions or GitLab CI pipeline")
     p.add_argument("system", choices=["github", "gitlab"])
     p.add_argument(
-        "--runner", action="append", metavar="LABEL", help="a GPU runner label/tag (repeatable; default gpu)"
+        "--runner",
+        action="append",
+        metavar="LABEL",
+        help=f"a GPU runner label/tag (repeatable; default {' '.join(DEFAULTS.runners)})",
     )
     p.add_argument(
         "--registry", metavar="HOST:PORT/PATH", help="where images go (default: 'registry:', else GHCR/GitLab's)"
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--commit", action="store_true", help="(github) the table job commits docs/compatibility.*")
-    p.add_argument("--build-timeout", type=positive_seconds, default=3600.0, metavar="SECONDS", help="per stack build")
-    p.add_argument("--run-timeout", type=positive_seconds, default=600.0, metavar="SECONDS", help="per probe")
+    seconds = {"type": positive_seconds, "metavar": "SECONDS"}
+    p.add_argument("--build-timeout", default=DEFAULTS.build_timeout, help="per stack build", **seconds)
+    p.add_argument("--run-timeout", default=DEFAULTS.run_timeout, help="per probe", **seconds)
     p = sub.add_parser("k8s", parents=[common], help="write the matrix as Kubernetes Jobs, or collect their results")
     p.add_argument("action", choices=["render", "collect"])
     p.add_argument("--gpu-product", action="append", metavar="NAME", help="render: a GFD nvidia.com/gpu.product value")
     p.add_argument("--registry", metavar="HOST:PORT/PATH", help="render: where the images are ('registry:')")
     p.add_argument("-o", "--output", metavar="DIR", help="render: one file per Job in DIR (default: stdout)")
     p.add_argument("--runtime-class", metavar="NAME", help="render: runtimeClassName (e.g. nvidia)")
-    p.add_argument("--namespace", metavar="NS", help="the Jobs' namespace (collect: default 'default')")
-    p.add_argument("--run-timeout", type=positive_seconds, default=600.0, metavar="SECONDS", help="render: per probe")
+    p.add_argument("--namespace", metavar="NS", help=f"the Jobs' namespace (collect: default {DEFAULTS.namespace!r})")
+    p.add_argument("--run-timeout", default=DEFAULTS.run_timeout, help="render: per probe", **seconds)
     p.add_argument("--image-tag", action="store_true", help="render: images by content-hash tag, not digest")
     p.add_argument("--quick", action="store_true", help="render: the probe's short benchmark")
     p = sub.add_parser("lint", parents=[common], help="check matrix.yaml and predict failures from knowledge")
@@ -272,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--framework",
         choices=FRAMEWORKS,
-        default="tensorflow",
-        help="the framework the verdict and exit code are about (default tensorflow); every other framework "
+        default=DEFAULTS.framework,
+        help=f"the framework the verdict and exit code are about (default {DEFAULTS.framework}); every other framework "
         "this Python has is reported too",
     )
     p.add_argument("--script", action="append", metavar="FILE", help="scan Python code for what forces the CPU")
@@ -286,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         "knowledge and prints the verdict, each cause with the lines that prove it, and the fix. Exit code 0 when "
         "no cause at error level is found, 1 when one is, 2 when the log cannot be read.",
     )
-    p.add_argument("log", nargs="?", default="-", metavar="FILE|-", help="the log (default: - , standard input)")
+    p.add_argument(
+        "log", nargs="?", default=DEFAULTS.log, metavar="FILE|-", help="the log (default: - , standard input)"
+    )
     versions = p.add_mutually_exclusive_group()
     versions.add_argument("--tensorflow", metavar="VERSION", help="the TensorFlow version, if the log does not say")
     versions.add_argument("--torch", metavar="VERSION", help="the PyTorch version (the log is PyTorch's)")
@@ -299,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--package-cache",
         action="store_true",
-        help="also empty envcheck's package cache of wheels ($ENVCHECK_PACKAGE_CACHE_DIR, default "
-        "~/.cache/envcheck/packages)",
+        help=f"also empty envcheck's package cache of wheels (${options.ENV_PACKAGE_CACHE_DIR}, default "
+        f"{DEFAULTS.cache_home}/{DEFAULTS.package_cache_dir})",
     )
     p = sub.add_parser("table", parents=[common], help="write docs/compatibility.{md,html,json} from result records")
     p.add_argument(
@@ -324,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, terminate)
     try:
-        return COMMANDS[args.command](args)
+        command = command_of(args)
+        return command.run(command.options(args))
     except EnvcheckError as exc:
         log.info(f"envcheck: error: {exc}")
         return exc.exit_code

@@ -1,4 +1,5 @@
-"""One function per `envcheck` command: what the command does, given typed arguments; cli.py only parses.
+"""One function per `envcheck` command: what the command does, given its options object (options.py); cli.py only
+parses the command line into that object.
 
 Each returns the exit code (envcheck.errors); errors meant for the user are raised as EnvcheckError.
 Machine-readable output goes to stdout, progress for people to stderr (envcheck.log).
@@ -10,31 +11,49 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from envcheck import log
 from envcheck.errors import EXIT_CONFIG, EXIT_OK, EXIT_STACK_FAILED, ConfigError, EnvcheckError
 from envcheck.hosts import HostSpec
-from envcheck.matrix import Layout, load_matrix
-from envcheck.options import Options, Placement
+from envcheck.matrix import Layout, Matrix, load_matrix
+from envcheck.options import (
+    BuildOptions,
+    CiOptions,
+    CleanOptions,
+    DoctorOptions,
+    ExplainOptions,
+    HostsOptions,
+    K8sCollectOptions,
+    K8sRenderOptions,
+    LintOptions,
+    ListOptions,
+    PlanOptions,
+    RenderOptions,
+    ResultsExportOptions,
+    ResultsImportOptions,
+    RunOptions,
+    TableOptions,
+)
 from envcheck.results.model import Result
 
 
-def list_stacks(matrix_file: str, patterns: list[str]) -> int:
-    for stack in load_matrix(matrix_file).select(patterns):
+def list_stacks(options: ListOptions) -> int:
+    for stack in load_matrix(options.matrix).select(options.stacks):
         print(stack.name)
     return EXIT_OK
 
 
-def lint(matrix_file: str, strict: bool) -> int:
+def lint(options: LintOptions) -> int:
     from envcheck.lint import lint as lint_matrix
 
     try:
-        matrix = load_matrix(matrix_file)
+        matrix = load_matrix(options.matrix)
     except ConfigError as exc:
         print(exc)
         return exc.exit_code
-    findings = lint_matrix(matrix, strict=strict)
+    findings = lint_matrix(matrix, strict=options.strict)
     for finding in findings:
         print(finding)
     errors = sum(f.severity == "error" for f in findings)
@@ -42,23 +61,14 @@ def lint(matrix_file: str, strict: bool) -> int:
     return EXIT_CONFIG if errors else EXIT_OK
 
 
-def plan(
-    matrix_file: str,
-    patterns: list[str],
-    driver: str | None,
-    compute_capabilities: list[str],
-    gpus: list[str],
-    as_json: bool,
-    save: bool,
-    host_label: str | None,
-) -> int:
+def plan(options: PlanOptions) -> int:
     from envcheck.knowledge import Knowledge
     from envcheck.plan import host_from_args, host_from_nvml, plan, predicted_results
     from envcheck.results import store
 
     knowledge = Knowledge.load()
-    matrix = load_matrix(matrix_file)
-    host = host_from_args(driver, compute_capabilities, gpus, knowledge)
+    matrix = load_matrix(options.matrix)
+    host = host_from_args(options.driver, list(options.compute_capabilities), list(options.gpus), knowledge)
     if host is None:
         host, why = host_from_nvml()
         if host is None:
@@ -69,16 +79,16 @@ def plan(
             return EXIT_CONFIG
         if why:
             log.info(f"envcheck plan: {why}; planning for driver {host.driver} only")
-    stacks = matrix.select(patterns)
+    stacks = matrix.select(options.stacks)
     verdicts = plan(stacks, host, knowledge)
-    if save:
+    if options.save:
         results_dir = matrix.layout.results
         with store.lock(results_dir):
-            store.append(store.records_file(results_dir), predicted_results(stacks, verdicts, host, host_label))
+            store.append(store.records_file(results_dir), predicted_results(stacks, verdicts, host, options.host_label))
         log.info(
             f"saved {len(verdicts)} predicted records to {store.records_file(results_dir)} (shown as 🔮 in the table)"
         )
-    if as_json:
+    if options.as_json:
         print(json.dumps([v.as_dict() for v in verdicts], indent=2))
         return EXIT_OK
     listed = ", ".join(f"{label} ({cc})" if not label.startswith("compute") else label for label, cc in host.gpus)
@@ -93,20 +103,18 @@ def plan(
     return EXIT_OK
 
 
-def render(matrix_file: str, stack_name: str, options: Options) -> int:
+def render(options: RenderOptions) -> int:
     from envcheck.render import render as render_stack
 
-    matrix = load_matrix(matrix_file)
-    for stack in matrix.select([stack_name]):
+    matrix = load_matrix(options.matrix)
+    for stack in matrix.select([options.stack]):
         ctx = render_stack(stack, matrix.layout.build, options.ca_bundle)
         log.info(f"wrote {ctx.directory}/ (tag {ctx.tag})")
         sys.stdout.write(ctx.dockerfile.read_text(encoding="utf-8"))
     return EXIT_OK
 
 
-def build(
-    matrix_file: str, patterns: list[str], options: Options, push: bool = False, registry: str | None = None
-) -> int:
+def build(options: BuildOptions) -> int:
     """Build; with --push, push each image to the registry (--registry or the matrix file's) as
     REGISTRY/NAME:<content hash> and print it by digest (what a CI build job hands the probe jobs)."""
     from envcheck.engine.registry import RegistryError
@@ -114,13 +122,13 @@ def build(
     from envcheck.hosts import fleet_of
     from envcheck.pipeline import MatrixRun
 
-    matrix = load_matrix(matrix_file)
-    stacks = matrix.select(patterns)  # an unknown stack is a config error, also where Docker is unavailable
-    target = fleet_of(matrix.fleet, matrix.path, None, registry)[0].registry if push else None
-    if push and not target:
+    matrix = load_matrix(options.matrix)
+    stacks = matrix.select(options.stacks)  # an unknown stack is a config error, also where Docker is unavailable
+    target = fleet_of(matrix.fleet, matrix.path, None, options.registry)[0].registry if options.push else None
+    if options.push and not target:
         raise ConfigError(f"--push: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or pass --registry")
     failed = 0
-    run = MatrixRun(matrix, options)
+    run = MatrixRun(matrix, options.engine)
     for ctx, outcome in run.build_only(stacks):
         if isinstance(outcome, str) or not outcome.ok:
             failed += 1
@@ -137,22 +145,15 @@ def build(
     return EXIT_STACK_FAILED if failed else EXIT_OK
 
 
-def check(
-    matrix_file: str,
-    patterns: list[str],
-    options: Options,
-    output: str,
-    single: bool,
-    placement: Placement | None = None,
-) -> int:
-    """`run` (one stack, single=True) and `matrix`: build, probe, diagnose, save; print text, JSON or JUnit.
+def run_stacks(options: RunOptions) -> int:
+    """`run` (one stack, single) and `matrix`: build, probe, diagnose, save; print text, JSON or JUnit.
     With --on, on each host named (fleet.py), the images carried by the registry."""
     from envcheck.hosts import fleet_of
     from envcheck.pipeline import MatrixRun
 
-    matrix = load_matrix(matrix_file)
-    stacks = matrix.select(patterns)
-    placement = placement or Placement()
+    matrix = load_matrix(options.matrix)
+    stacks = matrix.select(options.stacks)
+    placement, engine = options.placement, options.engine
     fleet, source = fleet_of(matrix.fleet, matrix.path, placement.hosts_file, placement.registry)
     if placement.image_from is not None:
         fleet_of(fleet, matrix.path, None, placement.image_from)  # checked like --registry
@@ -163,14 +164,14 @@ def check(
 
         if placement.image_from:
             raise ConfigError("--image-from probes on this host's daemon; with --on, the registry carries images")
-        if options.host_label:
+        if engine.host_label:
             raise ConfigError(
                 "--host-label names the host of a run without --on; with --on each host's label is its name"
             )
         hosts = fleet.select(list(placement.on), source)
-        results = FleetRun(matrix, options, hosts, fleet.registry, build_host).run(stacks)
+        results = FleetRun(matrix, engine, hosts, fleet.registry, build_host).run(stacks)
     else:
-        results = MatrixRun(matrix, options, build_host, placement.image_from).run(stacks)
+        results = MatrixRun(matrix, engine, build_host, placement.image_from).run(stacks)
     counts = Counter(str(r.status) for r in results)
     reused = sum(r.reused for r in results)
     log.info(
@@ -183,7 +184,7 @@ def check(
         f"results: {layout.results}/  build logs: {layout.build}/NAME/build.log  "
         f"table: {layout.docs / 'compatibility.md'}"
     )
-    print_results(results, output, single)
+    print_results(results, options.output, options.single)
     return EXIT_OK if all(r.status.ran for r in results) else EXIT_STACK_FAILED
 
 
@@ -203,37 +204,21 @@ def print_results(results: list[Result], output: str, single: bool) -> None:
             print(format_text(result, with_host))
 
 
-def doctor(scripts: list[str], full: bool, as_json: bool, framework: str = "tensorflow") -> int:
+def doctor(options: DoctorOptions) -> int:
     from envcheck.doctor import doctor as check_host
     from envcheck.doctor import format_text
 
     with log.step("probing this host"):
-        found = check_host(scripts, quick=not full, framework=framework)
-    print(json.dumps(found.to_dict(), indent=2, sort_keys=True) if as_json else format_text(found))
+        found = check_host(list(options.scripts), quick=not options.full, framework=options.framework)
+    print(json.dumps(found.to_dict(), indent=2, sort_keys=True) if options.as_json else format_text(found))
     return EXIT_OK if found.uses_gpu else EXIT_STACK_FAILED
 
 
-def explain(
-    source: str,
-    tensorflow: str | None,
-    torch: str | None,
-    jax: str | None,
-    driver: str | None,
-    gpus: list[str],
-    as_json: bool,
-) -> int:
-    from envcheck.explain import ExplainOptions, format_text, lines_of
+def explain(options: ExplainOptions) -> int:
     from envcheck.explain import explain as explain_log
+    from envcheck.explain import format_text, lines_of
 
-    framework, version = next(
-        (
-            (name, value)
-            for name, value in (("tensorflow", tensorflow), ("torch", torch), ("jax", jax))
-            if value is not None
-        ),
-        (None, None),
-    )
-    options = ExplainOptions(framework, version, driver, tuple(gpus))  # checks each flag (ConfigError)
+    source = options.source
     if source == "-":
         found = explain_log(lines_of(sys.stdin.buffer), options, "-")
     else:
@@ -245,17 +230,18 @@ def explain(
                 found = explain_log(lines_of(stream), options, source)
         except OSError as exc:
             raise ConfigError(f"cannot read the log {source}: {exc.strerror or exc}") from None
-    print(json.dumps(found.to_dict(), indent=2, sort_keys=True) if as_json else format_text(found))
+    print(json.dumps(found.to_dict(), indent=2, sort_keys=True) if options.as_json else format_text(found))
     return EXIT_STACK_FAILED if found.errors else EXIT_OK
 
 
-def clean(matrix_file: str, dry_run: bool, packages: bool = False) -> int:
+def clean(options: CleanOptions) -> int:
     from envcheck.engine import package_cache
     from envcheck.engine.clean import remove, stale
     from envcheck.engine.client import connect
 
-    matrix = load_matrix(matrix_file)
-    if packages:  # needs no Docker: the cache is a directory of this host
+    matrix = load_matrix(options.matrix)
+    dry_run = options.dry_run
+    if options.package_cache:  # needs no Docker: the cache is a directory of this host
         where = package_cache.directory()
         held = package_cache.usage(where) if dry_run else package_cache.clear(where)
         verb = "would free" if dry_run else "freed"
@@ -277,11 +263,11 @@ def clean(matrix_file: str, dry_run: bool, packages: bool = False) -> int:
     return EXIT_STACK_FAILED if errors else EXIT_OK
 
 
-def table(matrix_file: str, sources: list[str] | None) -> int:
+def table(options: TableOptions) -> int:
     from envcheck.results import publish, store
 
-    layout = Layout.of(matrix_file)
-    paths = [Path(p) for p in sources] if sources else [store.records_file(layout.results)]
+    layout = Layout.of(options.matrix)
+    paths = [Path(p) for p in options.results] if options.results else [store.records_file(layout.results)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise ConfigError(
@@ -304,10 +290,11 @@ def table(matrix_file: str, sources: list[str] | None) -> int:
     return EXIT_OK
 
 
-def results_export(matrix_file: str, output: str | None) -> int:
+def results_export(options: ResultsExportOptions) -> int:
     from envcheck.results import store
 
-    results, _ = store.own_records(Layout.of(matrix_file).results)
+    output = options.output
+    results, _ = store.own_records(Layout.of(options.matrix).results)
     merged = store.merge(results)
     text = "".join(store.record_line(r) for r in merged)
     if output:
@@ -325,9 +312,10 @@ def results_export(matrix_file: str, output: str | None) -> int:
     return EXIT_OK
 
 
-def results_import(matrix_file: str, files: list[str]) -> int:
+def results_import(options: ResultsImportOptions) -> int:
     from envcheck.results import store
 
+    files = options.files
     if not files:
         raise ConfigError("results import needs FILE.jsonl arguments (records exported on another host)")
     missing = [f for f in files if not Path(f).exists()]
@@ -336,29 +324,29 @@ def results_import(matrix_file: str, files: list[str]) -> int:
     results, problems = store.read([Path(f) for f in files])
     for problem in problems:
         log.warning(problem)
-    target = Layout.of(matrix_file).results
+    target = Layout.of(options.matrix).results
     added = store.import_records(target, results)
     log.info(f"imported {added} new records into {store.records_file(target)} ({len(results) - added} already there)")
     return EXIT_OK
 
 
-def hosts(matrix_file: str, hosts_file: str | None, as_json: bool) -> int:
+def hosts(options: HostsOptions) -> int:
     """`envcheck hosts`: every host of 'hosts:' asked at once what its daemon is and has — a preflight before a long
     run. Exit 0 when all answer, 1 when some do not."""
     import concurrent.futures
 
     from envcheck.hosts import fleet_of, load_hosts_file
 
-    if hosts_file:
-        fleet, source = load_hosts_file(Path(hosts_file)), hosts_file
+    if options.hosts_file:
+        fleet, source = load_hosts_file(Path(options.hosts_file)), options.hosts_file
     else:
-        matrix = load_matrix(matrix_file)
+        matrix = load_matrix(options.matrix)
         fleet, source = fleet_of(matrix.fleet, matrix.path, None, None)
     if not fleet.hosts:
         raise ConfigError(f"{source} names no hosts: add a 'hosts:' list (README, 'Many hosts') or use --hosts FILE")
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(fleet.hosts)) as pool:
         found = list(pool.map(_host_report, fleet.hosts))
-    if as_json:
+    if options.as_json:
         print(json.dumps({"source": source, "registry": fleet.registry, "hosts": found}, indent=2, sort_keys=True))
     else:
         print(f"{len(found)} hosts in {source}" + (f"; registry {fleet.registry}" if fleet.registry else ""))
@@ -407,36 +395,32 @@ def _host_report(spec: HostSpec) -> dict[str, object]:
     return report
 
 
-def ci(
-    system: str,
-    matrix_file: str,
-    runners: list[str],
-    registry: str | None,
-    output: str | None,
-    commit: bool,
-    build_timeout: float,
-    run_timeout: float,
-) -> int:
-    """`envcheck ci github|gitlab`: the pipeline for this matrix, to stdout or -o FILE."""
+def ci_github(options: CiOptions) -> int:
+    """`envcheck ci github`: the GitHub Actions workflow for this matrix, to stdout or -o FILE."""
+    from envcheck.jobs.ci import github_workflow
+
+    return _ci(options, github_workflow)
+
+
+def ci_gitlab(options: CiOptions) -> int:
+    """`envcheck ci gitlab`: the GitLab CI pipeline for this matrix, to stdout or -o FILE."""
+    from envcheck.jobs.ci import gitlab_pipeline
+
+    return _ci(options, gitlab_pipeline)
+
+
+def _ci(options: CiOptions, write: Callable[[Matrix, CiOptions], str]) -> int:
+    import dataclasses
     import os
 
     from envcheck.hosts import fleet_of
-    from envcheck.jobs.ci import CiOptions, github_workflow, gitlab_pipeline
 
-    matrix = load_matrix(matrix_file)
-    if registry is not None:
-        fleet_of(matrix.fleet, matrix.path, None, registry)  # checked like --registry elsewhere
-    relative = os.path.relpath(matrix.path)
-    options = CiOptions(
-        runners=tuple(runners or ["gpu"]),
-        registry=registry,
-        matrix_path=relative if not relative.startswith("..") else str(matrix.path),
-        build_timeout=build_timeout,
-        run_timeout=run_timeout,
-        commit=commit,
-    )
-    text = github_workflow(matrix, options) if system == "github" else gitlab_pipeline(matrix, options)
-    return _write(text, output)
+    matrix = load_matrix(options.matrix)
+    if options.registry is not None:
+        fleet_of(matrix.fleet, matrix.path, None, options.registry)  # checked like --registry elsewhere
+    relative = os.path.relpath(matrix.path)  # the pipeline names the matrix file as the repository does
+    options = dataclasses.replace(options, matrix=relative if not relative.startswith("..") else str(matrix.path))
+    return _write(write(matrix, options), options.output)
 
 
 def _write(text: str, output: str | None) -> int:
@@ -453,33 +437,22 @@ def _write(text: str, output: str | None) -> int:
     return EXIT_OK
 
 
-def k8s_render(
-    matrix_file: str,
-    products: list[str],
-    registry: str | None,
-    output: str | None,
-    runtime_class: str | None,
-    namespace: str | None,
-    run_timeout: float,
-    by_tag: bool,
-    quick: bool,
-) -> int:
+def k8s_render(options: K8sRenderOptions) -> int:
     """`envcheck k8s render`: a Job per stack × GPU product, images from the registry by digest (asked through the
     Docker daemon, with its credentials) or, with --image-tag, by their content-hash tag."""
     from envcheck.hosts import fleet_of
     from envcheck.jobs import dump_yaml, dump_yaml_all
-    from envcheck.jobs.k8s import K8sOptions, check, render_jobs
+    from envcheck.jobs.k8s import check, render_jobs
     from envcheck.render import render as render_stack
 
-    matrix = load_matrix(matrix_file)
-    target = fleet_of(matrix.fleet, matrix.path, None, registry)[0].registry
+    matrix = load_matrix(options.matrix)
+    target = fleet_of(matrix.fleet, matrix.path, None, options.registry)[0].registry
     if not target:
         raise ConfigError(f"k8s render: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or --registry")
-    options = K8sOptions(tuple(products), runtime_class, namespace, run_timeout, quick=quick)
     check(options)
     contexts = {s.name: render_stack(s, matrix.layout.build) for s in matrix.stacks}
     images = {n: f"{target}/{n}:{ctx.content_hash}" for n, ctx in contexts.items()}
-    if not by_tag:
+    if not options.by_tag:
         from envcheck.engine.client import connect
         from envcheck.engine.registry import pushed_digest
 
@@ -493,26 +466,27 @@ def k8s_render(
             )
         images = {n: str(d) for n, d in digests.items()}
     jobs = render_jobs(matrix, contexts, images, options)
-    if output is None:
+    if options.output is None:
         sys.stdout.write(dump_yaml_all(jobs))
         return EXIT_OK
-    directory = Path(output)
+    directory = Path(options.output)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for job in jobs:
             (directory / f"{job['metadata']['name']}.yaml").write_text(dump_yaml(job))
     except OSError as exc:
-        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot write {options.output}: {exc.strerror or exc}") from None
     log.info(f"wrote {len(jobs)} Jobs to {directory}/ (kubectl apply -f {directory}/)")
     return EXIT_OK
 
 
-def k8s_collect(matrix_file: str, namespace: str) -> int:
+def k8s_collect(options: K8sCollectOptions) -> int:
     """`envcheck k8s collect`: this matrix's Jobs' pods as records, merged into the table."""
     from envcheck.jobs.k8s import collect
     from envcheck.results import publish, store
 
-    matrix = load_matrix(matrix_file)
+    matrix = load_matrix(options.matrix)
+    namespace = options.namespace
     results, skipped = collect(matrix, namespace)
     for line in skipped:
         log.warning(line)

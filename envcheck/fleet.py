@@ -30,8 +30,6 @@ from envcheck.render import BuildContext
 from envcheck.results import store
 from envcheck.results.model import BuildInfo, Host, Result, Status
 
-STOP_GRACE = 30  # seconds the hosts' threads get to wind down after Ctrl-C
-
 
 def row(stack: str, host: str) -> str:
     return f"{stack} @ {host}"

@@ -35,12 +35,10 @@ from envcheck.hosts import HostSpec
 from envcheck.knowledge import Knowledge
 from envcheck.lint import Finding, predict
 from envcheck.matrix import Matrix, Stack
-from envcheck.options import Options
+from envcheck.options import DEFAULTS, Options
 from envcheck.render import BuildContext, SharedLayers, render, shared_layers
 from envcheck.results import publish, store
 from envcheck.results.model import BuildInfo, Host, Result, Status
-
-MAX_DEFAULT_JOBS = 4
 
 
 @dataclass
@@ -287,12 +285,12 @@ class MatrixRun:
         return api
 
     def default_jobs(self) -> int:
-        """--jobs when not given: one build per CPU of the daemon that builds, at most 4 (each writes gigabytes)."""
+        """--jobs when not given: one build per CPU of the daemon that builds, at most the table's jobs_cap."""
         try:
             cpus = int(self.api.info().get("NCPU") or 1)
         except (*docker_errors(), ValueError, TypeError):
             cpus = 1
-        return max(1, min(cpus, MAX_DEFAULT_JOBS))
+        return max(1, min(cpus, DEFAULTS.jobs_cap))
 
     def build_shared(self, layers: SharedLayers, source: BuildContext) -> None:
         """In a worker thread: the layers some stacks share, before their builds (which report any failure)."""

@@ -24,12 +24,18 @@ import envcheck.explain as explain_module
 import envcheck.matrix as matrix_module
 from conftest import DATA, REPO
 from envcheck import commands
-from envcheck.cli import build_parser, positive_seconds
+from envcheck.cli import build_parser, explain_options, positive_seconds
 from envcheck.errors import EXIT_CONFIG, ConfigError
 from envcheck.explain import ExplainOptions, explain, format_text, lines_of
 from envcheck.knowledge import Knowledge
 from envcheck.matrix import load_matrix, parse_matrix
-from envcheck.options import Options
+from envcheck.options import (
+    BuildOptions,
+    CleanOptions,
+    RenderOptions,
+    ResultsExportOptions,
+    RunOptions,
+)
 from envcheck.plan import host_from_args
 
 CORPUS = yaml.safe_load((DATA / "explain_corpus.yaml").read_text())
@@ -197,10 +203,14 @@ def test_no_fix_names_none_when_the_log_gives_no_version():
 
 
 def explain_flags(tmp_path: Path, **flags: object) -> int:
+    """`envcheck explain LOG --json` with these flags (gpus: one --gpu each), through the command line's builder."""
     log = tmp_path / "empty.log"
     log.write_bytes(b"")
-    values = {"tensorflow": None, "torch": None, "jax": None, "driver": None, "gpus": [], **flags}
-    return commands.explain(str(log), **values, as_json=True)  # type: ignore[arg-type]
+    argv = ["explain", str(log), "--json"]
+    for name, value in flags.items():
+        for one in value if isinstance(value, list) else [value]:
+            argv += ["--gpu" if name == "gpus" else f"--{name}", str(one)]
+    return commands.explain(explain_options(build_parser().parse_args(argv)))
 
 
 @pytest.mark.parametrize(
@@ -282,7 +292,7 @@ def test_results_export_to_a_directory_or_under_a_file_is_refused(tmp_path: Path
     a_file.write_text("")
     for target, words in ((tmp_path, "is a directory"), (a_file / "out.jsonl", "cannot write")):
         with pytest.raises(ConfigError, match=words) as refused:
-            commands.results_export(str(matrix), str(target))
+            commands.results_export(ResultsExportOptions(matrix=str(matrix), output=str(target)))
         assert str(target) in str(refused.value) and refused.value.exit_code == EXIT_CONFIG
     assert a_file.read_text() == ""
 
@@ -292,11 +302,13 @@ def test_results_export_to_a_directory_or_under_a_file_is_refused(tmp_path: Path
 
 MATRIX_FILE = str(REPO / "matrix.yaml")
 UNKNOWN_STACK = {
-    "build": lambda: commands.build(MATRIX_FILE, ["no-such-stack"], Options()),
-    "build --push": lambda: commands.build(MATRIX_FILE, ["no-such-stack"], Options(), True, "localhost:5000/x"),
-    "run": lambda: commands.check(MATRIX_FILE, ["no-such-stack"], Options(), "text", single=True),
-    "matrix --only": lambda: commands.check(MATRIX_FILE, ["no-such-stack"], Options(), "text", single=False),
-    "render": lambda: commands.render(MATRIX_FILE, "no-such-stack", Options()),
+    "build": lambda: commands.build(BuildOptions(matrix=MATRIX_FILE, stacks=("no-such-stack",))),
+    "build --push": lambda: commands.build(
+        BuildOptions(matrix=MATRIX_FILE, stacks=("no-such-stack",), push=True, registry="localhost:5000/x")
+    ),
+    "run": lambda: commands.run_stacks(RunOptions(matrix=MATRIX_FILE, stacks=("no-such-stack",), single=True)),
+    "matrix --only": lambda: commands.run_stacks(RunOptions(matrix=MATRIX_FILE, stacks=("no-such-stack",))),
+    "render": lambda: commands.render(RenderOptions(matrix=MATRIX_FILE, stack="no-such-stack")),
 }
 
 
@@ -315,7 +327,7 @@ def test_clean_reads_the_matrix_before_docker(tmp_path: Path, monkeypatch: pytes
     broken = tmp_path / "matrix.yaml"
     broken.write_text("stacks: []\n")
     with pytest.raises(ConfigError, match="'stacks' is not a non-empty list"):
-        commands.clean(str(broken), dry_run=True)
+        commands.clean(CleanOptions(matrix=str(broken), dry_run=True))
 
 
 # -- 8. timeouts have an upper bound ------------------------------------------------------------------------------

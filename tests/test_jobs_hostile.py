@@ -33,6 +33,7 @@ from envcheck import commands
 from envcheck.errors import ConfigError
 from envcheck.jobs import ci, k8s
 from envcheck.matrix import load_matrix
+from envcheck.options import CiOptions, K8sCollectOptions, K8sRenderOptions
 from envcheck.results import store
 
 # Kubernetes' rule for a DNS-1123 label (k8s.io/apimachinery validation.IsDNS1123Label): namespaces, Job names
@@ -73,15 +74,9 @@ def render(matrix: Path, products: list[str]) -> list[dict[str, Any]]:
     """The Jobs `k8s render -o DIR` writes: what `kubectl apply -f DIR` puts into the cluster."""
     out = matrix.parent / "jobs"
     commands.k8s_render(
-        matrix_file=str(matrix),
-        products=products,
-        registry=REGISTRY,
-        output=str(out),
-        runtime_class=None,
-        namespace=None,
-        run_timeout=600.0,
-        by_tag=True,
-        quick=False,
+        K8sRenderOptions(
+            matrix=str(matrix), gpu_products=tuple(products), registry=REGISTRY, output=str(out), by_tag=True
+        )
     )
     return [yaml.safe_load(f.read_text()) for f in sorted(out.glob("*.yaml"))]
 
@@ -225,7 +220,7 @@ def serve(fake: FakeApi, job: dict[str, Any], node: str = "gpu-node-1", log: byt
 def collected(matrix: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, str], str]:
     """Runs `k8s collect`: ({stack: host label} of the records it kept, its warnings)."""
     capsys.readouterr()
-    commands.k8s_collect(str(matrix), "default")
+    commands.k8s_collect(K8sCollectOptions(matrix=str(matrix)))
     out, err = capsys.readouterr()
     records, _ = store.own_records(matrix.parent / "results")
     assert len(records) == len(out.splitlines()), out
@@ -254,7 +249,7 @@ def test_a_listing_the_api_refuses_is_one_clear_error(api: FakeApi, tmp_path: Pa
     matrix = write_matrix(tmp_path / "m", ["jax-a"])
     api.jobs = answer
     with pytest.raises(ConfigError) as error:
-        commands.k8s_collect(str(matrix), "default")
+        commands.k8s_collect(K8sCollectOptions(matrix=str(matrix)))
     message = str(error.value)  # what the command line prints, as one paragraph, with exit code 2
     assert error.value.exit_code == 2 and words in message and "\n" not in message and "\x1b" not in message, message
     assert "namespace default" in message or "no finished" in message, message
@@ -379,7 +374,7 @@ def test_a_gpu_product_given_twice_is_an_error(tmp_path: Path):
 def test_the_namespace_is_a_dns_1123_label_exactly(namespace: str):
     valid = len(namespace) <= 63 and DNS_1123_LABEL.fullmatch(namespace) is not None
     try:
-        k8s.check(k8s.K8sOptions(namespace=namespace))
+        k8s.check(K8sRenderOptions(namespace=namespace))
     except ConfigError as error:
         assert not valid and "--namespace" in str(error), (namespace, error)
     else:
@@ -389,14 +384,15 @@ def test_the_namespace_is_a_dns_1123_label_exactly(namespace: str):
 @pytest.mark.parametrize("product", ["NVIDIA-A100\n", "A100 80GB", "-A100", "x" * 64])
 def test_a_gpu_product_that_is_not_a_label_value_is_refused(product: str):
     with pytest.raises(ConfigError, match="--gpu-product"):
-        k8s.check(k8s.K8sOptions(gpu_products=(product,)))
+        k8s.check(K8sRenderOptions(gpu_products=(product,)))
 
 
 @pytest.mark.parametrize("namespace", ["kube_system", "default\n", "Team", "a" * 64])
 def test_collect_checks_the_namespace_before_it_asks_any_cluster(tmp_path: Path, namespace: str):
     matrix = write_matrix(tmp_path, ["jax-a"])
     with pytest.raises(ConfigError, match="--namespace"):
-        commands.k8s_collect(str(matrix), namespace)  # no kubeconfig needed: refused before one is read
+        # no kubeconfig needed: refused before one is read
+        commands.k8s_collect(K8sCollectOptions(matrix=str(matrix), namespace=namespace))
 
 
 def test_wrong_names_are_clear_errors_on_the_command_line(tmp_path: Path):
@@ -430,14 +426,14 @@ def test_the_largest_accepted_timeouts_fit_the_engines(tmp_path: Path):
     week = 7 * 86400.0
     for seconds in (1.0, 600.0, week):
         (job,) = k8s.render_jobs(
-            matrix, {"jax-a": _context(matrix)}, {"jax-a": "r/jax-a:x"}, k8s.K8sOptions(run_timeout=seconds)
+            matrix, {"jax-a": _context(matrix)}, {"jax-a": "r/jax-a:x"}, K8sRenderOptions(run_timeout=seconds)
         )
         deadline = job["spec"]["activeDeadlineSeconds"]
         assert isinstance(deadline, int) and seconds <= deadline <= INT64_MAX
     accepted = 0
     for seconds in (600.0, 3 * 86400.0, 4 * 86400.0, 5 * 86400.0, 1e308):
         try:
-            workflow = yaml.safe_load(ci.github_workflow(matrix, ci.CiOptions(run_timeout=seconds)))
+            workflow = yaml.safe_load(ci.github_workflow(matrix, CiOptions(run_timeout=seconds)))
         except ConfigError as error:
             assert "--run-timeout" in str(error)
             continue
@@ -476,7 +472,7 @@ def _fill(template: str, cell: dict[str, str]) -> str:
 def test_artifact_and_record_names_are_apart_for_every_stack_and_runner(tmp_path: Path):
     stacks, runners = ["a-b", "a", "a--b"], ["c", "b-c", "b--c"]
     matrix = load_matrix(write_matrix(tmp_path, stacks))
-    options = ci.CiOptions(runners=tuple(runners), matrix_path="matrix.yaml")
+    options = CiOptions(runners=tuple(runners), matrix="matrix.yaml")
     steps = yaml.safe_load(ci.github_workflow(matrix, options))["jobs"]["probe"]["steps"]
     artifact = next(s for s in steps if "upload-artifact" in s.get("uses", ""))["with"]["name"]
     count = next(s for s in steps if s.get("name") == "Probe")
@@ -532,7 +528,8 @@ def _generate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directory: str, s
     write_matrix(tmp_path / directory, ["jax-a"])
     monkeypatch.chdir(tmp_path)
     out = tmp_path / f"{system}.yml"
-    commands.ci(system, f"{directory}/matrix.yaml", [], None, str(out), False, 3600.0, 600.0)
+    write = commands.ci_github if system == "github" else commands.ci_gitlab
+    write(CiOptions(matrix=f"{directory}/matrix.yaml", output=str(out)))
     return out.read_text()
 
 
@@ -601,7 +598,7 @@ def test_more_probe_jobs_than_one_matrix_may_make_is_a_clear_error(
 ):
     matrix = load_matrix(write_matrix(tmp_path, [f"s{i}" for i in range(stacks)]))
     render = ci.github_workflow if system == "github" else ci.gitlab_pipeline
-    options = ci.CiOptions(runners=tuple(f"gpu{i}" for i in range(runners)))
+    options = CiOptions(runners=tuple(f"gpu{i}" for i in range(runners)))
     with pytest.raises(ConfigError) as error:
         render(matrix, options)
     assert str(limit) in str(error.value) and str(stacks * runners) in str(error.value), error.value

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, images_removed_after, run_cli, write_matrix
-from envcheck import labels
+from envcheck import labels, options
 from envcheck.engine import mirror, network, package_cache
 from envcheck.engine.package_cache import IndexSettings, PackageCache
 from envcheck.errors import ConfigError
@@ -54,27 +54,27 @@ NETWORK_DATA = DATA / "network"
 
 
 def test_the_cache_cap_and_place_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(package_cache.ENV_DIR, str(tmp_path / "c"))
+    monkeypatch.setenv(options.ENV_PACKAGE_CACHE_DIR, str(tmp_path / "c"))
     assert package_cache.directory() == tmp_path / "c"
-    monkeypatch.delenv(package_cache.ENV_DIR)
+    monkeypatch.delenv(options.ENV_PACKAGE_CACHE_DIR)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert package_cache.directory() == tmp_path / "xdg" / "envcheck" / "packages"
-    monkeypatch.setenv(package_cache.ENV_SIZE, "2.5")
+    monkeypatch.setenv(options.ENV_PACKAGE_CACHE_SIZE, "2.5")
     assert package_cache.size_cap() == 2_500_000_000
     for bad in ("0", "-1", "lots", "nan", "inf", "1e308"):
-        monkeypatch.setenv(package_cache.ENV_SIZE, bad)
+        monkeypatch.setenv(options.ENV_PACKAGE_CACHE_SIZE, bad)
         with pytest.raises(ConfigError, match="ENVCHECK_PACKAGE_CACHE_SIZE"):
             package_cache.size_cap()
     for bad in ("0", "99999", "3141\n", "http", "-1"):
-        monkeypatch.setenv(package_cache.ENV_PORT, bad)
+        monkeypatch.setenv(options.ENV_PACKAGE_CACHE_PORT, bad)
         with pytest.raises(ConfigError, match="ENVCHECK_PACKAGE_CACHE_PORT"):
-            package_cache.port()
+            options.package_cache_port()
 
 
 def test_the_default_cap_leaves_the_disk_for_the_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """25 GB, or what the cache holds plus a quarter of its disk's free space where that is less (a cache that
     grew to 19 GB beside 42 GB of images filled an 80 GB disk)."""
-    monkeypatch.delenv(package_cache.ENV_SIZE, raising=False)
+    monkeypatch.delenv(options.ENV_PACKAGE_CACHE_SIZE, raising=False)
     where = tmp_path / "cache"
     (where / "a").mkdir(parents=True)
     (where / "a" / "x.whl").write_bytes(b"1" * 4096)
@@ -542,7 +542,7 @@ def test_without_the_cache_the_build_goes_on_and_the_image_is_the_same(
     with_cache = tag_of(docker_api, SMALL["name"])
     builds = network.build_network(docker_api)
     assert isinstance(builds, network.BuildNetwork)
-    with socket.create_server((builds.address, package_cache.DEFAULT_PORT)):
+    with socket.create_server((builds.address, options.DEFAULTS.package_cache_port)):
         stderr = build(matrix, "--force", "--no-cache")
     assert stderr.count("package cache not used: cannot listen on") == 1
     assert tag_of(docker_api, SMALL["name"]) == with_cache
@@ -635,7 +635,7 @@ def test_the_test_sessions_cache_starts_with_links_to_the_users(tmp_path: Path, 
     (user / "files-example").mkdir(parents=True)
     (user / "files-example" / "a.whl").write_bytes(b"a" * 100)
     (user / "files-example" / f"b.whl{package_cache.PARTIAL}").write_bytes(b"b")
-    monkeypatch.setenv(package_cache.ENV_DIR, str(user))
+    monkeypatch.setenv(options.ENV_PACKAGE_CACHE_DIR, str(user))
     session = tmp_path / "session"
     session.mkdir()
     assert seed_package_cache(session) == 100

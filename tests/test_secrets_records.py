@@ -24,7 +24,7 @@ from envcheck.errors import EXIT_DOCKER, ConfigError
 from envcheck.fleet import FleetRun
 from envcheck.hosts import HostSpec, fleet_of, load_hosts_file
 from envcheck.matrix import load_matrix
-from envcheck.options import Options
+from envcheck.options import Options, ResultsExportOptions, TableOptions
 from envcheck.results import store
 from envcheck.results.model import Result
 from envcheck.results.publish import write_outputs
@@ -103,8 +103,8 @@ def test_records_table_and_export_hold_the_endpoint_without_its_password(
     (cell,) = FleetRun(matrix, Options(), [spec], "127.0.0.1:5000/x").run(matrix.stacks)
     assert cell.status == "host-unreachable" and "tcp://127.0.0.1:1" in (cell.error or "")
     assert (work / "results" / "hosts" / "vault" / "a.json").is_file()
-    assert commands.table(str(work / "matrix.yaml"), None) == 0
-    assert commands.results_export(str(work / "matrix.yaml"), None) == 0
+    assert commands.table(TableOptions(matrix=str(work / "matrix.yaml"))) == 0
+    assert commands.results_export(ResultsExportOptions(matrix=str(work / "matrix.yaml"))) == 0
     printed = capsys.readouterr()
     assert "tcp://127.0.0.1:1" in printed.out
     no_secret_anywhere(work, printed.out, printed.err, cell.error or "")

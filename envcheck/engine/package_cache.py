@@ -19,9 +19,9 @@ envcheck/engine/mirror.py (what that adds to proxpi is listed there).
   the port and no mirror outlives its runs, even after kill -9.
 
 The cache lives in the user's cache directory and survives --no-cache (that flag is about Docker's layers); its cap
-is 25 GB or a quarter of its disk's free space, whichever is less (`ENVCHECK_PACKAGE_CACHE_SIZE` overrides);
-`envcheck clean --package-cache` empties it. A mirror that cannot run costs nothing but the cache: the build goes
-on without it, and says so once.
+is 25 GB or a quarter of its disk's free space, whichever is less (options.DEFAULTS; `ENVCHECK_PACKAGE_CACHE_SIZE`
+overrides); `envcheck clean --package-cache` empties it. A mirror that cannot run costs nothing but the cache: the
+build goes on without it, and says so once. Its directory, size and port are resolved in options.py.
 """
 
 from __future__ import annotations
@@ -44,19 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck import log
+from envcheck import log, options
 from envcheck.engine import mirror
 from envcheck.engine.client import is_local
 from envcheck.engine.network import build_network
 from envcheck.errors import ConfigError
+from envcheck.options import DEFAULTS, ENV_PACKAGE_CACHE_DIR, ENV_PACKAGE_CACHE_PORT
 
-ENV_DIR = "ENVCHECK_PACKAGE_CACHE_DIR"
-ENV_SIZE = "ENVCHECK_PACKAGE_CACHE_SIZE"
-ENV_PORT = "ENVCHECK_PACKAGE_CACHE_PORT"
-DEFAULT_SIZE_GB = 25.0  # the default matrix's wheels (four TensorFlow CUDA sets, PyTorch, JAX) take about 20 GB
-DISK_SHARE = 0.25  # by default the cache takes at most this share of its disk's free space (beyond what it holds)
-MIN_SIZE_GB = 1.0  # below this a cache is not worth running
-DEFAULT_PORT = 3141
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0  # the mirror notices within mirror.POLL that its last run has gone
 PARTIAL = ".proxpi-partial"  # a download in progress
@@ -72,31 +66,22 @@ print(json.dumps({"index_url": options.index_url, "extra_index_urls": options.ex
 
 
 def directory() -> Path:
-    """$ENVCHECK_PACKAGE_CACHE_DIR, else envcheck/packages in the user's cache directory (XDG_CACHE_HOME)."""
-    if os.environ.get(ENV_DIR):
-        return Path(os.environ[ENV_DIR]).expanduser().absolute()
-    return (Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "envcheck" / "packages").absolute()
+    """The cache's directory, as options resolves it ($ENVCHECK_PACKAGE_CACHE_DIR, else the user's cache home)."""
+    return options.package_cache_dir()
 
 
 def size_cap(where: Path | None = None) -> int:
-    """The cache's cap in bytes: $ENVCHECK_PACKAGE_CACHE_SIZE in GB, else 25 GB or what it holds plus a quarter of
-    its disk's free space, whichever is less (a cache that fills the disk fails the builds it exists for)."""
-    text = os.environ.get(ENV_SIZE, "")
-    if text:
-        try:
-            gigabytes = float(text)
-        except ValueError:
-            gigabytes = -1.0
-        if not 0 < gigabytes < 1e6:
-            raise ConfigError(
-                f"{ENV_SIZE}={text!r} is not a positive number of gigabytes (default {DEFAULT_SIZE_GB:g}, "
-                "or less on a fuller disk)"
-            )
-        return int(gigabytes * 1e9)
+    """The cache's cap in bytes: $ENVCHECK_PACKAGE_CACHE_SIZE (through options), else the table's size or what it
+    holds plus the table's share of its disk's free space, whichever is less (a cache that fills the disk fails the
+    builds it exists for), and never below the table's floor."""
+    given = options.package_cache_size_gb()
+    if given is not None:
+        return int(given * 1e9)
     where = where or directory()
     free = free_bytes(where)
-    cap = DEFAULT_SIZE_GB * 1e9 if free is None else min(DEFAULT_SIZE_GB * 1e9, usage(where).bytes + DISK_SHARE * free)
-    return int(max(cap, MIN_SIZE_GB * 1e9))
+    default = DEFAULTS.package_cache_size_gb * 1e9
+    cap = default if free is None else min(default, usage(where).bytes + DEFAULTS.package_cache_disk_share * free)
+    return int(max(cap, DEFAULTS.package_cache_min_gb * 1e9))
 
 
 def free_bytes(path: Path) -> int | None:
@@ -108,13 +93,6 @@ def free_bytes(path: Path) -> int | None:
             continue
         return found.f_bavail * found.f_frsize
     return None
-
-
-def port() -> int:
-    text = os.environ.get(ENV_PORT) or str(DEFAULT_PORT)
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ConfigError(f"{ENV_PORT}={text!r} is not a TCP port (1-65535; default {DEFAULT_PORT})")
-    return int(text)
 
 
 @dataclass(frozen=True)
@@ -281,7 +259,7 @@ class PackageCache:
             if state.get("fingerprint") != self.fingerprint:
                 return (
                     f"its mirror serves another envcheck run with other settings (index, address or CA bundle); "
-                    f"set {ENV_DIR} to another directory to run both with a cache"
+                    f"set {ENV_PACKAGE_CACHE_DIR} to another directory to run both with a cache"
                 )
             if self._answers(str(state.get("instance"))):
                 return None
@@ -317,7 +295,7 @@ class PackageCache:
     def _spawn(self) -> str | None:
         instance = secrets.token_hex(16)
         env = {
-            **os.environ,
+            **os.environ,  # handed on whole, not read: the mirror asks the index with this host's settings (proxies)
             **self.index.proxpi_environment,
             "PROXPI_CACHE_DIR": str(self.where),
             "PROXPI_CACHE_SIZE": str(self.cap),
@@ -355,7 +333,7 @@ class PackageCache:
             last = ""
         if last.startswith("mirror: "):
             taken = self.process is not None and self.process.returncode == mirror.EXIT_LISTEN
-            hint = f"; set {ENV_PORT} for another port" if taken else ""
+            hint = f"; set {ENV_PACKAGE_CACHE_PORT} for another port" if taken else ""
             return last.removeprefix("mirror: ") + hint
         return f"the mirror exited at start (see {self.log_path})"
 
@@ -413,7 +391,14 @@ def open_cache(api: Any, ca_bundle: Path | None) -> PackageCache | str:
         return network
     where = directory()
     cache = PackageCache(
-        network.address, port(), where, size_cap(where), ca_bundle, index, (str(network.subnet),), network.name
+        network.address,
+        options.package_cache_port(),
+        where,
+        size_cap(where),
+        ca_bundle,
+        index,
+        (str(network.subnet),),
+        network.name,
     )
     why = cache.start()
     return why or cache

@@ -16,6 +16,7 @@ from typing import Any
 
 from envcheck import labels
 from envcheck.engine.client import docker_errors
+from envcheck.options import DEFAULTS
 from envcheck.probe import PROBE_COMMAND, parse_output
 from envcheck.results.model import RunInfo
 
@@ -121,7 +122,7 @@ def run_probe(
     image: str,
     stack: str,
     args: list[str] | None = None,
-    timeout: float = 600,
+    timeout: float = DEFAULTS.run_timeout,
     command: list[str] | None = None,
     sandbox: bool = True,
     on_start: Callable[[str], None] | None = None,

@@ -25,7 +25,6 @@ import math
 import re
 import shlex
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,8 @@ from envcheck import __version__
 from envcheck.errors import ConfigError
 from envcheck.jobs import dump_yaml
 from envcheck.matrix import Matrix
+from envcheck.options import DEFAULTS, CiOptions
 
-GHCR_DEFAULT = "ghcr.io/${OWNER}/envcheck"  # OWNER: the repository owner, lowercased in the job
-PULL_ALLOWANCE = 900  # seconds a probe job may spend pulling a multi-GB image before the probe's own timeout
 RUNNER_LABEL = "a label of letters, digits, '.', '_' or '-' (a self-hosted runner's label or GitLab runner tag)"
 CELL = "@"  # joins stack and runner in artifact and file names: in neither a stack name nor a runner label
 # docs.github.com, "Usage limits for self-hosted runners" (and workflow syntax, jobs.<job_id>.strategy.matrix):
@@ -49,24 +47,6 @@ HOSTED_MINUTES = 360
 # GitLab: parallel:matrix creates at most 200 jobs (GitLab's own CI schema, ci.json as check-jsonschema vendors it:
 # `parallel` at most 200, `matrix` maxItems 200; gitlab-org/gitlab#547976 asks to make the 200 configurable).
 GITLAB_MATRIX_JOBS = 200
-
-
-@dataclass(frozen=True)
-class CiOptions:
-    """What `envcheck ci` is asked for: GPU runner labels, the registry (None: GHCR or GitLab's own), the matrix
-    file as the repository names it, timeouts, and whether the table job commits the table."""
-
-    runners: tuple[str, ...] = ("gpu",)
-    registry: str | None = None
-    matrix_path: str = "matrix.yaml"
-    build_timeout: float = 3600.0
-    run_timeout: float = 600.0
-    commit: bool = False
-
-    @property
-    def results_path(self) -> str:
-        """results/ beside the matrix file, as envcheck puts it (handed to scripts in a variable, never pasted)."""
-        return str(Path(self.matrix_path).parent / "results")
 
 
 @functools.cache
@@ -91,7 +71,7 @@ def check(matrix: Matrix, options: CiOptions, limit: int, system: str) -> None:
                 f"--runner {label!r} is given twice ({seen[label.lower()]!r}): one probe job per stack and runner"
             )
         seen[label.lower()] = label
-    for text in (options.matrix_path, matrix.path.name):
+    for text in (options.matrix, matrix.path.name):
         odd = next(
             (c for c in text if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")), None
         )
@@ -114,9 +94,9 @@ def check(matrix: Matrix, options: CiOptions, limit: int, system: str) -> None:
     positive = math.isfinite(options.run_timeout) and options.run_timeout > 0
     if not positive or probe_minutes(options) > SELF_HOSTED_MINUTES:
         raise ConfigError(
-            f"--run-timeout {options.run_timeout:g}: the probe job (the probe, {PULL_ALLOWANCE} s to pull, 5 minutes "
-            f"to spare) may run at most {SELF_HOSTED_MINUTES} minutes, GitHub's 5-day limit for a self-hosted "
-            "runner's job, which envcheck keeps for GitLab too"
+            f"--run-timeout {options.run_timeout:g}: the probe job (the probe, {DEFAULTS.pull_allowance} s to pull, "
+            f"5 minutes to spare) may run at most {SELF_HOSTED_MINUTES} minutes, GitHub's 5-day limit for a "
+            "self-hosted runner's job, which envcheck keeps for GitLab too"
         )
 
 
@@ -133,7 +113,7 @@ def minutes(seconds: float) -> int:
 
 def probe_minutes(options: CiOptions) -> int:
     """A probe job's timeout: the probe's, the pull's and 5 minutes to spare."""
-    return minutes(options.run_timeout + PULL_ALLOWANCE) + 5
+    return minutes(options.run_timeout + DEFAULTS.pull_allowance) + 5
 
 
 def build_minutes(matrix: Matrix, options: CiOptions) -> int:
@@ -180,7 +160,7 @@ def github_workflow(matrix: Matrix, options: CiOptions) -> str:
     check(matrix, options, GITHUB_MATRIX_JOBS, "GitHub Actions")
     pins = actions()
     stacks = [s.name for s in matrix.stacks]
-    m = github_literal(options.matrix_path)
+    m = github_literal(options.matrix)
     results = github_literal(options.results_path)
     registry = options.registry or matrix.fleet.registry
     set_registry = (
@@ -314,7 +294,7 @@ def github_workflow(matrix: Matrix, options: CiOptions) -> str:
     }
     workflow = {
         "name": "envcheck matrix",
-        "on": {"workflow_dispatch": {}, "push": {"paths": [github_path_pattern(options.matrix_path)]}},
+        "on": {"workflow_dispatch": {}, "push": {"paths": [github_path_pattern(options.matrix)]}},
         "permissions": {},
         "jobs": {"build": build, "probe": probe, "table": table},
     }
@@ -343,7 +323,7 @@ def gitlab_pipeline(matrix: Matrix, options: CiOptions, build_tag: str = "docker
     pipeline = {
         "stages": ["build", "probe", "table"],
         "variables": {  # paths as data: GitLab would otherwise expand $NAME in them
-            "ENVCHECK_MATRIX": {"value": options.matrix_path, "expand": False},
+            "ENVCHECK_MATRIX": {"value": options.matrix, "expand": False},
             "ENVCHECK_RESULTS": {"value": options.results_path, "expand": False},
             "ENVCHECK_REGISTRY": registry or "$CI_REGISTRY_IMAGE/envcheck",
         },

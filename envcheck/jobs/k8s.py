@@ -27,7 +27,6 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -35,6 +34,7 @@ from packaging.version import InvalidVersion, Version
 from envcheck import __version__
 from envcheck.errors import ConfigError
 from envcheck.matrix import Matrix, Stack
+from envcheck.options import DEFAULTS, K8sRenderOptions
 from envcheck.pipeline import judge, new_result
 from envcheck.probe import PROBE_COMMAND, parse_output
 from envcheck.render import BuildContext
@@ -52,24 +52,10 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # Both are matched with fullmatch: a pattern ending in `$` would also accept a trailing newline.
 LABEL_VALUE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")  # a label value, at most 63
 DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label (namespaces, Job names), ≤ 63
-PULL_ALLOWANCE = 900  # seconds for pulling a multi-GB image, on top of the probe's own timeout
-# A probe takes minutes; a week is far beyond any real one (a value in milliseconds would pass it) and keeps
-# activeDeadlineSeconds, an int64 in the Job API, a plain number.
-MAX_RUN_TIMEOUT = 7 * 86400
 TAIL_CHARS = 4000
 REQUEST_TIMEOUT = (10.0, 60.0)  # seconds to connect and between bytes read, for every API call collect makes
 RETRIES = 1  # a dropped connection is tried again once; a server that does not answer costs two timeouts, not four
 MESSAGE_CHARS = 300  # of an API's own words kept in a message
-
-
-@dataclass(frozen=True)
-class K8sOptions:
-    gpu_products: tuple[str, ...] = ()  # none: one Job per stack, on any node with a GPU
-    runtime_class: str | None = None
-    namespace: str | None = None
-    run_timeout: float = 600.0
-    ttl_seconds: int = 86400
-    quick: bool = False
 
 
 def matrix_hash(matrix: Matrix) -> str:
@@ -96,7 +82,7 @@ def check_namespace(namespace: str | None) -> None:
         )
 
 
-def check(options: K8sOptions) -> None:
+def check(options: K8sRenderOptions) -> None:
     for product in options.gpu_products:
         if not LABEL_VALUE.fullmatch(product):
             raise ConfigError(
@@ -110,14 +96,18 @@ def check(options: K8sOptions) -> None:
     runtime_class = options.runtime_class
     if runtime_class is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", runtime_class):
         raise ConfigError(f"--runtime-class {options.runtime_class!r}: expected a RuntimeClass name, like nvidia")
-    if not (math.isfinite(options.run_timeout) and 0 < options.run_timeout <= MAX_RUN_TIMEOUT):
+    # A week (the table's bound) is far beyond any real probe, so a value in milliseconds is refused, and keeps
+    # activeDeadlineSeconds, an int64 in the Job API, a plain number.
+    if not (math.isfinite(options.run_timeout) and 0 < options.run_timeout <= DEFAULTS.max_seconds):
         raise ConfigError(
-            f"--run-timeout {options.run_timeout:g}: a Job's probe may take at most {MAX_RUN_TIMEOUT} seconds "
-            "(a week); give seconds, not milliseconds"
+            f"--run-timeout {options.run_timeout:g}: a Job's probe may take at most {DEFAULTS.max_seconds:g} "
+            "seconds (a week); give seconds, not milliseconds"
         )
 
 
-def job(ctx: BuildContext, image: str, product: str | None, matrix_id: str, options: K8sOptions) -> dict[str, Any]:
+def job(
+    ctx: BuildContext, image: str, product: str | None, matrix_id: str, options: K8sRenderOptions
+) -> dict[str, Any]:
     """One Job manifest (the API's JSON shape)."""
     stack = ctx.stack
     labels = {
@@ -166,7 +156,7 @@ def job(ctx: BuildContext, image: str, product: str | None, matrix_id: str, opti
         "metadata": metadata,
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": math.ceil(options.run_timeout) + PULL_ALLOWANCE,
+            "activeDeadlineSeconds": math.ceil(options.run_timeout) + DEFAULTS.pull_allowance,
             "ttlSecondsAfterFinished": options.ttl_seconds,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
@@ -174,7 +164,7 @@ def job(ctx: BuildContext, image: str, product: str | None, matrix_id: str, opti
 
 
 def render_jobs(
-    matrix: Matrix, contexts: dict[str, BuildContext], images: dict[str, str], options: K8sOptions
+    matrix: Matrix, contexts: dict[str, BuildContext], images: dict[str, str], options: K8sRenderOptions
 ) -> list[dict[str, Any]]:
     """A Job per stack × GPU product (or per stack, with no product given)."""
     check(options)
