@@ -14,18 +14,43 @@ writes into one folder:
 
 Usage: scripts/gpu_check.py [--out DIR] [--quick]   (default DIR: gpu-check/; exit 0 when every framework found
 uses the GPU, 1 otherwise, 2 when the report could not be made).
+
+gpu-check/ is git-ignored; tests/test_gpu_recorded.py reads a recorded run from tests/data/gpu-check/, which is
+not: the script ends by printing the commands that put this run there and stage it for a commit.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+RECORDED = Path("tests") / "data" / "gpu-check"  # what tests/test_gpu_recorded.py reads, from the repository's root
+
+
+def shown(path: Path) -> str:
+    """A path as typed at the repository's root (where `make gpu-check` runs): relative inside it."""
+    resolved = path.resolve()
+    return shlex.quote(str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(resolved))
+
+
+def record_instructions(out: Path) -> str:
+    """The commands, run at the repository's root, that make the run written to `out` the recorded one that
+    tests/test_gpu_recorded.py checks, staged for a commit."""
+    target = shown(REPO / RECORDED)
+    if out.resolve() == (REPO / RECORDED).resolve():
+        return f"To commit this recorded run (tests/test_gpu_recorded.py reads {target}/):\n  git add {target}"
+    return (
+        f"To record this run for tests/test_gpu_recorded.py (it reads {target}/; this run is in {shown(out)}/):\n"
+        f"  mkdir -p {target} && cp {shown(out)}/* {target}/ && git add {target}\n"
+        f"or record straight there next time:\n"
+        f"  make gpu-check GPU_CHECK_DIR={target} && git add {target}"
+    )
 
 
 def summary(report: dict) -> str:
@@ -78,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     text = summary(report)
     (args.out / "summary.md").write_text(text)
     print(text)
+    print(record_instructions(args.out))
     found = [c for c in report["frameworks"] if c.get("version")]
     return 0 if found and all(c["uses_gpu"] for c in found) else 1
 

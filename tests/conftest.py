@@ -51,24 +51,105 @@ def load_json(name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ThisHost:
-    """What the machine running the tests has: tests derive their expectations from it, so the suite passes on a
-    bare CI machine and on a GPU host with a driver, an NVIDIA runtime or TensorFlow alike."""
+    """What the machine running the tests has, read without envcheck's own readers (NVIDIA's nvidia-smi, the
+    device nodes, the loader's cache, TensorFlow itself): tests derive their expectations from it, so the suite
+    passes on a bare CI machine and on a GPU host with a driver, an NVIDIA runtime or TensorFlow alike, and a wrong
+    reading of envcheck's fails there."""
 
-    driver: str | None  # NVML's driver version, None without a driver
-    gpus: tuple[str, ...]  # NVML's GPU names
+    smi_driver: str | None  # nvidia-smi's driver version; None on a host without NVIDIA at all
+    gpus: tuple[str, ...]  # nvidia-smi's GPU names
+    compute_capabilities: tuple[str, ...]  # nvidia-smi's compute_cap, one per GPU (none before driver R510)
     tensorflow: bool  # importable in this Python
+    tensorflow_gpus: int = 0  # the GPUs TensorFlow itself lists (tf.config.list_physical_devices); 0 without it
+    unknown: str = ""  # why the driver cannot be read independently here ("" where it can)
+
+    @property
+    def driver(self) -> str | None:
+        """The driver version, None without NVIDIA. Where an NVIDIA driver is installed but nvidia-smi is not (or
+        fails), nothing independent of envcheck says which driver it is: the test reading this skips from here on,
+        saying why, after the checks it made before."""
+        if self.unknown:
+            pytest.skip(self.unknown)
+        return self.smi_driver
+
+
+SMI_QUERY = ["--query-gpu=driver_version,name,compute_cap", "--format=csv,noheader"]
+SMI_QUERY_OLD = ["--query-gpu=driver_version,name", "--format=csv,noheader"]
+NVML_LIBRARY_GLOBS = (
+    "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so*",
+    "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so*",
+    "/usr/lib64/libnvidia-ml.so*",
+    "/usr/lib/libnvidia-ml.so*",
+    "/usr/local/nvidia/lib64/libnvidia-ml.so*",
+    "/usr/lib/wsl/lib/libnvidia-ml.so*",
+)
+
+
+def nvidia_traces() -> list[str]:
+    """What shows an NVIDIA driver installed, seen without nvidia-smi and without envcheck: device nodes, the
+    kernel module's version file, libnvidia-ml where the loader (ldconfig, via ctypes.util) or the usual
+    directories have it."""
+    import ctypes.util
+    import glob
+
+    found = sorted(glob.glob("/dev/nvidia*"))
+    if Path("/proc/driver/nvidia/version").exists():
+        found.append("/proc/driver/nvidia/version")
+    library = ctypes.util.find_library("nvidia-ml")
+    found += [library] if library else []
+    found += sorted(path for pattern in NVML_LIBRARY_GLOBS for path in glob.glob(pattern))
+    return found
+
+
+def read_this_host() -> ThisHost:
+    tensorflow = importlib.util.find_spec("tensorflow") is not None
+    tensorflow_gpus = 0
+    if tensorflow:  # TensorFlow's own answer, in a Python of its own (importing it here would slow every test)
+        listed = subprocess.run(
+            [sys.executable, "-c", "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        lines = listed.stdout.split()
+        tensorflow_gpus = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        traces = nvidia_traces()
+        if traces:
+            why = (
+                f"an NVIDIA driver is installed here ({', '.join(traces[:3])}) but nvidia-smi is not: nothing "
+                "independent of envcheck says which driver and GPUs it has, so this comparison is not made"
+            )
+            return ThisHost(None, (), (), tensorflow, tensorflow_gpus, unknown=why)
+        return ThisHost(None, (), (), tensorflow, tensorflow_gpus)  # no NVIDIA at all
+    done = subprocess.run([smi, *SMI_QUERY], capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:  # a driver older than compute_cap (R510): the driver and names alone
+        older = subprocess.run([smi, *SMI_QUERY_OLD], capture_output=True, text=True, timeout=120, check=False)
+        done = older if older.returncode == 0 else done
+    rows = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0 or not rows:
+        said = (done.stdout + done.stderr).strip().splitlines()
+        why = f"nvidia-smi failed (exit {done.returncode}: {said[0] if said else 'no output'}): not compared"
+        return ThisHost(None, (), (), tensorflow, tensorflow_gpus, unknown=why)
+    drivers, names, capabilities = [], [], []
+    for row in rows:  # "580.65.06, NVIDIA H100 80GB HBM3, 9.0": the name between the first and the last comma
+        driver, rest = row.split(",", 1)
+        if done.args[1] == SMI_QUERY[0]:
+            name, capability = rest.rsplit(",", 1)
+            capabilities.append(capability.strip())
+        else:
+            name = rest
+        drivers.append(driver.strip())
+        names.append(name.strip())
+    assert len(set(drivers)) == 1, f"nvidia-smi names several drivers: {rows}"
+    return ThisHost(drivers[0], tuple(names), tuple(capabilities), tensorflow, tensorflow_gpus)
 
 
 @pytest.fixture(scope="session")
 def this_host() -> ThisHost:
-    from envcheck.probe.probe import probe_nvml
-
-    nvml = probe_nvml()
-    return ThisHost(
-        nvml["driver"],
-        tuple(g["name"] or "" for g in nvml["gpus"]),
-        importlib.util.find_spec("tensorflow") is not None,
-    )
+    return read_this_host()
 
 
 def daemon_gives_gpus(api: Any) -> bool:

@@ -54,21 +54,28 @@ def script(tmp_path: Path) -> Path:
 def test_doctor_reports_this_host(script: Path, this_host: ThisHost):
     done = run_cli("doctor", "--json", "--script", str(script), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     report = json.loads(done.stdout)
-    assert done.returncode == (0 if report["uses_gpu"] else 1), done.stderr
+    # TensorFlow uses the GPU where TensorFlow itself lists one (the script's placements are warnings only)
+    uses_gpu = this_host.tensorflow_gpus > 0
+    assert report["uses_gpu"] is uses_gpu and done.returncode == (0 if uses_gpu else 1), done.stderr
     codes = [d["code"] for d in report["diagnoses"]]
     if not this_host.tensorflow:
         assert report["verdict"] == NO_TF_VERDICT and report["uses_gpu"] is False
         assert codes[0] == "tensorflow-missing"
     assert ("tensorflow-missing" in codes) is not this_host.tensorflow
-    assert ("no-driver" in codes) is (this_host.driver is None)
-    if not this_host.tensorflow and this_host.driver is None:  # the bare machine: nothing else to say
-        assert codes == ["tensorflow-missing", "no-driver", "placement-forced-cpu"]
     forced = next(d for d in report["diagnoses"] if d["code"] == "placement-forced-cpu")
     assert forced["evidence"][0] == f'{script}:4: os.environ["CUDA_VISIBLE_DEVICES"] = "-1"'
     assert len(forced["evidence"]) == 4
     assert report["docker"]["reachable"] is False
+    # the driver and GPUs as nvidia-smi reads them (skipped from here where a driver has no nvidia-smi)
+    assert ("no-driver" in codes) is (this_host.driver is None)
+    if not this_host.tensorflow and this_host.driver is None:  # the bare machine: nothing else to say
+        assert codes == ["tensorflow-missing", "no-driver", "placement-forced-cpu"]
     assert report["probe"]["nvml"]["available"] is (this_host.driver is not None)
     assert report["probe"]["driver"] == this_host.driver
+    nvml_gpus = report["probe"]["nvml"]["gpus"]
+    assert [g["name"] for g in nvml_gpus] == list(this_host.gpus)
+    if this_host.compute_capabilities:
+        assert [g["compute_capability"] for g in nvml_gpus] == list(this_host.compute_capabilities)
 
 
 def test_doctor_text_report_puts_the_verdict_first(script: Path, this_host: ThisHost):

@@ -122,9 +122,20 @@ def test_jax_facts_read_from_the_wheels():
     assert not K.build("jax", "0.4.23", "cuda12").unavailable
     assert K.build("jax", "0.4.22", "cuda12").unavailable  # its jax-cuda12-pjrt 0.4.22 never reached PyPI
     assert K.build("jax", "0.7.0", "cuda13").unavailable.endswith("(it exists from 0.7.2)")
-    assert K.build("jax", "0.4.37", "cuda12") == K.build("jax", "0.4.34", "cuda12").__class__(
-        **{**K.build("jax", "0.4.34", "cuda12").__dict__, "release": "0.4.37"}
-    )  # 0.4.37 has no jaxlib of its own: 0.4.34's row holds
+    # 0.4.37 has no jaxlib of its own: its jax[cuda12] installs jaxlib 0.4.36 and jax-cuda12-plugin 0.4.36-0.4.37
+    # (jax 0.4.37's METADATA on PyPI), whose [with_cuda] extra asks nvidia-cuda-runtime-cu12>=12.1.105 and
+    # nvidia-cudnn-cu12>=9.1,<10.0 (jax-cuda12-plugin 0.4.36's METADATA). Python 3.10-3.13 (jaxlib's wheel tags) and
+    # the plugin's SASS and PTX: the audit of 2026-11-27 (knowledge.yaml, source jax_wheels, row 0.4.34).
+    jax0437 = K.build("jax", "0.4.37", "cuda12")
+    assert (jax0437.release, jax0437.python, jax0437.cuda, jax0437.cudnn) == (
+        "0.4.37",
+        (Version("3.10"), Version("3.13")),
+        Version("12.1"),
+        Version("9.1"),
+    )
+    assert jax0437.unavailable == "" and jax0437.cuda_range is True
+    assert jax0437.code.sass == tuple(Version(v) for v in ("5.0", "6.0", "7.0", "8.0", "9.0"))
+    assert jax0437.code.ptx == {Version("9.0"): Version("8.3")}
     cuda13 = K.build("jax", "0.10.2", "cuda13")
     assert cuda13.kernels_for(Version("7.0")) == "none" and cuda13.kernels_for(Version("9.0")) == "native"
     assert K.build("jax", "0.10.2", "cuda12").kernels_for(Version("7.0")) == "native"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from conftest import REPO, gpu_record, load_json, record, record_dict, run_cli
 from envcheck.diagnose import Facts, diagnose
 from envcheck.errors import ConfigError
-from envcheck.matrix import MAX_STACKS, parse_matrix
+from envcheck.matrix import MAX_DEPTH, MAX_STACKS, parse_matrix
 from envcheck.results import store
 from envcheck.results.junit import render_junit
 from envcheck.results.model import RecordError, Result
@@ -180,6 +181,26 @@ def test_bad_matrix_files_get_located_errors(text: str, message: str):
     assert message in str(info.value)
 
 
+def test_a_matrix_file_nested_deeper_than_max_depth_is_refused_where_it_goes_too_deep():
+    """The first collection past MAX_DEPTH (the root is level 1) is named by line and column; a file as deep as
+    MAX_DEPTH goes on to the schema's errors; an alias that nests a node into itself is no deeper than written."""
+
+    def nested(n: int) -> str:
+        """n collections inside the root mapping."""
+        return "a: " + "[" * n + "]" * n + "\n"
+
+    with pytest.raises(ConfigError) as info:
+        parse_matrix(nested(MAX_DEPTH), Path("m.yaml"))
+    column = len("a: ") + MAX_DEPTH  # the bracket that opens level MAX_DEPTH + 1
+    assert str(info.value) == (
+        f"m.yaml:1:{column}: error: YAML nested more than {MAX_DEPTH} levels deep "
+        "(expected a matrix file, a few levels deep)"
+    )
+    for text in (nested(MAX_DEPTH - 1), "a: &x [*x]\n"):
+        with pytest.raises(ConfigError, match="unknown top-level key 'a'"):
+            parse_matrix(text, Path("m.yaml"))
+
+
 def test_an_axes_product_is_capped_before_it_is_expanded():
     # 1.2 KB of YAML that would expand to 29 million stacks (the audit's example, in shape).
     values = ", ".join(f"'2.15.{i}'" for i in range(40))
@@ -248,13 +269,11 @@ json_values = st.recursive(
     max_leaves=8,
 )
 FIELDS = [*record_dict("a", "h", "t"), "record_schema", "build", "run", "reused", "predicted_only", "reason"]
-ACCEPTED: list[Result] = []
+NESTED = ["host", "probe", "benchmark", "diagnoses", None]
 
 
 BASE = record_dict("a", "h", "2026-11-26T10:00:00+00:00")
-mutations = st.tuples(
-    st.sampled_from(FIELDS), json_values, st.sampled_from(["host", "probe", "benchmark", "diagnoses", None])
-)
+mutations = st.tuples(st.sampled_from(FIELDS), json_values, st.sampled_from(NESTED))
 
 
 def mutated(key: str, value: object, nested: str | None) -> dict:
@@ -285,14 +304,46 @@ def test_random_values_in_any_record_field_are_read_or_refused(batch: list):
         line = store.record_line(result)
         assert Result.from_dict(json.loads(line)).to_dict() == result.to_dict()
         cell(result)
-        ACCEPTED.append(result)
+
+
+# What a random JSON value can be, as json_values draws them: odd numbers, text from every corner of Unicode
+# (controls, combining marks, right-to-left, astral), nested lists and objects.
+ODD_NUMBERS = [0, -1, 2**63, -(2**64), 10**30, 0.0, -0.0, 1e-300, 1e300, float("inf"), float("-inf"), float("nan")]
+ODD_TEXT = ["", " ", "\x00", "\n", "\u0301", "\u202e", "|", "<b>", "&amp;", "\U0001f600", "a" * 20, "None", "[]"]
+
+
+def random_json(rng: random.Random, depth: int = 0) -> object:
+    pick = rng.randrange(9 if depth < 2 else 7)
+    if pick == 0:
+        return None
+    if pick == 1:
+        return rng.random() < 0.5
+    if pick in (2, 3):
+        return rng.choice([*ODD_NUMBERS, rng.randint(-(2**70), 2**70), rng.uniform(-1e6, 1e6)])
+    if pick in (4, 5, 6):
+        if rng.random() < 0.5:
+            return rng.choice(ODD_TEXT)
+        return "".join(chr(rng.choice([rng.randrange(32, 127), rng.randrange(0xA0, 0xD800)])) for _ in range(20))
+    if pick == 7:
+        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {str(random_json(rng, 2))[:8]: random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
 
 
 @pytest.mark.slow
 def test_every_accepted_random_record_publishes(tmp_path: Path):
-    assert len(ACCEPTED) > 1_000, "the random records test runs first and keeps what it accepted"
-    for start in range(0, len(ACCEPTED), 500):
-        batch = ACCEPTED[start : start + 500]
+    """10,000 record lines with a random value in a random field (seeded: the same lines every run), and the whole
+    outputs rendered from every one of them that is accepted, 500 at a time."""
+    rng = random.Random(20261126)
+    accepted: list[Result] = []
+    for _ in range(10_000):
+        line = json.dumps(mutated(rng.choice(FIELDS), random_json(rng), rng.choice(NESTED)))
+        try:
+            accepted.append(store.parse_line(line.encode()))
+        except RecordError:
+            continue
+    assert len(accepted) > 1_000, f"only {len(accepted)} of 10,000 random records accepted"
+    for start in range(0, len(accepted), 500):
+        batch = accepted[start : start + 500]
         for number, result in enumerate(batch, start):
             result.stack = f"{result.stack}-{number}"  # keep each apart, or the merge folds them into one
         write_outputs(tmp_path, batch)

@@ -318,9 +318,18 @@ def test_a_running_pod_is_left_for_later_and_odd_api_json_never_crashes():
     from envcheck.jobs.k8s import result_of_pod
 
     assert result_of_pod(jax_stack(), job_json(), pod_json("Running", {"running": {}}), "", NODE_LABELS) is None
-    for odd in ({"spec": [], "status": "x"}, {"status": {"phase": "Failed", "containerStatuses": "x"}}, {}):
+    # A pod neither pending nor running (its phase unreadable, or Failed) whose log holds no probe document: the
+    # run failed, and the cell says the probe printed nothing, with what the pod said; no node name, so no column
+    # but "unscheduled".
+    for odd, phase in (
+        ({"spec": [], "status": "x"}, "unknown"),
+        ({"status": {"phase": "Failed", "containerStatuses": "x"}}, "Failed"),
+        ({}, "unknown"),
+    ):
         result = result_of_pod(jax_stack(), {"metadata": []}, odd, "not json", {"nvidia.com/gpu.count": "many"})
-        assert result is None or result.status.value in ("run-failed", "host-unreachable", "timeout")
+        assert result is not None and result.status.value == "run-failed", odd
+        assert (result.error or "").startswith(f"the probe printed no JSON (pod {phase}, "), result.error
+        assert result.host.label == "unscheduled" and result.run.stderr_tail == "not json"
     # values of the wrong type where strings belong never reach the record: it stays a readable record
     odd_job = {
         "metadata": {"labels": {"envcheck/gpu-product": {"x": 1}}, "annotations": {"envcheck/content-hash": [1]}}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from conftest import REPO
 from envcheck.knowledge import Knowledge, Version
 
 K = Knowledge.load()
@@ -121,8 +124,27 @@ def test_version_ordering():
         Version.parse("abc")
 
 
+# What a source in knowledge.yaml can point at, as the data does: a web page (https://…), one of this
+# repository's scripts or test data that made or holds the facts (they must exist), a source file in the upstream
+# project's repository (tensorflow/python/platform/build_info.py, c10/cuda/CUDAFunctions.cpp), or, for NVIDIA's
+# datasheets (gpu_peaks), their web addresses written without the scheme (nvidia.com/en-us/data-center/h100).
+WEB_PAGE = re.compile(r"https://[a-z0-9-]+(?:\.[a-z0-9-]+)+(?:/\S*)?")
+THIS_REPOSITORY = re.compile(r"(?<![\w/.:-])(?:scripts|tests)/[\w./-]*[\w]")
+UPSTREAM_FILE = re.compile(r"(?<![\w/.:-])[a-z][\w-]*(?:/[\w.+-]+)+\.(?:py|cc|cpp|h)\b")
+WEB_ADDRESS = re.compile(r"(?<![\w/.:-])[a-z0-9-]+(?:\.[a-z0-9-]+)+/[\w./#-]+")
+
+
+def references(text: str) -> list[str]:
+    return [m for pattern in (WEB_PAGE, THIS_REPOSITORY, UPSTREAM_FILE, WEB_ADDRESS) for m in pattern.findall(text)]
+
+
 def test_every_source_is_a_reference():
     assert set(K.sources) >= {"tested_builds", "build_info", "and_cuda", "cuda_drivers", "gpus"}
+    assert references("the wheels, read by hand") == [] and references("NVIDIA's datasheets") == []
+    for name, text in K.sources.items():
+        assert references(text), f"source {name} names no web page, script, repository file or web address: {text}"
+        for path in THIS_REPOSITORY.findall(text):
+            assert (REPO / path).exists(), f"source {name} names {path}, which this repository does not have"
 
 
 def test_kernels_for_gpu_generations():

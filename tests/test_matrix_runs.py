@@ -3,13 +3,16 @@ a second concurrent run, and clean. Real engine, real images (those the session'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ import yaml
 
 from conftest import BROKEN, default_stacks, envcheck_containers, run_cli, write_matrix
 from envcheck.engine.run import run_probe
+from envcheck.results import store
 
 pytestmark = pytest.mark.docker
 
@@ -91,16 +95,102 @@ def test_slow_probe_is_recorded_as_timeout(tmp_path: Path, matrix_run: dict[str,
     assert result["run"]["timed_out"] is True
 
 
+class Output:
+    """A running process's stdout and stderr, read as they come (a thread each: the process never blocks on a full
+    pipe), and whether stderr has shown the awaited line yet."""
+
+    def __init__(self, process: subprocess.Popen, awaited: str | None = None) -> None:
+        self.process = process
+        self.awaited = awaited
+        self.seen = threading.Event()
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.threads = [
+            threading.Thread(target=self.read, args=(process.stdout, self.out), daemon=True),
+            threading.Thread(target=self.read, args=(process.stderr, self.err), daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def read(self, stream: Any, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            if lines is self.err and self.awaited is not None and self.awaited in line:
+                self.seen.set()
+
+    def saw(self, guard: float) -> bool:
+        """Whether the awaited line came: waits for it, or for the process to end first (then False)."""
+        deadline = time.monotonic() + guard  # a hang guard, far past anything a passing run takes
+        while not self.seen.wait(timeout=0.2) and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                for thread in self.threads:
+                    thread.join()
+                break
+        return self.seen.is_set()
+
+    def finish(self, guard: float = 600) -> tuple[str, str]:
+        self.process.wait(timeout=guard)
+        for thread in self.threads:
+            thread.join()
+        return "".join(self.out), "".join(self.err)
+
+
+RUNNING_IN = re.compile(r"---> Running in ([0-9a-f]{12,64})")
+
+
+def pause_a_build_step(api: Any, build_log: Path, process: subprocess.Popen) -> str | None:
+    """Freeze (docker pause) the first step of a stack's build seen running, and say which container it is: the
+    classic builder's log names each RUN step's container (" ---> Running in ID"). None if the build ended before a
+    step could be caught running."""
+    import docker.errors
+
+    done_with: set[str] = set()
+    while process.poll() is None:
+        log = build_log.read_text(errors="replace") if build_log.exists() else ""
+        for container in (c for c in RUNNING_IN.findall(log) if c not in done_with):
+            try:
+                status = api.inspect_container(container)["State"]["Status"]
+                if status == "running":
+                    api.pause(container)
+                    return container
+            except docker.errors.NotFound:
+                status = "removed"
+            except docker.errors.APIError:
+                continue  # it ended between the two calls: seen as such next time round
+            if status != "created":  # created: it starts in a moment, so it is looked at again
+                done_with.add(container)
+        time.sleep(0.05)  # polls the log and the daemon for the event; it never stands in for one
+    return None
+
+
 def test_build_timeout_stops_the_build(tmp_path: Path, docker_api: Any):
-    # --force --no-cache: a build from the layer cache could finish in time; this one downloads everything.
+    """A build still going at --build-timeout is stopped. The test makes sure it is still going, whatever the layer
+    or package cache: it freezes the first build step it sees running and keeps it frozen until envcheck has
+    stopped, so the build is silent from then on and cannot finish. --force --no-cache: every RUN step runs in a
+    container (none is taken from the layer cache)."""
+    import docker.errors
+
     matrix = write_matrix(tmp_path, [{"name": "t-slow-build", "tensorflow": "2.16.2", "variant": "cpu"}])
-    start = time.monotonic()
-    done = run_cli(
-        "matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--build-timeout", "10", "--force", "--no-cache"
+    command = ["matrix", "-m", str(matrix), "--json", "--ca-bundle", "auto", "--build-timeout", "10"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "envcheck", *command, "--force", "--no-cache"], stdout=PIPE, stderr=PIPE, text=True
     )
-    assert time.monotonic() - start < 120
-    assert done.returncode == 1
-    result = json.loads(done.stdout)[0]
+    output = Output(process)
+    paused = None
+    try:
+        paused = pause_a_build_step(docker_api, tmp_path / "build" / "t-slow-build" / "build.log", process)
+        stdout, stderr = output.finish(guard=1800)  # a hang guard: envcheck gives up 10 s into the build
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if paused:  # the daemon kills and removes it when envcheck drops the build; if not, the test does
+            with contextlib.suppress(docker.errors.APIError):
+                docker_api.unpause(paused)
+            with contextlib.suppress(docker.errors.APIError):
+                docker_api.remove_container(paused, force=True)
+    assert process.returncode == 1, f"step paused: {paused}\n{stderr[-2000:]}"
+    result = json.loads(stdout)[0]
     assert result["status"] == "timeout" and result["build"]["timed_out"] is True
     assert "--build-timeout" in (tmp_path / "build" / "t-slow-build" / "build.log").read_text()
 
@@ -146,24 +236,25 @@ def test_a_signal_keeps_finished_results_and_leaves_no_container(
 
 
 def test_two_runs_at_once_do_not_interleave(tmp_path: Path, matrix_run: dict[str, Any], no_leftover_containers: None):
+    """Two runs started together on one results directory take turns. The test holds the results lock (as a
+    third run would) while both start, so both must wait and say so; once it lets go, one runs the stack and the
+    other, after it, reuses that result."""
     matrix = write_matrix(tmp_path, default_stacks("tf-2.15-cpu"))
-    command = [
-        sys.executable,
-        "-m",
-        "envcheck",
-        "matrix",
-        "-m",
-        str(matrix),
-        "--ca-bundle",
-        "auto",
-        "--json",
-        "--quick",
-    ]
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [p.communicate(timeout=300) for p in runs]
-    assert [p.returncode for p in runs] == [0, 0], outputs
-    assert sum("waiting for it to finish" in err for _, err in outputs) == 1
-    results = [json.loads(out)[0] for out, _ in outputs]
+    command = [sys.executable, "-m", "envcheck", "matrix", "-m", str(matrix), "--ca-bundle", "auto", "--json"]
+    runs: list[subprocess.Popen] = []
+    try:
+        with store.lock(tmp_path / "results"):
+            runs = [subprocess.Popen([*command, "--quick"], stdout=PIPE, stderr=PIPE, text=True) for _ in "ab"]
+            outputs = [Output(run, "waiting for it to finish") for run in runs]
+            waited = [output.saw(guard=600) for output in outputs]
+            assert waited == [True, True], [output.err[-20:] for output in outputs]
+        finished = [output.finish() for output in outputs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    assert [p.returncode for p in runs] == [0, 0], finished
+    results = [json.loads(out)[0] for out, _ in finished]
     assert sorted(bool(r.get("reused")) for r in results) == [False, True]  # the second reused the first's
     assert json.loads((tmp_path / "results" / "tf-2.15-cpu.json").read_text())["status"] == "cpu-only"
 

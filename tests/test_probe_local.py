@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ThisHost
+from conftest import DATA, ThisHost, read_this_host
 from envcheck.probe import PROBE_SOURCE
 from envcheck.probe.probe import elf_dynamic, ld_cache, loader_search_path
 
@@ -42,11 +42,45 @@ def test_probe_reports_what_is_missing_without_crashing(this_host: ThisHost):
         assert facts["tensorflow"] is None
         assert facts["tensorflow_error"].startswith("import tensorflow failed: ModuleNotFoundError")
         assert facts["gpus"] == [] and facts["benchmark"] == []  # nothing to benchmark without TensorFlow
+    assert facts["errors"] == []
+    # the driver and GPUs as nvidia-smi reads them (skipped from here where a driver has no nvidia-smi)
     assert facts["nvml"]["available"] is (this_host.driver is not None)
     assert facts["driver"] == this_host.driver
     if this_host.driver is None:
         assert facts["nvml"]["error"]
-    assert facts["errors"] == []
+    assert [g["name"] for g in facts["nvml"]["gpus"]] == list(this_host.gpus)
+    if this_host.compute_capabilities:
+        capabilities = [g["compute_capability"] for g in facts["nvml"]["gpus"]]
+        assert capabilities == list(this_host.compute_capabilities)
+
+
+FAKE_SMI = """#!/bin/sh
+[ -n "$FAIL" ] && { echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."; exit 9; }
+case "$1" in
+  *compute_cap*) [ -n "$OLD" ] && { echo 'Field "compute_cap" is not a valid field to query.'; exit 2; }
+                 printf '580.65.06, NVIDIA H100 80GB HBM3, 9.0\\n580.65.06, NVIDIA H200, 9.0\\n' ;;
+  *) printf '470.82.01, Tesla T4\\n' ;;
+esac
+"""
+
+
+def test_this_host_is_read_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The tests' expectations on a GPU host (conftest.read_this_host), tried on nvidia-smi's own output format."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(FAKE_SMI)
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    host = read_this_host()
+    assert (host.driver, host.gpus) == ("580.65.06", ("NVIDIA H100 80GB HBM3", "NVIDIA H200"))
+    assert host.compute_capabilities == ("9.0", "9.0")
+    monkeypatch.setenv("OLD", "1")  # before R510 nvidia-smi has no compute_cap
+    host = read_this_host()
+    assert (host.driver, host.gpus, host.compute_capabilities) == ("470.82.01", ("Tesla T4",), ())
+    monkeypatch.setenv("FAIL", "1")  # a driver that is not loaded: nothing independent to compare with
+    host = read_this_host()
+    assert "couldn't communicate with the NVIDIA driver" in host.unknown
+    with pytest.raises(pytest.skip.Exception, match="nvidia-smi failed"):
+        _ = host.driver
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
