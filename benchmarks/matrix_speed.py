@@ -37,11 +37,11 @@ from typing import Any
 import yaml
 
 from envcheck import labels
-from envcheck.engine import package_cache
 from envcheck.engine.client import connect
-from envcheck.matrix import load_matrix
-from envcheck.options import ENV_PACKAGE_CACHE_DIR, ca_bundle
-from envcheck.render import render
+from envcheck.inputs.matrix import load_matrix
+from envcheck.inputs.options import ENV_PACKAGE_CACHE_DIR, ca_bundle
+from envcheck.package_cache import cache as package_cache
+from envcheck.render.dockerfile import render
 
 REPO = Path(__file__).resolve().parents[1]
 RAN = {"gpu", "cpu-only"}  # a stack that built and probed, with or without a GPU

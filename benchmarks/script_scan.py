@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from envcheck.scan import analyse
+from envcheck.diagnosis.scan import analyse
 
 HERE = Path(__file__).resolve().parent
 Scanner = Callable[[str, str, bool], list[dict[str, Any]]]

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
 
-from envcheck import __version__, commands, log, options
+from envcheck import __version__, commands, frameworks, log
 from envcheck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EnvcheckError, Terminated
-from envcheck.matrix import FRAMEWORKS
-from envcheck.options import DEFAULTS
+from envcheck.inputs import options
+from envcheck.inputs.options import DEFAULTS
 
 DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 WEEK = f"at most {DEFAULTS.max_seconds:g}: a week"
@@ -154,10 +154,10 @@ def doctor_options(args: argparse.Namespace) -> options.DoctorOptions:
 
 
 def explain_options(args: argparse.Namespace) -> options.ExplainOptions:
-    """At most one of --tensorflow, --torch and --jax (argparse keeps them exclusive) names the framework."""
+    """At most one framework's version flag (--tensorflow, --torch, --jax: argparse keeps them exclusive) names the
+    framework."""
     framework, version = next(
-        ((name, getattr(args, name)) for name in ("tensorflow", "torch", "jax") if getattr(args, name) is not None),
-        (None, None),
+        ((name, getattr(args, name)) for name in frameworks.NAMES if getattr(args, name) is not None), (None, None)
     )
     return options.ExplainOptions(  # checks each flag (ConfigError)
         framework, version, args.driver, tuple(args.gpu or ()), source=args.log, as_json=args.json
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--framework",
-        choices=FRAMEWORKS,
+        choices=frameworks.NAMES,
         default=DEFAULTS.framework,
         help=f"the framework the verdict and exit code are about (default {DEFAULTS.framework}); every other framework "
         "this Python has is reported too",
@@ -392,9 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         "log", nargs="?", default=DEFAULTS.log, metavar="FILE|-", help="the log (default: - , standard input)"
     )
     versions = p.add_mutually_exclusive_group()
-    versions.add_argument("--tensorflow", metavar="VERSION", help="the TensorFlow version, if the log does not say")
-    versions.add_argument("--torch", metavar="VERSION", help="the PyTorch version (the log is PyTorch's)")
-    versions.add_argument("--jax", metavar="VERSION", help="the JAX version (the log is JAX's)")
+    for fw in frameworks.FRAMEWORKS:  # --tensorflow, --torch, --jax: one flag per framework of the registry
+        said = ", if the log does not say" if fw is frameworks.DEFAULT else f" (the log is {fw.display_name}'s)"
+        versions.add_argument(f"--{fw.name}", metavar="VERSION", help=f"the {fw.display_name} version{said}")
     p.add_argument("--driver", metavar="VERSION", help="the machine's NVIDIA driver version, e.g. 550.54.15")
     p.add_argument("--gpu", action="append", metavar="NAME", help='the machine\'s GPU, e.g. "NVIDIA GeForce RTX 5090"')
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from envcheck import log
 from envcheck.errors import EXIT_CONFIG, EXIT_OK, EXIT_STACK_FAILED, ConfigError, EnvcheckError
-from envcheck.hosts import HostSpec
-from envcheck.matrix import Layout, Matrix, load_matrix
-from envcheck.options import (
+from envcheck.inputs.hosts import HostSpec
+from envcheck.inputs.matrix import Layout, Matrix, load_matrix
+from envcheck.inputs.options import (
     BuildOptions,
     CiOptions,
     CleanOptions,
@@ -46,7 +46,7 @@ def list_stacks(options: ListOptions) -> int:
 
 
 def lint(options: LintOptions) -> int:
-    from envcheck.lint import lint as lint_matrix
+    from envcheck.diagnosis.lint import lint as lint_matrix
 
     try:
         matrix = load_matrix(options.matrix)
@@ -62,8 +62,8 @@ def lint(options: LintOptions) -> int:
 
 
 def plan(options: PlanOptions) -> int:
+    from envcheck.diagnosis.plan import host_from_args, host_from_nvml, plan, predicted_results
     from envcheck.knowledge import Knowledge
-    from envcheck.plan import host_from_args, host_from_nvml, plan, predicted_results
     from envcheck.results import store
 
     knowledge = Knowledge.load()
@@ -104,7 +104,7 @@ def plan(options: PlanOptions) -> int:
 
 
 def render(options: RenderOptions) -> int:
-    from envcheck.render import render as render_stack
+    from envcheck.render.dockerfile import render as render_stack
 
     matrix = load_matrix(options.matrix)
     for stack in matrix.select([options.stack]):
@@ -119,8 +119,8 @@ def build(options: BuildOptions) -> int:
     REGISTRY/NAME:<content hash> and print it by digest (what a CI build job hands the probe jobs)."""
     from envcheck.engine.registry import RegistryError
     from envcheck.engine.registry import push as push_image
-    from envcheck.hosts import fleet_of
-    from envcheck.pipeline import MatrixRun
+    from envcheck.inputs.hosts import fleet_of
+    from envcheck.runs.pipeline import MatrixRun
 
     matrix = load_matrix(options.matrix)
     stacks = matrix.select(options.stacks)  # an unknown stack is a config error, also where Docker is unavailable
@@ -148,8 +148,8 @@ def build(options: BuildOptions) -> int:
 def run_stacks(options: RunOptions) -> int:
     """`run` (one stack, single) and `matrix`: build, probe, diagnose, save; print text, JSON or JUnit.
     With --on, on each host named (fleet.py), the images carried by the registry."""
-    from envcheck.hosts import fleet_of
-    from envcheck.pipeline import MatrixRun
+    from envcheck.inputs.hosts import fleet_of
+    from envcheck.runs.pipeline import MatrixRun
 
     matrix = load_matrix(options.matrix)
     stacks = matrix.select(options.stacks)
@@ -160,7 +160,7 @@ def run_stacks(options: RunOptions) -> int:
     build_host = fleet.select([placement.build_on], source, "--build-on")[0] if placement.build_on else None
     start = time.monotonic()
     if placement.on:
-        from envcheck.fleet import FleetRun
+        from envcheck.runs.fleet import FleetRun
 
         if placement.image_from:
             raise ConfigError("--image-from probes on this host's daemon; with --on, the registry carries images")
@@ -205,8 +205,8 @@ def print_results(results: list[Result], output: str, single: bool) -> None:
 
 
 def doctor(options: DoctorOptions) -> int:
-    from envcheck.doctor import doctor as check_host
-    from envcheck.doctor import format_text
+    from envcheck.diagnosis.doctor import doctor as check_host
+    from envcheck.diagnosis.doctor import format_text
 
     with log.step("probing this host"):
         found = check_host(list(options.scripts), quick=not options.full, framework=options.framework)
@@ -215,8 +215,8 @@ def doctor(options: DoctorOptions) -> int:
 
 
 def explain(options: ExplainOptions) -> int:
-    from envcheck.explain import explain as explain_log
-    from envcheck.explain import format_text, lines_of
+    from envcheck.diagnosis.explain import explain as explain_log
+    from envcheck.diagnosis.explain import format_text, lines_of
 
     source = options.source
     if source == "-":
@@ -235,9 +235,9 @@ def explain(options: ExplainOptions) -> int:
 
 
 def clean(options: CleanOptions) -> int:
-    from envcheck.engine import package_cache
     from envcheck.engine.clean import remove, stale
     from envcheck.engine.client import connect
+    from envcheck.package_cache import cache as package_cache
 
     matrix = load_matrix(options.matrix)
     dry_run = options.dry_run
@@ -335,7 +335,7 @@ def hosts(options: HostsOptions) -> int:
     run. Exit 0 when all answer, 1 when some do not."""
     import concurrent.futures
 
-    from envcheck.hosts import fleet_of, load_hosts_file
+    from envcheck.inputs.hosts import fleet_of, load_hosts_file
 
     if options.hosts_file:
         fleet, source = load_hosts_file(Path(options.hosts_file)), options.hosts_file
@@ -369,7 +369,7 @@ def _host_report(spec: HostSpec) -> dict[str, object]:
     """What one host's daemon says: reachable, Docker version, runtimes, CDI devices, GPUs (this machine's NVML for
     a daemon on this machine; elsewhere the GPUs its CDI devices name), or why it cannot be reached."""
     from envcheck.engine.client import connect, describe_host, docker_errors
-    from envcheck.hosts import scrub
+    from envcheck.inputs.hosts import scrub
 
     report: dict[str, object] = {"name": spec.name, "endpoint": spec.endpoint, "reachable": False, "error": None}
     try:
@@ -413,7 +413,7 @@ def _ci(options: CiOptions, write: Callable[[Matrix, CiOptions], str]) -> int:
     import dataclasses
     import os
 
-    from envcheck.hosts import fleet_of
+    from envcheck.inputs.hosts import fleet_of
 
     matrix = load_matrix(options.matrix)
     if options.registry is not None:
@@ -440,10 +440,10 @@ def _write(text: str, output: str | None) -> int:
 def k8s_render(options: K8sRenderOptions) -> int:
     """`envcheck k8s render`: a Job per stack × GPU product, images from the registry by digest (asked through the
     Docker daemon, with its credentials) or, with --image-tag, by their content-hash tag."""
-    from envcheck.hosts import fleet_of
+    from envcheck.inputs.hosts import fleet_of
     from envcheck.jobs import dump_yaml, dump_yaml_all
     from envcheck.jobs.k8s import check, render_jobs
-    from envcheck.render import render as render_stack
+    from envcheck.render.dockerfile import render as render_stack
 
     matrix = load_matrix(options.matrix)
     target = fleet_of(matrix.fleet, matrix.path, None, options.registry)[0].registry

@@ -3,7 +3,7 @@
 
 How the knowledge data's wheel facts were read (envcheck/knowledge/knowledge.yaml cites this script):
 - GPU code: every shared object in the wheel is scanned for CUDA fat binaries in its `.nv_fatbin` section, with
-  the probe's own reader (envcheck.probe.probe.fatbin_members): each member's kind (SASS or PTX), architecture
+  the reader the probe carries (envcheck.readers.elf.fatbin_members): each member's kind (SASS or PTX), architecture
   (sm_XY) and, for PTX, the ISA version its header records. A driver JIT-compiles PTX only up to the ISA of the
   newest CUDA it supports; a GPU newer than every SASS and without PTX gets "no kernel image".
 - Requirements: the wheel's METADATA (Requires-Python, and the NVIDIA/CUDA wheels it pins).
@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from envcheck.probe.probe import fatbin_members
+from envcheck.readers.elf import fatbin_members
 
 REQUIREMENT = re.compile(r"^(nvidia-|cuda-|tensorrt|jax-cuda|jaxlib)", re.IGNORECASE)
 

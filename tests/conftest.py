@@ -186,7 +186,7 @@ def docker_engine(request: pytest.FixtureRequest, package_cache_of_the_session: 
         return
     import fresh_daemon
 
-    from envcheck.engine import package_cache
+    from envcheck.package_cache import cache as package_cache
 
     wheels = package_cache.usage(package_cache_of_the_session).bytes  # already here: not downloaded again
     daemon, said = fresh_daemon.start_for_session(BASE, wheels)
@@ -245,7 +245,7 @@ def package_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> It
 
 def seed_package_cache(where: Path) -> int:
     """Hard-link the user's package cache into `where`; the bytes linked (0 on another file system)."""
-    from envcheck.engine import package_cache
+    from envcheck.package_cache import cache as package_cache
 
     user = package_cache.directory()
     linked = 0

@@ -7,7 +7,8 @@ import copy
 import yaml
 
 from conftest import DATA, load_json
-from envcheck.diagnose import ERROR, Facts, diagnose
+from envcheck.diagnosis.diagnose import ERROR, diagnose
+from envcheck.diagnosis.probe_facts import Facts
 
 RECORDED = load_json("probe-tf2.15.1-and-cuda-no-gpu-runtime.json")
 
@@ -288,8 +289,8 @@ def test_a_build_that_ran_out_of_disk_is_named_disk_full():
     """Real lines from builds and pulls that ran out of disk (tests/data/disk_full_lines.yaml, with sources) make
     the diagnosis disk-full with the line as evidence; other build failures do not."""
     from envcheck.engine import disk
+    from envcheck.inputs.matrix import Stack
     from envcheck.knowledge import Knowledge
-    from envcheck.matrix import Stack
     from envcheck.results.model import BuildInfo
 
     lines = yaml.safe_load((DATA / "disk_full_lines.yaml").read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ThisHost, daemon_gives_gpus, run_cli
-from envcheck.scan import scan_source
+from envcheck.diagnosis.scan import scan_source
 
 NO_TF_VERDICT = "TensorFlow will not use a GPU here: TensorFlow cannot be imported."
 

@@ -20,12 +20,13 @@ import pytest
 import yaml
 
 from conftest import DATA, load_json, run_cli
-from envcheck.diagnose import Facts, diagnose
-from envcheck.explain import READ_BYTES, ExplainOptions, explain, lines_of
+from envcheck.diagnosis.diagnose import diagnose
+from envcheck.diagnosis.explain import READ_BYTES, ExplainOptions, explain, lines_of
+from envcheck.diagnosis.logread import Known, hides_all_gpus, read_log
+from envcheck.diagnosis.plan import PlannedHost, plan
+from envcheck.diagnosis.probe_facts import Facts
+from envcheck.inputs.matrix import parse_matrix
 from envcheck.knowledge import Knowledge, Version
-from envcheck.logread import Known, hides_all_gpus, read_log
-from envcheck.matrix import parse_matrix
-from envcheck.plan import PlannedHost, plan
 
 K = Knowledge.load()
 CORPUS = yaml.safe_load((DATA / "explain_corpus.yaml").read_text())

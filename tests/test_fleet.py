@@ -341,8 +341,8 @@ def test_a_rendered_kubernetes_job_run_as_a_container_is_collected_into_a_record
     """No cluster here: `k8s render` asks the real registry for the digest, the Job's container (image by digest,
     command, environment, read-only root) runs on Docker, and its log — stdout and stderr together, as a pod log —
     with GPU Feature Discovery's node labels becomes a record that `envcheck table` puts in its own column."""
+    from envcheck.inputs.matrix import load_matrix
     from envcheck.jobs.k8s import result_of_pod
-    from envcheck.matrix import load_matrix
 
     repo = tmp_path / "repo"
     matrix = fleet_matrix(repo, [JAX], registry, second_daemon)

@@ -14,18 +14,19 @@ import pytest
 from conftest import REPO, load_json
 from envcheck import frameworks
 from envcheck.cli import build_parser
-from envcheck.diagnose import Facts, diagnose
+from envcheck.diagnosis.diagnose import diagnose
+from envcheck.diagnosis.plan import PlannedHost, plan, predicted_results
+from envcheck.diagnosis.probe_facts import Facts
+from envcheck.diagnosis.scan import scan_source
 from envcheck.errors import ConfigError
 from envcheck.frameworks import FRAMEWORKS, Framework
+from envcheck.inputs.matrix import Stack, parse_matrix
 from envcheck.knowledge import Knowledge
 from envcheck.knowledge.facts import Version
-from envcheck.matrix import Stack, parse_matrix
-from envcheck.plan import PlannedHost, plan, predicted_results
 from envcheck.probe import PROBE_FILES, probe
-from envcheck.render import context_files
+from envcheck.render.dockerfile import context_files
 from envcheck.results.model import Diagnosis
 from envcheck.results.publish import cell, format_text
-from envcheck.scan import scan_source
 
 K = Knowledge.load()
 PACKAGE = REPO / "envcheck"
@@ -147,7 +148,7 @@ def test_the_probe_has_an_adapter_for_every_framework():
     assert probe.FRAMEWORKS == frameworks.NAMES
     for fw in FRAMEWORKS:
         path = PACKAGE / "probe" / fw.adapter
-        assert path.is_file() and path in PROBE_FILES
+        assert path.is_file() and PROBE_FILES[fw.adapter] == path
         spec = importlib.util.spec_from_file_location(f"adapter_{fw.name}", path)
         assert spec and spec.loader
         adapter = importlib.util.module_from_spec(spec)
@@ -155,7 +156,8 @@ def test_the_probe_has_an_adapter_for_every_framework():
         assert fw.name == adapter.NAME
     stack = variant_stacks(FRAMEWORKS[0])[0]
     copy_line = next(line for line in context_files(stack, False)["Dockerfile"].splitlines() if "fw_" in line)
-    assert copy_line == f"COPY {' '.join(fw.adapter for fw in FRAMEWORKS)} /opt/envcheck/"
+    readers = " ".join(name for name in PROBE_FILES if name.startswith("reader_"))
+    assert copy_line == f"COPY {' '.join(fw.adapter for fw in FRAMEWORKS)} {readers} /opt/envcheck/"
 
 
 def test_script_findings_name_the_registrys_frameworks():
@@ -171,8 +173,8 @@ def test_script_findings_name_the_registrys_frameworks():
 
 
 def test_the_probe_does_not_import_envcheck():
-    """In an image the probe and its adapters run alone, with the standard library and the framework."""
-    for path in PROBE_FILES:
+    """In an image the probe, its adapters and its readers run alone, with the standard library and the framework."""
+    for path in PROBE_FILES.values():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, load_json, run_cli
-from envcheck.diagnose import ERROR, Facts, diagnose
+from envcheck.diagnosis.diagnose import ERROR, diagnose
+from envcheck.diagnosis.lint import lint
+from envcheck.diagnosis.plan import PlannedHost, plan
+from envcheck.diagnosis.probe_facts import Facts
 from envcheck.errors import ConfigError
+from envcheck.inputs.matrix import parse_matrix
 from envcheck.knowledge import Knowledge, Version
 from envcheck.knowledge.rules import stack_checks
-from envcheck.lint import lint
-from envcheck.matrix import parse_matrix
-from envcheck.plan import PlannedHost, plan
-from envcheck.render import context_files
+from envcheck.render.dockerfile import context_files
 from envcheck.results.publish import write_outputs
 
 K = Knowledge.load()

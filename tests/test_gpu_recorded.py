@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from envcheck.diagnose import ERROR, Facts, diagnose, uses_gpu
+from envcheck.diagnosis.diagnose import ERROR, diagnose, uses_gpu
+from envcheck.diagnosis.probe_facts import Facts
 from envcheck.knowledge import Knowledge, Version
 
 sys.path.insert(0, str(REPO / "scripts"))

@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, gpu_record, load_json, record, record_dict, run_cli
-from envcheck.diagnose import Facts, diagnose
+from envcheck.diagnosis.diagnose import diagnose
+from envcheck.diagnosis.probe_facts import Facts
 from envcheck.errors import ConfigError
-from envcheck.matrix import MAX_DEPTH, MAX_STACKS, parse_matrix
+from envcheck.inputs.matrix import MAX_DEPTH, MAX_STACKS, parse_matrix
 from envcheck.results import store
 from envcheck.results.junit import render_junit
 from envcheck.results.model import RecordError, Result

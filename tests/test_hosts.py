@@ -10,8 +10,8 @@ import yaml
 
 from conftest import run_cli
 from envcheck.errors import ConfigError
-from envcheck.hosts import Fleet, HostSpec, fleet_of, load_hosts_file
-from envcheck.matrix import load_matrix, parse_matrix
+from envcheck.inputs.hosts import Fleet, HostSpec, fleet_of, load_hosts_file
+from envcheck.inputs.matrix import load_matrix, parse_matrix
 
 STACKS = 'stacks:\n  - name: a\n    jax: "0.4.35"\n    variant: cpu\n'
 

@@ -20,23 +20,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-import envcheck.explain as explain_module
-import envcheck.matrix as matrix_module
+import envcheck.diagnosis.explain as explain_module
+import envcheck.inputs.matrix as matrix_module
 from conftest import DATA, REPO
 from envcheck import commands
 from envcheck.cli import build_parser, explain_options, positive_seconds
+from envcheck.diagnosis.explain import ExplainOptions, explain, format_text, lines_of
+from envcheck.diagnosis.plan import host_from_args
 from envcheck.errors import EXIT_CONFIG, ConfigError
-from envcheck.explain import ExplainOptions, explain, format_text, lines_of
-from envcheck.knowledge import Knowledge
-from envcheck.matrix import load_matrix, parse_matrix
-from envcheck.options import (
+from envcheck.inputs.matrix import load_matrix, parse_matrix
+from envcheck.inputs.options import (
     BuildOptions,
     CleanOptions,
     RenderOptions,
     ResultsExportOptions,
     RunOptions,
 )
-from envcheck.plan import host_from_args
+from envcheck.knowledge import Knowledge
 
 CORPUS = yaml.safe_load((DATA / "explain_corpus.yaml").read_text())
 MATRIX = "stacks: [{name: a, tensorflow: '2.15.1', variant: cpu}]\n"
@@ -144,7 +144,7 @@ def test_endless_standard_input_ends_at_the_cap():
     """`yes | envcheck explain -`, with a cap of 200 kB so that it is quick: the pipe never closes, explain does."""
     reader = (
         "import sys\n"
-        "from envcheck.explain import ExplainOptions, explain, format_text, lines_of\n"
+        "from envcheck.diagnosis.explain import ExplainOptions, explain, format_text, lines_of\n"
         "print(format_text(explain(lines_of(sys.stdin.buffer, limit=200_000), ExplainOptions(), '-')))\n"
     )
     with subprocess.Popen(["yes"], stdout=subprocess.PIPE) as endless:

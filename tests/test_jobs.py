@@ -221,7 +221,7 @@ DEADLINE = {
 
 
 def jax_stack() -> Any:
-    from envcheck.matrix import load_matrix
+    from envcheck.inputs.matrix import load_matrix
 
     return next(s for s in load_matrix(REPO / "matrix.yaml").stacks if s.name == "jax-0.10-cu12")
 

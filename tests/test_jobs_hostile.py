@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from conftest import REPO, run_cli
 from envcheck import commands
 from envcheck.errors import ConfigError
+from envcheck.inputs.matrix import load_matrix
+from envcheck.inputs.options import CiOptions, K8sCollectOptions, K8sRenderOptions
 from envcheck.jobs import ci, k8s
-from envcheck.matrix import load_matrix
-from envcheck.options import CiOptions, K8sCollectOptions, K8sRenderOptions
 from envcheck.results import store
 
 # Kubernetes' rule for a DNS-1123 label (k8s.io/apimachinery validation.IsDNS1123Label): namespaces, Job names
@@ -444,7 +444,7 @@ def test_the_largest_accepted_timeouts_fit_the_engines(tmp_path: Path):
 
 
 def _context(matrix: Any) -> Any:
-    from envcheck.render import render as render_stack
+    from envcheck.render.dockerfile import render as render_stack
 
     return render_stack(matrix.stacks[0], matrix.layout.build)
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, run_cli
+from envcheck.diagnosis.lint import lint
 from envcheck.errors import ConfigError
-from envcheck.lint import lint
-from envcheck.matrix import parse_matrix
+from envcheck.inputs.matrix import parse_matrix
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

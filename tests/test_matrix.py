@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from envcheck.errors import ConfigError
-from envcheck.matrix import load_matrix, parse_matrix
+from envcheck.inputs.matrix import load_matrix, parse_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 

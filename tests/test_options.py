@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from envcheck import cli, options
-from envcheck.engine import package_cache
+from envcheck import cli
 from envcheck.errors import ConfigError
+from envcheck.inputs import options
+from envcheck.inputs.options import DEFAULTS
 from envcheck.jobs import k8s
-from envcheck.options import DEFAULTS
+from envcheck.package_cache import cache as package_cache
 
 TABLE = {f.name: getattr(DEFAULTS, f.name) for f in dataclasses.fields(DEFAULTS)}
 # An options field named otherwise than its table entry (the entry is named as the command line's argument).
@@ -44,7 +45,7 @@ BARE = {
 }
 # Who may read os.environ besides options.py, and why: terminal width; the probe, which runs in the stack's
 # container with its own environment; the mirror, a process of its own reading what package_cache hands it.
-ENVIRONMENT_READERS = {"log.py", "engine/mirror.py"}
+ENVIRONMENT_READERS = {"log.py", "package_cache/mirror.py"}
 
 
 @pytest.fixture
@@ -201,5 +202,5 @@ def test_only_options_reads_the_environment():
         for path in sorted(package.rglob("*.py"))
         if (lines := environment_reads(path)) and path.parent.name != "probe"
     }
-    assert "options.py" in readers
-    assert set(readers) - {"options.py"} <= ENVIRONMENT_READERS, readers
+    assert "inputs/options.py" in readers
+    assert set(readers) - {"inputs/options.py"} <= ENVIRONMENT_READERS, readers

@@ -32,11 +32,14 @@ from typing import Any
 import pytest
 
 from conftest import DATA, images_removed_after, run_cli, write_matrix
-from envcheck import labels, options
-from envcheck.engine import mirror, network, package_cache
-from envcheck.engine.package_cache import IndexSettings, PackageCache
+from envcheck import labels
+from envcheck.engine import network
 from envcheck.errors import ConfigError
-from envcheck.options import ca_bundle
+from envcheck.inputs import options
+from envcheck.inputs.options import ca_bundle
+from envcheck.package_cache import cache as package_cache
+from envcheck.package_cache import mirror
+from envcheck.package_cache.cache import IndexSettings, PackageCache
 
 SMALL = {"name": "pc-jax-cpu", "jax": "0.4.35", "variant": "cpu"}  # about 140 MB of wheels
 # TF 2.16.2 and 2.17.1: their [and-cuda] extras pin the same NVIDIA wheels (knowledge set cu12-12.3).
@@ -350,7 +353,7 @@ def test_a_second_mirror_on_the_directory_neither_starts_nor_deletes_the_firsts_
         partial.parent.mkdir(parents=True)
         partial.write_bytes(b"half")
         done = subprocess.run(
-            [sys.executable, "-m", "envcheck.engine.mirror", "127.0.0.1", str(free_port()), str(cache.control)],
+            [sys.executable, "-m", "envcheck.package_cache.mirror", "127.0.0.1", str(free_port()), str(cache.control)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -367,7 +370,7 @@ def test_a_run_killed_with_sigkill_leaves_no_mirror_listening(tmp_path: Path, pr
     port = free_port()
     holder = (
         "import sys, time\nfrom pathlib import Path\n"
-        "from envcheck.engine.package_cache import IndexSettings, PackageCache\n"
+        "from envcheck.package_cache.cache import IndexSettings, PackageCache\n"
         f"cache = PackageCache('127.0.0.1', {port}, Path({str(tmp_path / 'cache')!r}), 10**9, None, "
         f"IndexSettings({private_index!r}))\n"
         "print(cache.start(), flush=True)\ntime.sleep(3600)\n"
@@ -598,7 +601,7 @@ def test_the_same_wheel_asked_for_at_once_is_fetched_once_and_never_redirected(t
     """Parallel builds ask for the same wheels at the same moment. proxpi 1.3.1 alone redirects some of those
     requests to the upstream URL (its download thread is published before it is started; CI saw a build fail on
     it: the redirect leads to files.pythonhosted.org, which a build cannot reach without the CA bundle). The
-    mirror envcheck runs (engine/mirror.py) must answer every request with the file, the index's own bytes."""
+    mirror envcheck runs (package_cache/mirror.py) must answer every request with the file, the index's own bytes."""
     cache = mirror_for(tmp_path / "cache", "https://pypi.org/simple/")
     cache.ca_bundle = ca_bundle("auto")
     assert cache.start() is None

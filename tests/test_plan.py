@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, ThisHost, run_cli
+from envcheck.diagnosis.plan import PlannedHost, plan
+from envcheck.inputs.matrix import parse_matrix
 from envcheck.knowledge import Knowledge, Version
-from envcheck.matrix import parse_matrix
-from envcheck.plan import PlannedHost, plan
 
 MATRIX = parse_matrix(
     "stacks:\n"

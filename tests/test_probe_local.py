@@ -16,19 +16,22 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, ThisHost, read_this_host
-from envcheck.probe import PROBE_SOURCE
-from envcheck.probe.probe import elf_dynamic, ld_cache, loader_search_path
+from envcheck.probe import staged
+from envcheck.probe.probe import ld_cache, loader_search_path
+from envcheck.readers.elf import elf_dynamic
 
 
 def run_probe(*args: str, flags: tuple[str, ...] = ("-I",), env: dict[str, str] | None = None) -> dict:
-    done = subprocess.run(
-        [sys.executable, *flags, str(PROBE_SOURCE), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env={**os.environ, **(env or {})},
-    )
+    """The probe as the host runs it (staged with its files beside it, as in an image)."""
+    with staged() as probe:
+        done = subprocess.run(
+            [sys.executable, *flags, str(probe), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env={**os.environ, **(env or {})},
+        )
     return json.loads(done.stdout)
 
 
@@ -247,8 +250,8 @@ def test_loader_search_path_expands_origin_in_tensorflows_runpath(tmp_path: Path
 def test_a_remote_hosts_driver_and_gpus_come_from_what_its_probe_saw(nvml_stub: Path):
     """--on a remote daemon: this machine's NVML says nothing of that host, so its records take the driver and GPUs
     NVML reported inside its container; the fingerprint stays the daemon's (reuse does not hang on one probe)."""
-    from envcheck.pipeline import seen_by_probe
     from envcheck.results.model import Host
+    from envcheck.runs.pipeline import seen_by_probe
 
     remote = Host(label="d2", kernel="6.1", fingerprint="0123456789abcdef")
     probe = run_probe("--no-benchmark", flags=("-I", "-S"), env={"LD_LIBRARY_PATH": str(nvml_stub)})

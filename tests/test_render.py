@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from envcheck.matrix import Stack, load_matrix
-from envcheck.render import CA_BUNDLE_NAME, SHARED_MARK, UV_VERSION, content_hash, context_files, render, shared_layers
+from envcheck.inputs.matrix import Stack, load_matrix
+from envcheck.render.dockerfile import CA_BUNDLE_NAME, SHARED_MARK, UV_VERSION, content_hash, context_files, render
+from envcheck.render.shared import shared_layers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,6 +151,8 @@ def test_content_hash_follows_content_not_the_bundle(tmp_path: Path):
         "fw_tensorflow.py",
         "fw_torch.py",
         "probe.py",
+        "reader_elf.py",  # the readers the probe shares with the host (envcheck/readers/)
+        "reader_nvml.py",
     ]
 
 

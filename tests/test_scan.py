@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from conftest import run_cli
-from envcheck.scan import scan_paths, scan_source, where
+from envcheck.diagnosis.scan import scan_paths, scan_source, where
 
 
 def notebook(*cells: str) -> str:

@@ -19,15 +19,16 @@ import pytest
 import yaml
 
 from conftest import record, record_dict, run_cli
-from envcheck import cli, commands, doctor
+from envcheck import cli, commands
+from envcheck.diagnosis import doctor
 from envcheck.errors import EXIT_DOCKER, ConfigError
-from envcheck.fleet import FleetRun
-from envcheck.hosts import HostSpec, fleet_of, load_hosts_file
-from envcheck.matrix import load_matrix
-from envcheck.options import Options, ResultsExportOptions, TableOptions
+from envcheck.inputs.hosts import HostSpec, fleet_of, load_hosts_file
+from envcheck.inputs.matrix import load_matrix
+from envcheck.inputs.options import Options, ResultsExportOptions, TableOptions
 from envcheck.results import store
 from envcheck.results.model import Result
 from envcheck.results.publish import write_outputs
+from envcheck.runs.fleet import FleetRun
 
 SECRET = "s3cret-TOKEN"  # the password (or token) every test below looks for in everything envcheck wrote
 MATRIX = 'stacks:\n  - name: a\n    jax: "0.4.35"\n    variant: cpu\n'
@@ -97,7 +98,7 @@ def test_records_table_and_export_hold_the_endpoint_without_its_password(
     """A run --on a host whose URL has a password: its cell is recorded, saved for the host, published and
     exported with the host's address only. The build host's daemon is not asked (nothing is built when the only
     host is down), so it stands in here."""
-    monkeypatch.setattr("envcheck.pipeline.connect", lambda **_: object())
+    monkeypatch.setattr("envcheck.runs.pipeline.connect", lambda **_: object())
     matrix = load_matrix(work / "matrix.yaml")
     spec = HostSpec("vault", f"tcp://alice:{SECRET}@127.0.0.1:1")
     (cell,) = FleetRun(matrix, Options(), [spec], "127.0.0.1:5000/x").run(matrix.stacks)
@@ -142,7 +143,7 @@ def test_a_password_in_a_record_from_elsewhere_is_not_kept_or_published(
     ],
 )
 def test_a_url_is_shown_without_what_opens_it(url: str, shown: str | None):
-    from envcheck.hosts import redact, scrub
+    from envcheck.inputs.hosts import redact, scrub
 
     assert redact(url) == (shown or url)
     assert scrub(f"see ({url}), or {url}.") == f"see ({shown or url}), or {shown or url}."

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from envcheck.probe.probe import fatbin_members, ld_cache
+from envcheck.probe.probe import ld_cache
+from envcheck.readers.elf import fatbin_members
 
 sys.path.insert(0, str(REPO / "scripts"))
 from read_wheels import read_wheel

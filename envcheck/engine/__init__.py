@@ -1,1 +1,2 @@
-"""Docker: the daemon connection (client), image builds (build), probe containers (run) and cleanup (clean)."""
+"""The Docker engine: the daemon connection (client), image builds (build), probe containers (run), the builds'
+network (network), the daemon's disk (disk), registries (registry) and cleanup (clean)."""

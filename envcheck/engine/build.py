@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from envcheck import labels, log
 from envcheck.engine.client import docker_errors
 from envcheck.errors import BaseImageMissing
-from envcheck.render import BuildContext
+from envcheck.render.dockerfile import BuildContext
 from envcheck.results.model import BuildInfo
 
 STEP_RE = re.compile(r"Step (\d+)/(\d+) : (.*)")

@@ -19,10 +19,9 @@ from typing import Any
 
 from envcheck import labels
 from envcheck.engine.client import docker_errors
-from envcheck.matrix import Matrix
-from envcheck.render import content_hash, context_files
-
-STAGE_MIN_AGE = 3600
+from envcheck.inputs.matrix import Matrix
+from envcheck.inputs.options import DEFAULTS
+from envcheck.render.dockerfile import content_hash, context_files
 
 
 @dataclass(frozen=True)
@@ -86,11 +85,12 @@ def stale(api: Any, matrix: Matrix) -> tuple[list[Item], Kept]:
             items.append(Item("image", name, size, image["Id"]))
     # Intermediate images of the CA-bundle build stage (the venv before it is copied out), which a build removes
     # when it ends; one killed mid-build leaves its stage. A fresh one may belong to a build running right now, so
-    # only those older than an hour go, and only of this matrix's stacks (the stage is labelled with its stack).
+    # only those older than the longest a build may run go, and only of this matrix's stacks (the stage is labelled
+    # with its stack).
     for image in api.images(filters={"label": labels.STAGE, "dangling": True}):
         if (image.get("Labels") or {}).get(labels.STAGE) not in names:
             continue
-        if time.time() - image.get("Created", 0) < STAGE_MIN_AGE:
+        if time.time() - image.get("Created", 0) < DEFAULTS.stale_stage_age:
             continue
         items.append(Item("image", f"{image['Id'][:19]} (build stage)", image.get("Size", 0), image["Id"]))
     for container in api.containers(all=True, filters={"label": f"{labels.MATRIX}={ours}"}):

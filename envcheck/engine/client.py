@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from envcheck.errors import ConfigError, DockerUnavailable, HostUnreachable
-from envcheck.hosts import HostSpec, scrub
+from envcheck.inputs.hosts import HostSpec, scrub
 from envcheck.results.model import Host
 
 PING_TIMEOUT = 5  # seconds a daemon gets to answer at all: a socket that accepts and never answers is not a daemon
@@ -153,7 +153,7 @@ def describe_host(api: Any, label: str | None = None) -> Host:
     that decides whether a saved result can be reused there. NVML is this machine's, so it is asked only when the
     daemon runs here (a unix socket); a remote host's driver and GPUs come from its probes (what its containers saw),
     and its fingerprint from its daemon (kernel, runtimes, CDI devices)."""
-    from envcheck.probe.probe import probe_nvml
+    from envcheck.readers.nvml import probe_nvml
 
     facts = host_facts(api)
     nvml = probe_nvml() if is_local(api) else {"driver": None, "cuda_driver": None, "gpus": []}

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from envcheck.engine.client import docker_errors, is_local
+from envcheck.inputs.matrix import Stack
 from envcheck.knowledge import Knowledge
-from envcheck.matrix import Stack
 from envcheck.results.model import BuildInfo, Diagnosis, Severity
 
 CODE = "disk-full"

@@ -11,8 +11,8 @@ from typing import Any
 
 from envcheck.engine.client import docker_errors
 from envcheck.errors import EXIT_STACK_FAILED, EnvcheckError
-from envcheck.hosts import scrub
-from envcheck.render import BuildContext
+from envcheck.inputs.hosts import scrub
+from envcheck.render.dockerfile import BuildContext
 
 Progress = Callable[[str], None]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from envcheck import labels
 from envcheck.engine.client import docker_errors
-from envcheck.options import DEFAULTS
+from envcheck.inputs.options import DEFAULTS
 from envcheck.probe import PROBE_COMMAND, parse_output
 from envcheck.results.model import RunInfo
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from envcheck.knowledge.facts import Build, GpuCode, Knowledge, Version
 
 if TYPE_CHECKING:
-    from envcheck.matrix import Stack
+    from envcheck.inputs.matrix import Stack
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,7 +32,7 @@ class Framework:
     gpu_variant_name: str  # the variant a GPU install of unknown origin most likely is ({major}: the CUDA major)
     version_pattern: re.Pattern[str]  # an exact release as matrix files name it
     version_example: str
-    # Diagnosis wording: each rule of envcheck.diagnose says the framework's own fix in its own words.
+    # Diagnosis wording: each rule of envcheck.diagnosis.diagnose says the framework's own fix in its own words.
     install_note: str  # after the install command, in framework-missing's fix
     with_libraries_note: str  # after the pinned install command, in cuda-libs-missing's fix
     cpu_only_what: str  # why this build is CPU-only, as the probe tells
@@ -89,7 +89,7 @@ class Framework:
         """The GPU code its build info lists (None where it lists none)."""
         return None
 
-    # -- Dockerfile hooks (images/Dockerfile.j2, filled by envcheck.render) --------------------------------------
+    # -- Dockerfile hooks (images/Dockerfile.j2, filled by envcheck.render.dockerfile) ------------------------------
 
     def pinned_libraries(self, stack: Stack) -> list[str]:
         """Exact wheels that get a layer of their own before the framework (shared by stacks that pin alike)."""

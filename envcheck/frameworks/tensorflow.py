@@ -11,7 +11,7 @@ from envcheck.frameworks.base import Framework
 from envcheck.knowledge.facts import Build, GpuCode, Knowledge, Version
 
 if TYPE_CHECKING:
-    from envcheck.matrix import Stack
+    from envcheck.inputs.matrix import Stack
 
 RELEASE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+((a|b|rc)[0-9]+)?(\.post[0-9]+)?\Z")
 

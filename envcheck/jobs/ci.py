@@ -32,9 +32,9 @@ import yaml
 
 from envcheck import __version__
 from envcheck.errors import ConfigError
+from envcheck.inputs.matrix import Matrix
+from envcheck.inputs.options import DEFAULTS, CiOptions
 from envcheck.jobs import dump_yaml
-from envcheck.matrix import Matrix
-from envcheck.options import DEFAULTS, CiOptions
 
 RUNNER_LABEL = "a label of letters, digits, '.', '_' or '-' (a self-hosted runner's label or GitLab runner tag)"
 CELL = "@"  # joins stack and runner in artifact and file names: in neither a stack name nor a runner label

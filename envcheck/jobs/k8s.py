@@ -31,14 +31,14 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from envcheck import __version__
+from envcheck import __version__, frameworks
 from envcheck.errors import ConfigError
-from envcheck.matrix import Matrix, Stack
-from envcheck.options import DEFAULTS, K8sRenderOptions
-from envcheck.pipeline import judge, new_result
+from envcheck.inputs.matrix import Matrix, Stack
+from envcheck.inputs.options import DEFAULTS, K8sRenderOptions
 from envcheck.probe import PROBE_COMMAND, parse_output
-from envcheck.render import BuildContext
+from envcheck.render.dockerfile import BuildContext
 from envcheck.results.model import Host, Result, RunInfo, Status
+from envcheck.runs.pipeline import judge, new_result
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 STACK_LABEL = "envcheck/stack"
@@ -323,7 +323,7 @@ def _repository_name(image: str) -> str:
 def _disagreement(stack: Stack, probe: dict[str, Any]) -> str | None:
     """Where a probe document contradicts the stack it is said to be of: its framework, that framework's version
     (local part such as +cu121 aside) and Python's major.minor, each where the document states it."""
-    framework = probe.get("framework", "tensorflow")  # documents of probe schema 1 are TensorFlow's
+    framework = probe.get("framework", frameworks.DEFAULT.name)  # documents of probe schema 1 are TensorFlow's
     if framework != stack.framework:
         return f"framework {_clean(str(framework))}, not {stack.framework}"
     for key, expected, parts in (("framework_version", stack.version, None), ("python", stack.python, 2)):

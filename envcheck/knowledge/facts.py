@@ -119,7 +119,8 @@ class GpuCode:
 class Message:
     """A message a framework, CUDA or Docker prints, and the diagnosis it is evidence for (None: harmless).
 
-    `resolve` names the rule in envcheck.logread that picks the code when the message can mean more than one cause.
+    `resolve` names the rule in envcheck.diagnosis.logread that picks the code when the message can mean more than
+    one cause.
     """
 
     text: str

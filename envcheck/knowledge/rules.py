@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 
+from envcheck.inputs.matrix import Stack
 from envcheck.knowledge.facts import Build, GpuCode, Knowledge, TFBuild, Version
-from envcheck.matrix import Stack
 
 PIN_RE = re.compile(r"(?P<name>nvidia-(?P<lib>cudnn|cuda-runtime)-cu(?P<major>\d+))\s*==\s*(?P<version>\d+(\.\d+)*)")
 

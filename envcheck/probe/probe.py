@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -77,216 +78,10 @@ def probe_device_nodes() -> list:
         return []
 
 
-class _Bindings:
-    """NVML through nvidia-ml-py (imported as pynvml), when it is installed."""
-
-    name = "pynvml"
-
-    def __init__(self) -> None:
-        import pynvml
-
-        self.nvml = pynvml
-
-    def init(self) -> None:
-        self.nvml.nvmlInit()
-
-    def shutdown(self) -> None:
-        self.nvml.nvmlShutdown()
-
-    def driver(self) -> str:
-        return _text(self.nvml.nvmlSystemGetDriverVersion())
-
-    def cuda_driver(self) -> int:
-        return self.nvml.nvmlSystemGetCudaDriverVersion()
-
-    def count(self) -> int:
-        return self.nvml.nvmlDeviceGetCount()
-
-    def device(self, index: int) -> tuple:
-        """(name, (major, minor), (total bytes, free bytes)) of one GPU."""
-        handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
-        memory = self.nvml.nvmlDeviceGetMemoryInfo(handle)
-        return (
-            _text(self.nvml.nvmlDeviceGetName(handle)),
-            self.nvml.nvmlDeviceGetCudaComputeCapability(handle),
-            (memory.total, memory.free),
-        )
-
-
-class _CApi:
-    """NVML through libnvidia-ml's C API (nvml.h) with ctypes, for images without the bindings."""
-
-    name = "ctypes"
-
-    def __init__(self) -> None:
-        import ctypes
-
-        self.ctypes = ctypes
-        self.lib = ctypes.CDLL("libnvidia-ml.so.1")
-        self.lib.nvmlErrorString.restype = ctypes.c_char_p
-
-    def call(self, function: str, *args) -> None:
-        status = getattr(self.lib, function)(*args)
-        if status != 0:
-            raise RuntimeError(f"{function}: {self.lib.nvmlErrorString(status).decode(errors='replace')} ({status})")
-
-    def init(self) -> None:
-        self.call("nvmlInit_v2")
-
-    def shutdown(self) -> None:
-        self.lib.nvmlShutdown()
-
-    def driver(self) -> str:
-        buffer = self.ctypes.create_string_buffer(96)
-        self.call("nvmlSystemGetDriverVersion", buffer, 96)
-        return buffer.value.decode()
-
-    def cuda_driver(self) -> int:
-        number = self.ctypes.c_int()
-        self.call("nvmlSystemGetCudaDriverVersion", self.ctypes.byref(number))
-        return number.value
-
-    def count(self) -> int:
-        number = self.ctypes.c_uint()
-        self.call("nvmlDeviceGetCount_v2", self.ctypes.byref(number))
-        return number.value
-
-    def device(self, index: int) -> tuple:
-        ctypes = self.ctypes
-
-        class Memory(ctypes.Structure):  # nvmlMemory_t
-            _fields_ = (("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong))
-
-        handle, buffer, major, minor, memory = (
-            ctypes.c_void_p(),
-            ctypes.create_string_buffer(96),
-            ctypes.c_int(),
-            ctypes.c_int(),
-            Memory(),
-        )
-        self.call("nvmlDeviceGetHandleByIndex_v2", index, ctypes.byref(handle))
-        self.call("nvmlDeviceGetName", handle, buffer, 96)
-        self.call("nvmlDeviceGetCudaComputeCapability", handle, ctypes.byref(major), ctypes.byref(minor))
-        self.call("nvmlDeviceGetMemoryInfo", handle, ctypes.byref(memory))
-        return buffer.value.decode(errors="replace"), (major.value, minor.value), (memory.total, memory.free)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def probe_nvml() -> dict:
-    """Driver and GPUs as NVML sees them, independent of TensorFlow: through nvidia-ml-py when it is installed,
-    else through libnvidia-ml's C API (the same facts; `bindings` says which)."""
-    out: dict = {"available": False, "driver": None, "cuda_driver": None, "gpus": [], "error": None}
-    try:
-        with open("/proc/driver/nvidia/version") as f:
-            out["proc_version"] = f.readline().strip()
-    except OSError:
-        out["proc_version"] = None
-    note = ""
-    try:
-        api = _Bindings()
-    except Exception as exc:
-        note = f"pynvml not importable: {_error(exc)}; "
-        try:
-            api = _CApi()
-        except OSError as exc2:
-            out["error"] = f"{note}libnvidia-ml.so.1 not loadable: {exc2}"
-            return out
-    try:
-        api.init()
-    except Exception as exc:
-        out["error"] = note + _error(exc)
-        return out
-    try:
-        out.update(bindings=api.name, available=True, driver=api.driver())
-        cuda = api.cuda_driver()
-        out["cuda_driver"] = f"{cuda // 1000}.{cuda % 1000 // 10}"
-        for index in range(api.count()):
-            gpu: dict = {"index": index, "name": None, "compute_capability": None}
-            try:
-                gpu["name"], (major, minor), (total, free) = api.device(index)
-                gpu.update(
-                    compute_capability=f"{major}.{minor}",
-                    memory_total_mib=total // 2**20,
-                    memory_free_mib=free // 2**20,
-                )
-            except Exception as exc:
-                gpu["error"] = _error(exc)
-            out["gpus"].append(gpu)
-    except Exception as exc:
-        out["error"] = _error(exc)
-    finally:
-        with contextlib.suppress(Exception):
-            api.shutdown()
-    return out
-
-
 # -- CUDA libraries, resolved the way the dynamic loader resolves them for the framework -----------------------
 
 DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
 EXTRA_DIRS_GLOBS = ("/usr/local/cuda*/lib64", "/usr/local/cuda*/targets/*/lib", "/usr/local/nvidia/lib64")
-DT_NEEDED, DT_STRTAB, DT_SONAME, DT_RPATH, DT_RUNPATH = 1, 5, 14, 15, 29
-
-
-def elf_dynamic(path: str) -> dict:
-    """NEEDED, SONAME, RPATH and RUNPATH of an ELF shared object, read with the standard library alone."""
-    import struct
-
-    with open(path, "rb") as f:
-        ident = f.read(16)
-        if ident[:4] != b"\x7fELF":
-            raise ValueError("not an ELF file")
-        wide, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
-        header = f.read(48 if wide else 36)
-        if wide:
-            phoff, phentsize, phnum = (
-                struct.unpack_from(end + "Q", header, 16)[0],
-                *struct.unpack_from(end + "HH", header, 38),
-            )
-        else:
-            phoff, phentsize, phnum = (
-                struct.unpack_from(end + "I", header, 12)[0],
-                *struct.unpack_from(end + "HH", header, 26),
-            )
-        loads, dynamic = [], None
-        for i in range(phnum):
-            f.seek(phoff + i * phentsize)
-            raw = f.read(phentsize)
-            if wide:
-                p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack_from(end + "IIQQQQ", raw)
-            else:
-                p_type, p_offset, p_vaddr, _, p_filesz = struct.unpack_from(end + "IIIII", raw)
-            if p_type == 1:
-                loads.append((p_vaddr, p_offset, p_filesz))
-            elif p_type == 2:
-                dynamic = (p_offset, p_filesz)
-        if dynamic is None:
-            return {"needed": [], "soname": None, "rpath": [], "runpath": []}
-        f.seek(dynamic[0])
-        data = f.read(dynamic[1])
-        size = 16 if wide else 8
-        entries = [struct.unpack_from(end + ("qQ" if wide else "iI"), data, i) for i in range(0, len(data), size)]
-        strtab = next(v for t, v in entries if t == DT_STRTAB)
-        strtab_offset = next(off + strtab - va for va, off, sz in loads if va <= strtab < va + sz)
-
-        def string(offset: int) -> str:
-            f.seek(strtab_offset + offset)
-            raw = f.read(4096)
-            return raw[: raw.index(b"\0")].decode("utf-8", "replace")
-
-        out: dict = {"needed": [], "soname": None, "rpath": [], "runpath": []}
-        for tag, value in entries:
-            if tag == 0:
-                break
-            if tag == DT_NEEDED:
-                out["needed"].append(string(value))
-            elif tag == DT_SONAME:
-                out["soname"] = string(value)
-            elif tag in (DT_RPATH, DT_RUNPATH):
-                out["rpath" if tag == DT_RPATH else "runpath"].extend(p for p in string(value).split(":") if p)
-        return out
 
 
 def package_dir(name: str):
@@ -330,7 +125,7 @@ def loader_search_path(package: str | None, objects: tuple = ()) -> list:
         if not os.path.exists(obj):
             continue
         try:
-            dyn = elf_dynamic(obj)
+            dyn = reader("elf").elf_dynamic(obj)
         except Exception:
             continue
         origin = os.path.dirname(obj)
@@ -477,57 +272,6 @@ def nvidia_packages() -> dict:
 
 # -- the GPU code in the framework's own binaries ----------------------------------------------------------------
 
-FATBIN_MAGIC = b"\x50\xed\x55\xba\x01\x00\x10\x00"  # 0xBA55ED50, version 1, header size 0x10
-
-
-def fatbin_section(data) -> tuple:
-    """Offset and end of the ELF section .nv_fatbin: the GPU code the CUDA runtime loads."""
-    import struct
-
-    if data[:4] != b"\x7fELF" or data[4] != 2:
-        return 0, 0
-    try:
-        (shoff,) = struct.unpack_from("<Q", data, 0x28)
-        entsize, count, names = struct.unpack_from("<HHH", data, 0x3A)
-        table = struct.unpack_from("<Q", data, shoff + names * entsize + 0x18)[0]
-        for i in range(count):
-            name = struct.unpack_from("<I", data, shoff + i * entsize)[0]
-            offset, size = struct.unpack_from("<QQ", data, shoff + i * entsize + 0x18)
-            if data[table + name : table + name + 11] == b".nv_fatbin\0":
-                return offset, offset + size
-    except struct.error:  # a truncated or odd file: no section table to trust
-        pass
-    return 0, 0
-
-
-def fatbin_members(path: str) -> dict:
-    """(kind, arch, PTX ISA) → count for every member of a shared object's fat binaries: 'sass' with sm_XY, or
-    'ptx' with sm_XY and the ISA version its header records (what `.version` says in the PTX text)."""
-    import mmap
-    import struct
-
-    found: dict = {}
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return found
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            section_start, section_end = fatbin_section(data)
-            start = data.find(FATBIN_MAGIC, section_start, section_end)
-            while start != -1:
-                (size,) = struct.unpack_from("<Q", data, start + 8)
-                entry, end = start + 16, start + 16 + size
-                while entry + 0x20 <= end:
-                    kind, _, header, payload = struct.unpack_from("<HHIQ", data, entry)
-                    minor, major, arch = struct.unpack_from("<HHI", data, entry + 0x18)
-                    if not header:
-                        break
-                    if kind in (1, 2):
-                        key = ("ptx", f"sm_{arch}", f"{major}.{minor}") if kind == 1 else ("sass", f"sm_{arch}", None)
-                        found[key] = found.get(key, 0) + 1
-                    entry += header + payload
-                start = data.find(FATBIN_MAGIC, max(end, start + 1), section_end)
-    return found
-
 
 def probe_gpu_code(adapter) -> dict | None:
     """The SASS architectures and the PTX (with its ISA) compiled into the framework's binaries, as the CUDA
@@ -538,7 +282,7 @@ def probe_gpu_code(adapter) -> dict | None:
     for name in adapter.CODE_OBJECTS if home else ():
         path = os.path.join(home, name)
         if os.path.exists(path):
-            for key, count in fatbin_members(path).items():
+            for key, count in reader("elf").fatbin_members(path).items():
                 members[key] = members.get(key, 0) + count
             read.append(name)
     if not read:
@@ -559,6 +303,29 @@ def probe_gpu_code(adapter) -> dict | None:
 
 
 # -- the framework, through its adapter ---------------------------------------------------------------------------
+
+
+def reader(name: str):
+    """A reader shipped beside the probe as reader_NAME.py (envcheck/readers/NAME.py in envcheck's own tree), loaded
+    by its path under a name of the probe's own, so it shadows nothing the framework imports. A missing one raises,
+    and the section that needed it reports the error."""
+    module_name = f"_envcheck_reader_{name}"
+    if module_name not in sys.modules:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, f"reader_{name}.py")
+        if not os.path.exists(path):  # imported from envcheck's own tree on the host: the readers' folder
+            path = os.path.join(os.path.dirname(here), "readers", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"the probe's reader_{name}.py is not beside it")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    return sys.modules[module_name]
 
 
 def load_adapter(name: str):
@@ -685,7 +452,7 @@ def main(argv: list | None = None) -> int:
     steps = [
         ("env", lambda: facts.update(env=probe_env())),
         ("device_nodes", lambda: facts.update(device_nodes=probe_device_nodes())),
-        ("nvml", lambda: facts.update(nvml=probe_nvml())),
+        ("nvml", lambda: facts.update(nvml=reader("nvml").probe_nvml())),
         (
             "driver",
             lambda: facts.update(driver=facts["nvml"]["driver"], cuda_driver=facts["nvml"]["cuda_driver"]),

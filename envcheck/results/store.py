@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from envcheck import log
-from envcheck.hosts import scrub
+from envcheck.inputs.hosts import scrub
 from envcheck.results.model import SCHEMA, RecordError, Result, instant
 
 RECORDS_FILE = "records.jsonl"

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envcheck import frameworks
 from envcheck.errors import ConfigError
 
 ENV_CA_BUNDLE = "ENVCHECK_CA_BUNDLE"
@@ -43,6 +44,7 @@ class Defaults:
     jobs_cap: int = 4  # each build writes gigabytes: more at once than this only contend for the disk
     max_jobs: int = 1024  # the largest --jobs taken: far above any daemon's useful parallelism, so a typo is refused
     pull_allowance: int = 900  # seconds a CI or Kubernetes probe job may pull a multi-GB image, on top of run_timeout
+    stale_stage_age: float = build_timeout  # clean: a CA-bundle stage younger than a build may be one running now
     ca_bundle: str = "auto"  # pip's own configured bundle, if any: builds behind a TLS-intercepting proxy need no flag
     cache_home: str = "~/.cache"  # the XDG Base Directory default of $XDG_CACHE_HOME
     package_cache_dir: str = "envcheck/packages"  # in the user's cache home: every checkout shares one wheel cache
@@ -53,7 +55,7 @@ class Defaults:
     namespace: str = "default"  # k8s collect: Kubernetes' own default, where `kubectl apply` puts render's Jobs
     runners: tuple[str, ...] = ("gpu",)  # ci: one self-hosted runner labelled for what it has; --runner names others
     job_ttl_seconds: int = 86400  # k8s: finished Jobs stay a day for `k8s collect`, then the cluster removes them
-    framework: str = "tensorflow"  # doctor: envcheck began as "why is TensorFlow not using the GPU?"
+    framework: str = frameworks.DEFAULT.name  # doctor: envcheck began as "why is TensorFlow not using the GPU?"
     output: str = "text"  # run and matrix: for people; --json and --format junit are asked for by machines
     log: str = "-"  # explain: standard input, where a piped or pasted log comes from
 
@@ -73,7 +75,7 @@ class Options:
     jobs: int | None = DEFAULTS.jobs  # probes run one at a time whatever this is
     quick: bool = False  # the probe's short benchmark
     host_label: str | None = None
-    package_cache: bool = True  # serve pip in builds from envcheck's package cache (engine/package_cache.py)
+    package_cache: bool = True  # serve pip in builds from envcheck's package cache (package_cache/cache.py)
 
     @property
     def probe_args(self) -> list[str]:
@@ -316,7 +318,7 @@ def package_cache_dir() -> Path:
 
 
 def package_cache_size_gb() -> float | None:
-    """$ENVCHECK_PACKAGE_CACHE_SIZE in GB; None when unset (the cap then follows the disk: engine/package_cache.py)."""
+    """$ENVCHECK_PACKAGE_CACHE_SIZE in GB; None when unset (the cap then follows the disk: package_cache/cache.py)."""
     text = os.environ.get(ENV_PACKAGE_CACHE_SIZE, "")
     if not text:
         return None

@@ -22,21 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from envcheck import __version__, log
-from envcheck.diagnose import Facts, diagnose, uses_gpu
+from envcheck.diagnosis.diagnose import diagnose, uses_gpu
+from envcheck.diagnosis.lint import Finding, predict
+from envcheck.diagnosis.probe_facts import Facts
 from envcheck.engine import disk
 from envcheck.engine.build import build, build_progress, build_shared, current_image
 from envcheck.engine.clean import stale
 from envcheck.engine.client import connect, describe_host, docker_errors, is_local
-from envcheck.engine.package_cache import PackageCache, package_cache
 from envcheck.engine.registry import RegistryError, pull, repository
 from envcheck.engine.run import run_probe
 from envcheck.errors import BaseImageMissing
-from envcheck.hosts import HostSpec
+from envcheck.inputs.hosts import HostSpec
+from envcheck.inputs.matrix import Matrix, Stack
+from envcheck.inputs.options import DEFAULTS, Options
 from envcheck.knowledge import Knowledge
-from envcheck.lint import Finding, predict
-from envcheck.matrix import Matrix, Stack
-from envcheck.options import DEFAULTS, Options
-from envcheck.render import BuildContext, SharedLayers, render, shared_layers
+from envcheck.package_cache.cache import PackageCache, package_cache
+from envcheck.render.dockerfile import BuildContext, render
+from envcheck.render.shared import SharedLayers, shared_layers
 from envcheck.results import publish, store
 from envcheck.results.model import BuildInfo, Host, Result, Status
 

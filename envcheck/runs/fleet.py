@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from envcheck import log
+from envcheck.diagnosis.lint import predict
 from envcheck.engine.client import connect, describe_host, docker_errors
 from envcheck.engine.registry import RegistryError, pull, push
 from envcheck.errors import ConfigError, HostUnreachable
-from envcheck.hosts import HostSpec, scrub
-from envcheck.lint import predict
-from envcheck.matrix import Matrix, Stack
-from envcheck.options import Options
-from envcheck.pipeline import MatrixRun, Where, new_result
-from envcheck.render import BuildContext
+from envcheck.inputs.hosts import HostSpec, scrub
+from envcheck.inputs.matrix import Matrix, Stack
+from envcheck.inputs.options import Options
+from envcheck.render.dockerfile import BuildContext
 from envcheck.results import store
 from envcheck.results.model import BuildInfo, Host, Result, Status
+from envcheck.runs.pipeline import MatrixRun, Where, new_result
 
 
 def row(stack: str, host: str) -> str:

@@ -1,9 +1,9 @@
 """`envcheck explain`: the causes behind a log from a GPU machine, without Docker, a framework or a GPU here.
 
 Most people asking why the GPU is not used bring a log, not a matrix. The log is read once, line by line
-(envcheck.logread: any bytes, in UTF-8 or, by its BOM, UTF-16 as PowerShell writes it; up to MAX_LOG_BYTES, so
-endless input ends); what it reveals plus the user's flags become the facts the rules of envcheck.diagnose run on,
-so a pasted log, a probe run and `doctor` speak one vocabulary of causes and fixes.
+(logread: any bytes, in UTF-8 or, by its BOM, UTF-16 as PowerShell writes it; up to MAX_LOG_BYTES, so endless
+input ends); what it reveals plus the user's flags become the facts the rules of diagnose run on, so a pasted
+log, a probe run and `doctor` speak one vocabulary of causes and fixes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from envcheck import frameworks
-from envcheck.diagnose import Facts, diagnose
+from envcheck.diagnosis.diagnose import diagnose
+from envcheck.diagnosis.logread import Known, Reading, read_log
+from envcheck.diagnosis.probe_facts import Facts
+from envcheck.inputs.options import ExplainOptions
 from envcheck.knowledge import Knowledge
 from envcheck.knowledge.rules import runtime_cuda
-from envcheck.logread import Known, Reading, read_log
-from envcheck.options import ExplainOptions
 from envcheck.results.model import Diagnosis, Severity
 
 SCHEMA = 1

@@ -24,9 +24,7 @@ import yaml
 from envcheck import frameworks
 from envcheck.errors import ConfigError
 from envcheck.frameworks import DEFAULT, Framework
-from envcheck.hosts import Fleet, parse_fleet
-
-FRAMEWORKS = frameworks.NAMES  # the keys a stack names its framework's version with (the CLI's choices)
+from envcheck.inputs.hosts import Fleet, parse_fleet
 
 # Names become Docker repository components (envcheck/NAME) and directory names: Docker's grammar for a path
 # component (lowercase alphanumerics joined by '.', '_', '__' or dashes), at most 100 characters.

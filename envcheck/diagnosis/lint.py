@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from envcheck.inputs.matrix import Matrix, Position, Stack
 from envcheck.knowledge import Knowledge
 from envcheck.knowledge.rules import stack_checks
-from envcheck.matrix import Matrix, Position, Stack
 
 
 @dataclass(frozen=True)

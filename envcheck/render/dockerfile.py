@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 
 from envcheck import __version__, labels
-from envcheck.matrix import Stack
+from envcheck.inputs.matrix import Stack
 from envcheck.probe import PROBE_FILES
 
 CA_BUNDLE_NAME = "envcheck-ca.pem"
@@ -31,8 +31,9 @@ NOT_IN_CONTEXT = ("build.log", "result.json")
 
 def templates_dir() -> Path:
     """images/ at the repository root, or its copy inside an installed wheel."""
-    packaged = Path(__file__).with_name("images")
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "images"
+    here = Path(__file__).resolve()
+    packaged = here.parent.parent / "images"  # envcheck/images in a wheel (pyproject's force-include)
+    return packaged if packaged.is_dir() else here.parents[2] / "images"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class DockerfileTemplate:
             extra_requirements=self.extra_requirements(),
             ca_bundle=CA_BUNDLE_NAME if self.ca_bundle else None,
             stage_label=labels.STAGE,
-            adapters=[path.name for path in PROBE_FILES if path.name != "probe.py"],
+            adapters=[name for name in PROBE_FILES if name != "probe.py"],
         )
 
 
@@ -107,7 +108,7 @@ def context_files(stack: Stack, ca_bundle: bool) -> dict[str, str]:
     """The build context's text files, by name: the Dockerfile, the probe and its adapters."""
     return {
         "Dockerfile": DockerfileTemplate(stack, ca_bundle).render(),
-        **{path.name: path.read_text(encoding="utf-8") for path in PROBE_FILES},
+        **{name: path.read_text(encoding="utf-8") for name, path in PROBE_FILES.items()},
         ".dockerignore": "".join(f"{name}\n" for name in NOT_IN_CONTEXT),
     }
 
@@ -140,51 +141,3 @@ def render(stack: Stack, build_root: Path, ca_bundle: Path | None = None) -> Bui
     elif bundle_target.exists():
         bundle_target.unlink()
     return BuildContext(stack=stack, directory=directory, content_hash=content_hash(canonical))
-
-
-@dataclass(frozen=True)
-class SharedLayers:
-    """The same beginning of several stacks' Dockerfiles (up to a SHARED_MARK): built once before them, so they
-    share its layers instead of each building its own copy side by side (parallel builds would, and no stack
-    could then share what comes after)."""
-
-    key: str
-    dockerfile: str
-    stacks: tuple[str, ...]
-    after: str | None  # the key of the shorter shared beginning this one extends
-
-    def write(self, build_root: Path) -> Path:
-        """build/.shared/KEY/: the beginning as a Dockerfile, its whole context. It never copies the CA bundle: the
-        bundle's stage is labelled with its stack before the COPY, so no two stacks share that far."""
-        directory = build_root / ".shared" / self.key[:12]
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
-        return directory
-
-
-def shared_layers(contexts: list[BuildContext]) -> tuple[list[SharedLayers], dict[str, str]]:
-    """The beginnings two or more of these contexts share, shortest first, and for each stack the key of the
-    longest one it shares (what its build waits for). Beginnings are compared without their comments (the header
-    names the stack), as Docker's layer cache compares them."""
-    names: dict[str, list[str]] = {}
-    texts: dict[str, str] = {}
-    for ctx in contexts:
-        text = ctx.dockerfile.read_text(encoding="utf-8")
-        end = text.find(SHARED_MARK)
-        while end != -1:
-            beginning = text[: end + len(SHARED_MARK)]
-            instructions = "".join(
-                line for line in beginning.splitlines(keepends=True) if not line.lstrip().startswith("#")
-            )
-            names.setdefault(instructions, []).append(ctx.stack.name)
-            texts.setdefault(instructions, beginning)
-            end = text.find(SHARED_MARK, end + len(SHARED_MARK))
-    shared = sorted((i for i, stacks in names.items() if len(stacks) > 1), key=len)
-    keys = {i: hashlib.sha256(i.encode()).hexdigest() for i in shared}
-    layers, waits = [], {}
-    for i in shared:
-        shorter = [s for s in shared if len(s) < len(i) and i.startswith(s)]
-        layers.append(SharedLayers(keys[i], texts[i], tuple(names[i]), keys[shorter[-1]] if shorter else None))
-        for name in names[i]:
-            waits[name] = keys[i]  # shortest first: the longest shared beginning is written last
-    return layers, waits

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from envcheck import frameworks
-from envcheck.diagnose import ERROR, Facts, diagnose, uses_gpu
+from envcheck.diagnosis.diagnose import ERROR, diagnose, uses_gpu
+from envcheck.diagnosis.probe_facts import Facts
+from envcheck.diagnosis.scan import Scan, scan_paths
 from envcheck.engine.client import connect, daemon_facts, docker_errors, host_facts
 from envcheck.errors import ConfigError, DockerUnavailable
-from envcheck.hosts import scrub
-from envcheck.options import DEFAULTS
-from envcheck.probe import PROBE_SOURCE, parse_output
+from envcheck.inputs.hosts import scrub
+from envcheck.inputs.options import DEFAULTS
+from envcheck.probe import parse_output, staged
 from envcheck.results.model import Benchmark, Diagnosis
-from envcheck.scan import Scan, scan_paths
 
 PROBE_TIMEOUT = 300
 
@@ -38,10 +39,11 @@ def installed_frameworks() -> list[str]:
 
 def probe_host(quick: bool = True, framework: str = DEFAULTS.framework) -> dict[str, Any]:
     """The probe's report on one framework for the current Python on this host."""
-    args = [sys.executable, str(PROBE_SOURCE), "--framework", framework, *(["--quick"] if quick else [])]
     failed = {"framework": framework, "framework_version": None, "tensorflow": None}
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+        with staged() as probe:
+            args = [sys.executable, str(probe), "--framework", framework, *(["--quick"] if quick else [])]
+            done = subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         return {**failed, "errors": [f"the probe did not finish in {PROBE_TIMEOUT}s"]}
     facts = parse_output(done.stdout)
@@ -86,7 +88,7 @@ def _cli_facts(why_not_sdk: str) -> dict[str, Any]:
 
 
 def scan_scripts(paths: list[str]) -> Scan:
-    """--script FILE|DIR: what forces the CPU in the user's code (envcheck.scan)."""
+    """--script FILE|DIR: what forces the CPU in the user's code (envcheck.diagnosis.scan)."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise ConfigError(f"--script {', '.join(missing)}: no such file or directory")

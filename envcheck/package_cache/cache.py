@@ -5,7 +5,7 @@ one directory under a size cap (least used files go first): pip in a build conta
 it asks the upstream index with this host's own settings and trust, so no CA bundle and no index credential enters
 a build, and each wheel crosses the network once, however many stacks, reruns or --no-cache builds need it.
 devpi-server would do as well but keeps a full index database and has no size cap. It runs as
-envcheck/engine/mirror.py (what that adds to proxpi is listed there).
+envcheck/package_cache/mirror.py (what that adds to proxpi is listed there).
 
 - Where it listens: on this machine's address on the builds' network (engine/network.py), never 0.0.0.0, and it
   answers only that network's containers. A daemon that is not on this machine (DOCKER_HOST=tcp://…, ssh://…,
@@ -44,12 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck import log, options
-from envcheck.engine import mirror
+from envcheck import log
 from envcheck.engine.client import is_local
 from envcheck.engine.network import build_network
 from envcheck.errors import ConfigError
-from envcheck.options import DEFAULTS, ENV_PACKAGE_CACHE_DIR, ENV_PACKAGE_CACHE_PORT
+from envcheck.inputs import options
+from envcheck.inputs.options import DEFAULTS, ENV_PACKAGE_CACHE_DIR, ENV_PACKAGE_CACHE_PORT
+from envcheck.package_cache import mirror
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0  # the mirror notices within mirror.POLL that its last run has gone
@@ -285,7 +286,7 @@ class PackageCache:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, TypeError):
             return
-        if b"envcheck.engine.mirror" in command:
+        if b"envcheck.package_cache.mirror" in command:
             with contextlib.suppress(OSError):
                 os.kill(int(pid), signal.SIGKILL)
             deadline = time.monotonic() + STOP_TIMEOUT
@@ -300,14 +301,14 @@ class PackageCache:
             "PROXPI_CACHE_DIR": str(self.where),
             "PROXPI_CACHE_SIZE": str(self.cap),
             # Wait for a download rather than streaming a second copy from the index beside it.
-            "PROXPI_DOWNLOAD_TIMEOUT": "3600",
+            "PROXPI_DOWNLOAD_TIMEOUT": str(DEFAULTS.build_timeout),  # a wheel may take as long as a build
             mirror.ENV_ALLOW: ",".join(self.allow),
             mirror.ENV_INSTANCE: instance,
             mirror.ENV_FINGERPRINT: self.fingerprint,
         }
         if self.ca_bundle:
             env["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
-        command = [sys.executable, "-m", "envcheck.engine.mirror", self.host, str(self.port), str(self.control)]
+        command = [sys.executable, "-m", "envcheck.package_cache.mirror", self.host, str(self.port), str(self.control)]
         with self.log_path.open("ab") as out:
             # A session of its own: Ctrl-C in the terminal must not end a mirror other runs may share; it ends
             # when its last run lets go of users.lock.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.errors import ConfigError
+from envcheck.inputs.matrix import Stack
 from envcheck.knowledge import Knowledge, Version
 from envcheck.knowledge.rules import (
     Check,
@@ -23,7 +24,6 @@ from envcheck.knowledge.rules import (
     runtime_cuda,
     stack_checks,
 )
-from envcheck.matrix import Stack
 from envcheck.results.model import Diagnosis, Host, Result, Severity, Status
 
 VERDICTS = {Level.OK: Status.OK, Level.WARN: Status.WARN, Level.FAILS: Status.FAILS}
@@ -135,7 +135,7 @@ def host_from_args(driver: str | None, ccs: list[str], gpus: list[str], k: Knowl
 
 def host_from_nvml() -> tuple[PlannedHost | None, str]:
     """This machine's driver and GPUs through NVML (the probe's own reader), or None and why there are none."""
-    from envcheck.probe.probe import probe_nvml
+    from envcheck.readers.nvml import probe_nvml
 
     nvml = probe_nvml()
     if not nvml["available"] or not nvml["driver"]:

@@ -1,6 +1,6 @@
 """The package cache's server process: proxpi's app, for envcheck's builds only, while any envcheck run uses it.
 
-    python -m envcheck.engine.mirror HOST PORT CONTROL_DIR     (proxpi configured by its PROXPI_* variables)
+    python -m envcheck.package_cache.mirror HOST PORT CONTROL_DIR     (proxpi configured by its PROXPI_* variables)
 
 What this adds to proxpi (1.3.1), each a defect seen with proxpi alone:
 - Credentials never leave this host. proxpi answers a file it has not (yet) cached — always a `.metadata` file the
