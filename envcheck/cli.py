@@ -19,6 +19,8 @@ from typing import Any, Generic, NoReturn, TypeVar
 from envcheck import __version__, commands, frameworks, log
 from envcheck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EnvcheckError, Terminated
 from envcheck.inputs import options
+from envcheck.inputs.hosts import scrub
+from envcheck.inputs.matrix import INTERPRETER_RE, REFERENCE_RE
 from envcheck.inputs.options import DEFAULTS
 
 DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -42,6 +44,26 @@ def positive_int(text: str) -> int:
     if not 1 <= value <= DEFAULTS.max_jobs:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {DEFAULTS.max_jobs}")
     return value
+
+
+def image_reference(text: str) -> str:
+    """An image as `docker run` names it (REPOSITORY[:TAG][@sha256:DIGEST], as an `image:` stack takes it); refused
+    whole otherwise, and shown without what comes before an '@' that is no digest (a pasted user:password@host
+    would be credentials)."""
+    if REFERENCE_RE.match(text):
+        return text
+    shown = scrub(text)
+    shown = "…@" + shown.rsplit("@", 1)[1] if "@" in shown else shown
+    raise argparse.ArgumentTypeError(
+        f"{shown[:200]!r} is not an image reference (expected REPOSITORY[:TAG][@sha256:DIGEST], as `docker run` takes)"
+    )
+
+
+def interpreter_path(text: str) -> str:
+    """--python: an absolute path in the image, as a stack's `python:` takes it (it becomes the entrypoint)."""
+    if INTERPRETER_RE.match(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text[:200]!r} is not an absolute path such as /opt/venv/bin/python")
 
 
 # -- parsed arguments → each command's options object ---------------------------------------------------------------
@@ -113,6 +135,22 @@ def run_options(args: argparse.Namespace) -> options.RunOptions:
     )
 
 
+def probe_options(args: argparse.Namespace) -> options.ProbeOptions:
+    return options.ProbeOptions(
+        images=tuple(args.images),
+        probe_framework=args.probe_framework,
+        python=args.python,
+        output=args.format or ("json" if args.json else DEFAULTS.output),
+        engine=options.Options(
+            run_timeout=args.run_timeout, quick=args.quick, host_label=options.host_label(args.host_label)
+        ),
+    )
+
+
+def preflight_options(args: argparse.Namespace) -> options.PreflightOptions:
+    return options.PreflightOptions(output=args.output)
+
+
 def hosts_options(args: argparse.Namespace) -> options.HostsOptions:
     return options.HostsOptions(matrix=args.matrix, hosts_file=args.hosts, as_json=args.json)
 
@@ -128,6 +166,7 @@ def k8s_render_options(args: argparse.Namespace) -> options.K8sRenderOptions:
         run_timeout=args.run_timeout,
         by_tag=args.image_tag,
         quick=args.quick,
+        gate=args.gate,
     )
 
 
@@ -200,6 +239,8 @@ COMMANDS: dict[str, Command[Any]] = {
     "build": Command(build_options, commands.build),
     "run": Command(run_options, commands.run_stacks),
     "matrix": Command(run_options, commands.run_stacks),
+    "probe": Command(probe_options, commands.probe_images),
+    "preflight": Command(preflight_options, commands.preflight),
     "hosts": Command(hosts_options, commands.hosts),
     "k8s render": Command(k8s_render_options, commands.k8s_render),
     "k8s collect": Command(k8s_collect_options, commands.k8s_collect),
@@ -325,6 +366,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stack")
     p = sub.add_parser("matrix", parents=[common, building, running, fleet], help="run every stack and write the table")
     p.add_argument("--only", action="append", metavar="PATTERN", help="only stacks matching (repeatable)")
+    p = sub.add_parser(
+        "probe",
+        parents=[running],
+        help="probe images people already run, unchanged: no matrix, nothing built",
+        description="Pulls each image unless it is here, puts envcheck's probe into a container of it at run time "
+        "(never into the image), runs it with the image's own Python and GPUs requested, and diagnoses why the "
+        "framework does (not) use the GPU. Exit code 0 when every image's probe ran, 1 when one did not, 3 without "
+        "Docker.",
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=image_reference,
+        metavar="IMAGE",
+        help="e.g. pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+    )
+    p.add_argument(
+        "--framework",
+        dest="probe_framework",
+        choices=[*frameworks.NAMES, DEFAULTS.probe_framework],
+        default=DEFAULTS.probe_framework,
+        help=f"the framework to probe (default {DEFAULTS.probe_framework}: the first the image's Python has; every "
+        "one found is listed)",
+    )
+    p.add_argument(
+        "--python",
+        type=interpreter_path,
+        metavar="PATH",
+        help="the image's interpreter (default: its PATH's python3 or python, as `python` in the image finds it)",
+    )
+    p = sub.add_parser(
+        "preflight",
+        help="write envcheck-preflight: one file to copy into any image, a GPU check for its start",
+        description="Writes the probe as one executable file (a zipapp any Python 2.7+ starts). In an image, "
+        "`python3 envcheck-preflight --require gpu` exits 0 only when the framework really computes on a GPU, else "
+        "1 with the reason by envcheck's diagnosis code; without --require it prints the probe's JSON.",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help=f"where (a file or directory; default ./{DEFAULTS.preflight})"
+    )
     p = sub.add_parser("hosts", parents=[common, hosts_file], help="check every host of 'hosts:' before a long run")
     p.add_argument("--json", action="store_true", help="print what each host's daemon says as JSON")
     p = sub.add_parser("ci", parents=[common], help="write the matrix as a GitHub Actions or GitLab CI pipeline")
@@ -353,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-timeout", default=DEFAULTS.run_timeout, help="render: per probe", **seconds)
     p.add_argument("--image-tag", action="store_true", help="render: images by content-hash tag, not digest")
     p.add_argument("--quick", action="store_true", help="render: the probe's short benchmark")
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="render: every Job first runs the probe's GPU gate (boot.py --require gpu) as an initContainer",
+    )
     p = sub.add_parser("lint", parents=[common], help="check matrix.yaml and predict failures from knowledge")
     p.add_argument("--strict", action="store_true", help="predicted failures are errors (exit 2), for CI")
     p = sub.add_parser("plan", parents=[common], help="predict, per stack, whether a GPU host will work")

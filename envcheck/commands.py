@@ -19,6 +19,7 @@ from envcheck.errors import EXIT_CONFIG, EXIT_OK, EXIT_STACK_FAILED, ConfigError
 from envcheck.inputs.hosts import HostSpec
 from envcheck.inputs.matrix import Layout, Matrix, load_matrix
 from envcheck.inputs.options import (
+    DEFAULTS,
     BuildOptions,
     CiOptions,
     CleanOptions,
@@ -30,6 +31,8 @@ from envcheck.inputs.options import (
     LintOptions,
     ListOptions,
     PlanOptions,
+    PreflightOptions,
+    ProbeOptions,
     RenderOptions,
     ResultsExportOptions,
     ResultsImportOptions,
@@ -186,6 +189,38 @@ def run_stacks(options: RunOptions) -> int:
     )
     print_results(results, options.output, options.single)
     return EXIT_OK if all(r.status.ran for r in results) else EXIT_STACK_FAILED
+
+
+def probe_images(options: ProbeOptions) -> int:
+    """`envcheck probe IMAGE...`: images people already run, probed unchanged, no matrix; exit codes as `run`."""
+    from envcheck.results.publish import format_probe
+    from envcheck.runs.pipeline import probe_images as probe
+
+    results = probe(options)
+    if options.output == "text":
+        print(format_probe(results))
+    else:
+        print_results(results, options.output, len(results) == 1)
+    return EXIT_OK if all(r.status.ran for r in results) else EXIT_STACK_FAILED
+
+
+def preflight(options: PreflightOptions) -> int:
+    """`envcheck preflight`: the probe as one file to copy into any image, a GPU check for its start."""
+    from envcheck.probe import write_preflight
+
+    path = Path(options.output or DEFAULTS.preflight)
+    if path.is_dir():
+        path = path / DEFAULTS.preflight
+    try:
+        write_preflight(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(path)
+    log.info(
+        f"copy it into an image and run `python3 {path.name} --require gpu` before the workload: exit 0 when the "
+        "framework computes on a GPU, 1 (with the reason) when it does not"
+    )
+    return EXIT_OK
 
 
 def print_results(results: list[Result], output: str, single: bool) -> None:
@@ -439,44 +474,58 @@ def _write(text: str, output: str | None) -> int:
 
 def k8s_render(options: K8sRenderOptions) -> int:
     """`envcheck k8s render`: a Job per stack × GPU product, images from the registry by digest (asked through the
-    Docker daemon, with its credentials) or, with --image-tag, by their content-hash tag."""
+    Docker daemon, with its credentials) or, with --image-tag, by their content-hash tag; an image stack's image by
+    its own reference, resolved to its digest the same way. The probe's files go first, as a ConfigMap, when a Job
+    mounts them."""
     from envcheck.inputs.hosts import fleet_of
     from envcheck.jobs import dump_yaml, dump_yaml_all
-    from envcheck.jobs.k8s import check, render_jobs
+    from envcheck.jobs.k8s import check, matrix_hash, needs_probe_files, probe_files, render_jobs
     from envcheck.render.dockerfile import render as render_stack
 
     matrix = load_matrix(options.matrix)
+    built = [s for s in matrix.stacks if s.kind != "image"]
     target = fleet_of(matrix.fleet, matrix.path, None, options.registry)[0].registry
-    if not target:
+    if not target and built:
         raise ConfigError(f"k8s render: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or --registry")
     check(options)
-    contexts = {s.name: render_stack(s, matrix.layout.build) for s in matrix.stacks}
+    contexts = {s.name: render_stack(s, matrix.layout.build) for s in built}
     images = {n: f"{target}/{n}:{ctx.content_hash}" for n, ctx in contexts.items()}
+    images.update({s.name: str(s.image) for s in matrix.stacks if s.kind == "image"})
     if not options.by_tag:
         from envcheck.engine.client import connect
+        from envcheck.engine.images import by_digest
         from envcheck.engine.registry import pushed_digest
 
         api = connect()
-        digests = {n: pushed_digest(api, target, ctx) for n, ctx in contexts.items()}
+        digests = {n: pushed_digest(api, str(target), ctx) for n, ctx in contexts.items()}
         missing = [n for n, d in digests.items() if d is None]
         if missing:
             raise ConfigError(
                 f"k8s render: {target} does not have {', '.join(missing)} as this checkout defines them: push them "
                 f"first (envcheck build --push --registry {target}), or reference them by tag with --image-tag"
             )
-        images = {n: str(d) for n, d in digests.items()}
+        images.update({n: str(d) for n, d in digests.items()})
+        for stack in (s for s in matrix.stacks if s.kind == "image"):
+            try:
+                images[stack.name] = by_digest(api, str(stack.image))
+            except EnvcheckError as exc:
+                raise ConfigError(
+                    f"k8s render: stack {stack.name}: {exc}; or reference it by tag with --image-tag"
+                ) from None
     jobs = render_jobs(matrix, contexts, images, options)
+    documents = [probe_files(matrix_hash(matrix), options), *jobs] if needs_probe_files(matrix, options) else jobs
     if options.output is None:
-        sys.stdout.write(dump_yaml_all(jobs))
+        sys.stdout.write(dump_yaml_all(documents))
         return EXIT_OK
     directory = Path(options.output)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for job in jobs:
-            (directory / f"{job['metadata']['name']}.yaml").write_text(dump_yaml(job))
+        for document in documents:
+            (directory / f"{document['metadata']['name']}.yaml").write_text(dump_yaml(document))
     except OSError as exc:
         raise ConfigError(f"cannot write {options.output}: {exc.strerror or exc}") from None
-    log.info(f"wrote {len(jobs)} Jobs to {directory}/ (kubectl apply -f {directory}/)")
+    extra = " and the probe's files (a ConfigMap)" if len(documents) > len(jobs) else ""
+    log.info(f"wrote {len(jobs)} Jobs{extra} to {directory}/ (kubectl apply -f {directory}/)")
     return EXIT_OK
 
 

@@ -157,7 +157,7 @@ def test_the_probe_has_an_adapter_for_every_framework():
     stack = variant_stacks(FRAMEWORKS[0])[0]
     copy_line = next(line for line in context_files(stack, False)["Dockerfile"].splitlines() if "fw_" in line)
     readers = " ".join(name for name in PROBE_FILES if name.startswith("reader_"))
-    assert copy_line == f"COPY {' '.join(fw.adapter for fw in FRAMEWORKS)} {readers} /opt/envcheck/"
+    assert copy_line == f"COPY boot.py {' '.join(fw.adapter for fw in FRAMEWORKS)} {readers} /opt/envcheck/"
 
 
 def test_script_findings_name_the_registrys_frameworks():

@@ -42,6 +42,8 @@ BARE = {
     "table": (["table"], options.TableOptions()),
     "results export": (["results", "export"], options.ResultsExportOptions()),
     "results import": (["results", "import"], options.ResultsImportOptions()),
+    "probe": (["probe", "python:3.11"], options.ProbeOptions(images=("python:3.11",))),
+    "preflight": (["preflight"], options.PreflightOptions()),
 }
 # Who may read os.environ besides options.py, and why: terminal width; the probe, which runs in the stack's
 # container with its own environment; the mirror, a process of its own reading what package_cache hands it.
@@ -74,7 +76,7 @@ def test_argparse_defaults_are_the_tables():
             )
             assert action.default == TABLE[action.dest], (command, action.dest)
             seen.add(action.dest)
-    assert seen == {"matrix", "build_timeout", "run_timeout", "framework", "log"}
+    assert seen == {"matrix", "build_timeout", "run_timeout", "framework", "log", "probe_framework"}
 
 
 def test_help_texts_show_the_tables_values():

@@ -2,6 +2,8 @@
 
 A stack's verdict is the worst of knowledge.rules' checks: what lint predicts of the stack, how the driver runs
 its CUDA runtime, and whether each GPU has native kernels or PTX the driver can JIT-compile (ok < warn < fails).
+An image or dockerfile stack gets warn, probe-needed: what its image holds is not in the matrix, so knowledge alone
+cannot say.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class Verdict:
 
 def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge) -> Verdict:
     verdict = Verdict(stack.name)
+    if stack.kind != "rendered":
+        verdict.add(probe_needed(stack))
+        return verdict
     if is_cpu_only(stack):
         verdict.add(cpu_only_check(stack))
         return verdict
@@ -87,13 +92,24 @@ def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge) -> Verdict:
     return verdict
 
 
+def probe_needed(stack: Stack) -> Check:
+    """The verdict's reason for a stack whose framework, wheels and CUDA only its image knows."""
+    what = f"the image {stack.image}" if stack.image else f"its own Dockerfile {stack.dockerfile}"
+    return Check(
+        "probe-needed",
+        Level.WARN,
+        f"{stack.name} names {what}: which framework, CUDA and GPU code it holds is known only by probing it "
+        f"(`envcheck run {stack.name}` on this host)",
+    )
+
+
 def plan(stacks: list[Stack], host: PlannedHost, k: Knowledge | None = None) -> list[Verdict]:
     """A verdict per stack; a driver that is too old names the newest stack (of the same framework) that would work."""
     k = k or Knowledge.load()
     verdicts = [plan_stack(stack, host, k) for stack in stacks]
     working: dict[str, list[tuple[Version, str]]] = {}
     for s, v in zip(stacks, verdicts, strict=True):
-        if "driver-too-old" not in v.codes and v.level != Level.FAILS:
+        if s.kind == "rendered" and "driver-too-old" not in v.codes and v.level != Level.FAILS:
             working.setdefault(s.framework, []).append((Version(s.version), s.name))
     for stack, v in zip(stacks, verdicts, strict=True):
         if "driver-too-old" in v.codes:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from envcheck import labels, log
 from envcheck.engine.client import docker_errors
 from envcheck.errors import BaseImageMissing
-from envcheck.render.dockerfile import BuildContext
+from envcheck.render.dockerfile import BuildContext, dockerfile_in_context
 from envcheck.results.model import BuildInfo
 
 STEP_RE = re.compile(r"Step (\d+)/(\d+) : (.*)")
@@ -80,7 +80,8 @@ def build(
     with Docker's layer cache unless no_cache).
 
     progress(text, heartbeat) receives progress: each step as it starts, and the latest log line (heartbeat).
-    via_cache: the package cache's build arguments and network (PackageCache.build_options), while it runs.
+    via_cache: the package cache's build arguments and network (PackageCache.build_options), while it runs; a
+    dockerfile stack builds without it, with its own arguments and target (as_written).
     matrix_file: labels the image as that matrix's (labels.MATRIX), so `clean` of another matrix keeps it.
     A build running longer than timeout seconds is abandoned (closing the connection cancels it in the daemon).
     """
@@ -92,9 +93,13 @@ def build(
         if not ctx.log_path.exists():  # keep the log of the build that made it, when this context has one
             ctx.log_path.write_text(f"# {ctx.tag} was up to date (content hash {ctx.content_hash}); not rebuilt\n")
         return BuildInfo(True, cached=True, seconds=time.monotonic() - start, log=str(ctx.log_path))
-    ensure_base(api, ctx)
+    own = ctx.stack.kind == "dockerfile"
+    if not own:  # a user's Dockerfile names its own bases: the daemon pulls those it lacks, as `docker build` does
+        ensure_base(api, ctx)
     with ctx.log_path.open("w", encoding="utf-8") as logfile:
         logfile.write(f"# envcheck build of {name} as {ctx.tag}\n")
+        if own:
+            logfile.write(f"# the stack's own {ctx.dockerfile}, context {ctx.directory}\n")
         error, tail, timed_out = _stream(
             api,
             logfile,
@@ -109,7 +114,7 @@ def build(
                 **({labels.MATRIX: labels.matrix_id(matrix_file)} if matrix_file else {}),
             },
             nocache=no_cache,
-            **(via_cache or {}),
+            **(as_written(ctx) if own else via_cache or {}),
         )
     _remove_stage_images(api, name)
     seconds = time.monotonic() - start
@@ -118,6 +123,17 @@ def build(
         return BuildInfo(False, False, seconds, str(ctx.log_path), error, tail, timed_out)
     progress(f"built {ctx.tag} in {log.format_seconds(seconds)}", False)
     return BuildInfo(True, seconds=seconds, log=str(ctx.log_path))
+
+
+def as_written(ctx: BuildContext) -> dict[str, Any]:
+    """A dockerfile stack's build as its user wrote it: their Dockerfile, build arguments and target, and neither
+    the package cache nor the CA bundle (their Dockerfile is theirs, and so is how it reaches its indexes)."""
+    stack = ctx.stack
+    return {
+        "dockerfile": dockerfile_in_context(stack),
+        "buildargs": dict(stack.build_args),
+        **({"target": stack.target} if stack.target else {}),
+    }
 
 
 def build_shared(

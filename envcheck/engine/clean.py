@@ -5,7 +5,9 @@ Only what was made for the matrix given is removed: images and probe containers 
 their images, and says what it kept. An image of this matrix is current when its hash label matches a stack's
 content hash as rendered now (the hash is the same with or without a CA bundle or the package cache); otherwise it
 is stale. Images from before images were labelled with their matrix are kept and counted. TF images are gigabytes
-each, so --dry-run lists what would go, with sizes, before anything is removed.
+each, so --dry-run lists what would go, with sizes, before anything is removed. A dockerfile stack's image is current
+by its content hash like any built one; an image stack's image is not envcheck's to remove, even where envcheck made
+it (an envcheck/NAME:HASH the stack names), so it is kept.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from envcheck import labels
 from envcheck.engine.client import docker_errors
 from envcheck.inputs.matrix import Matrix
 from envcheck.inputs.options import DEFAULTS
-from envcheck.render.dockerfile import content_hash, context_files
+from envcheck.render.dockerfile import content_hash, context_files, user_content_hash
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,35 @@ class Kept:
 
 
 def current_hashes(matrix: Matrix) -> set[str]:
-    return {content_hash(context_files(s, False)) for s in matrix.stacks}
+    """The content hashes of the matrix's stacks as they are now: their images are current."""
+    return {
+        content_hash(context_files(s, False)) if s.kind == "rendered" else user_content_hash(s)
+        for s in matrix.stacks
+        if s.kind != "image"
+    }
+
+
+def normalized(reference: str) -> str:
+    """An image reference as the daemon lists it (RepoTags, RepoDigests): Docker Hub's implied registry and
+    library/ dropped, :latest where it names no tag or digest."""
+    name = reference.removeprefix("docker.io/").removeprefix("index.docker.io/").removeprefix("library/")
+    repository, at, digest = name.partition("@")
+    directory, slash, last = repository.rpartition("/")
+    if at:  # listed by digest without its tag
+        return f"{directory}{slash}{last.partition(':')[0]}@{digest}"
+    return repository if ":" in last else f"{repository}:latest"
+
+
+def named_by_stacks(image: dict[str, Any], referenced: set[str]) -> bool:
+    """Whether an image listed by the daemon is one an image stack names (by tag or digest)."""
+    listed = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
+    return any(normalized(ref) in referenced for ref in listed)
 
 
 def stale(api: Any, matrix: Matrix) -> tuple[list[Item], Kept]:
     """What clean removes for this matrix, and what it keeps of envcheck's."""
     keep = current_hashes(matrix)
+    referenced = {normalized(s.image) for s in matrix.stacks if s.image}
     ours = labels.matrix_id(matrix.path)
     names = {s.name for s in matrix.stacks}
     items: list[Item] = []
@@ -80,7 +105,7 @@ def stale(api: Any, matrix: Matrix) -> tuple[list[Item], Kept]:
         elif made_for != ours:
             kept.other_matrices[made_for] += 1
             kept.other_bytes += size
-        elif found.get(labels.HASH) not in keep:
+        elif found.get(labels.HASH) not in keep and not named_by_stacks(image, referenced):
             name = ", ".join(image.get("RepoTags") or []) or image["Id"][:19]
             items.append(Item("image", name, size, image["Id"]))
     # Intermediate images of the CA-bundle build stage (the venv before it is copied out), which a build removes

@@ -3,6 +3,10 @@
 The keys are a public contract (see README). Validation collects every error in one pass and reports each as
 ``FILE:LINE:COL: error: <what> (expected <what>)``; values that end up in a Dockerfile or shell command are
 checked against strict patterns so a matrix file cannot inject commands.
+
+A stack is one of three kinds, by the key that says what it is: a framework version (tensorflow:, torch:, jax:),
+which envcheck renders into a Dockerfile; an image (image:), probed as it is; or the user's own Dockerfile
+(dockerfile:), built as written. Each kind takes its own keys, and defaults apply only where they fit.
 """
 
 from __future__ import annotations
@@ -35,6 +39,22 @@ MAX_STACKS = 10_000  # an axes product larger than this is refused before it is 
 MAX_DEPTH = 20  # nesting of YAML collections; a matrix file needs 5
 MAX_MATRIX_BYTES = 4 * 1024 * 1024  # of a matrix file read; 10,000 stacks written out take about 1.5 MB
 IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:@-]*\Z")
+# An image: stack's reference, Docker's grammar ([registry[:port]/]path[:tag][@sha256:digest]) matched whole: the
+# registry a host name (letters of either case) with an optional port, each path component lowercase.
+_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REFERENCE_RE = re.compile(
+    rf"(?=.{{1,512}}\Z)(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z"
+)
+# The interpreter an image or dockerfile stack is probed with: an absolute path, no '.' or '..' components.
+INTERPRETER_RE = re.compile(r"(?=.{1,4096}\Z)(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9_.+-]+)+\Z")
+FILE_PATH_RE = re.compile(r"[^\x00-\x1f\x7f]{1,4096}\Z")  # dockerfile:, context: (checked on disk afterwards)
+BUILD_ARG_VALUE_RE = re.compile(r"[^\x00-\x1f\x7f]*\Z")
+STAGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}\Z")  # a build stage's name, as FROM ... AS takes it
+AUTO = "auto"  # an image or dockerfile stack's framework when it names none: the probe reports what it finds
+DOCKERFILE_EXPECTED = "the path of a Dockerfile, relative to the matrix file"
+CONTEXT_EXPECTED = "the path of the build context's directory, relative to the matrix file"
 PIP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~*+ ]*\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ENV_VALUE_RE = re.compile(r"[^\x00-\x1f\x7f$`\\\"]*\Z")
@@ -55,7 +75,9 @@ class Position:
 @dataclass(frozen=True)
 class Stack:
     """One stack to build and probe, with defaults already merged in: one framework's release (its matrix key and
-    version), installed as one of its variants."""
+    version), installed as one of its variants (kind "rendered"); or an image as it is (image), or the user's own
+    Dockerfile (dockerfile), where version, variant, base and python are empty and framework is the one named or
+    AUTO."""
 
     name: str
     version: str
@@ -72,14 +94,33 @@ class Stack:
     installer: str = "uv"  # what installs the wheels in the build: uv (fast) or pip (exactly pip's resolver)
     position: Position | None = field(default=None, compare=False)
     positions: dict[str, Position] = field(default_factory=dict, compare=False)
+    image: str | None = None  # an image stack's reference
+    dockerfile: Path | None = None  # a dockerfile stack's Dockerfile, absolute
+    context: Path | None = None  # and its build context, absolute (the Dockerfile's directory unless given)
+    build_args: tuple[tuple[str, str], ...] = ()  # a dockerfile stack's build arguments
+    target: str | None = None  # a dockerfile stack's build stage
+    interpreter: str | None = None  # the Python an image or dockerfile stack is probed with (None: the probe's pick)
 
     def where(self, key: str) -> Position | None:
         """Where a field was written (the stack itself when it came from defaults)."""
         return self.positions.get(key, self.position)
 
     @property
+    def kind(self) -> str:
+        """rendered (envcheck writes the Dockerfile), image (probed as it is) or dockerfile (the user's, built)."""
+        return "image" if self.image else "dockerfile" if self.dockerfile else "rendered"
+
+    @property
+    def probe_framework(self) -> str:
+        """What the probe's --framework gets: the framework's name, or AUTO (report every one, probe the first)."""
+        return self.framework
+
+    @property
     def fw(self) -> Framework:
-        """The framework object behind `framework` (envcheck.frameworks)."""
+        """The framework object behind `framework` (envcheck.frameworks). Only rendered stacks and image stacks
+        that name one have it: ValueError for AUTO, so no caller takes an unknown framework for TensorFlow."""
+        if self.framework == AUTO:
+            raise ValueError(f"stack {self.name} names no framework (framework: {AUTO}); its probe finds which")
         return frameworks.framework(self.framework)
 
     @property
@@ -93,6 +134,8 @@ class Stack:
         return self.fw.index_url.format(index=self.index) if self.index else None
 
     def as_dict(self) -> dict[str, object]:
+        if self.kind != "rendered":
+            return self._named_as_dict()
         data: dict[str, object] = {
             "name": self.name,
             "framework": self.framework,
@@ -109,6 +152,23 @@ class Stack:
         }
         if self.index:
             data["index"] = self.index
+        return data
+
+    def _named_as_dict(self) -> dict[str, object]:
+        """An image or dockerfile stack as records hold it: what names the image, not the keys envcheck renders."""
+        data: dict[str, object] = {"name": self.name}
+        if self.image:
+            data["image"] = self.image
+        else:
+            data.update(
+                dockerfile=str(self.dockerfile),
+                context=str(self.context),
+                build_args=dict(self.build_args),
+                target=self.target,
+            )
+        if self.interpreter:
+            data["python"] = self.interpreter
+        data.update(framework=self.framework, env=dict(self.env), sandbox=self.sandbox)
         return data
 
 
@@ -215,8 +275,25 @@ STACK_FIELDS: dict[str, Callable[[yaml.Node], tuple[object, str]]] = {
     "python": _string(PYTHON_RE, 'a Python version such as "3.11"'),
     "sandbox": _boolean("true or false"),
     "installer": _string(re.compile(r"(uv|pip)\Z"), "uv or pip"),
+    "image": _string(
+        REFERENCE_RE,
+        'a Docker image reference such as "nvcr.io/nvidia/pytorch:24.05-py3" ([registry[:port]/]path[:tag]'
+        "[@sha256:digest], the path in lowercase)",
+    ),
+    "dockerfile": _string(FILE_PATH_RE, DOCKERFILE_EXPECTED),
+    "context": _string(FILE_PATH_RE, CONTEXT_EXPECTED),
+    "target": _string(STAGE_RE, "the name of a build stage of the Dockerfile (FROM ... AS NAME)"),
+    "framework": _string(
+        re.compile("(" + "|".join((AUTO, *frameworks.NAMES)) + r")\Z"),
+        f"{', '.join(frameworks.NAMES)} or {AUTO} (the probe reports every framework it finds)",
+    ),
 }
-LIST_FIELDS = {"pip", "env"}
+INTERPRETER_EXPECTED = (
+    'the absolute path of the Python interpreter to probe with, such as "/usr/bin/python3" (a Python version '
+    "is for stacks that name a framework version)"
+)
+_INTERPRETER = _string(INTERPRETER_RE, INTERPRETER_EXPECTED)
+LIST_FIELDS = {"pip", "env", "build_args"}  # keys whose value is a collection, never an axis
 REQUIRED = ("name",)
 MISSING_EXPECTED = (
     f"name, {DEFAULT.name} and variant on every stack (or "
@@ -230,8 +307,64 @@ INDEX_EXPECTED = (
     )
     + " (or no variant)"
 )
-DEFAULTABLE = set(STACK_FIELDS) - {"name"} | LIST_FIELDS
+# The key that says what a stack is, and the kind it makes: a framework version (rendered), image: or dockerfile:.
+IDENTITY = {**{name: "rendered" for name in frameworks.NAMES}, "image": "image", "dockerfile": "dockerfile"}
+ONE_KIND = (
+    f"one of a framework version ({', '.join(f'{n}:' for n in frameworks.NAMES[:-1])} or {frameworks.NAMES[-1]}:), "
+    "image: or dockerfile: per stack"
+)
+# The keys each kind of stack takes, in the order messages list them.
+KIND_KEYS = {
+    "rendered": (
+        "name",
+        *frameworks.NAMES,
+        "variant",
+        "index",
+        "cuda",
+        "cudnn",
+        "base",
+        "python",
+        "pip",
+        "env",
+        "sandbox",
+        "installer",
+    ),
+    "image": ("name", "image", "python", "framework", "env", "sandbox"),
+    "dockerfile": ("name", "dockerfile", "context", "build_args", "target", "python", "framework", "env", "sandbox"),
+}
+DEFAULTABLE = set(STACK_FIELDS) - {"name", "image", "dockerfile"} | LIST_FIELDS
 BUILTIN_DEFAULTS = {"base": "debian:bookworm-slim", "python": "3.11", "installer": "uv"}
+
+
+def _kind_of(written: Iterable[str]) -> str | None:
+    """The kind of stack its keys make (a stack with no such key is a TensorFlow stack missing its version, as
+    ever); None when it names two kinds at once."""
+    kinds = {IDENTITY[key] for key in written if key in IDENTITY}
+    return "rendered" if not kinds else kinds.pop() if len(kinds) == 1 else None
+
+
+def _takes(kind: str) -> str:
+    """What a kind of stack takes, for messages."""
+    article = "an" if kind == "image" else "a"
+    keys = ", ".join("python (the interpreter's absolute path)" if k == "python" else k for k in KIND_KEYS[kind])
+    return f"on {article} {kind} stack: {keys}"
+
+
+def _is_interpreter(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("/")
+
+
+def _defaults_for(kind: str, builtin: Entry, given: Entry) -> Entry:
+    """The defaults a stack of this kind takes: only keys it takes (env and sandbox apply to every stack), and
+    python only as what it means there: a version on rendered stacks, an interpreter's path on the others."""
+    merged = {**builtin, **given} if kind == "rendered" else dict(given)
+    python = given.get("python")
+    if python and _is_interpreter(python[0]) != (kind != "rendered"):
+        if kind == "rendered":
+            merged["python"] = builtin["python"]
+        else:
+            del merged["python"]
+    return {key: entry for key, entry in merged.items() if key.partition("[")[0] in KIND_KEYS[kind]}
 
 
 class _Validator:
@@ -244,8 +377,20 @@ class _Validator:
         return Position(str(self.path), node.start_mark.line + 1, node.start_mark.column + 1)
 
     def error(self, node: yaml.Node, what: str, expected: str) -> None:
-        pos = self.pos(node)
+        self.error_at(self.pos(node), what, expected)
+
+    def error_at(self, pos: Position, what: str, expected: str) -> None:
         self.errors.append((pos.line, pos.column, f"{pos}: error: {what} (expected {expected})"))
+
+    def misplaced(self, node: yaml.Node, key: str, kind: str) -> None:
+        """A key this kind of stack does not take (a stack's kind is the key that says what it is)."""
+        if kind == "rendered":
+            owners = " or ".join(f"{k}:" for k in ("image", "dockerfile") if key in KIND_KEYS[k])
+            self.error(node, f"{key} on a stack without image: or dockerfile:", f"{key} only beside {owners}")
+        else:
+            article = "an" if kind == "image" else "a"
+            owner = "dockerfile stacks" if key in KIND_KEYS["dockerfile"] else "stacks that name a framework version"
+            self.error(node, f"{key} on {article} {kind} stack: it is for {owner}", _takes(kind))
 
     def mapping(self, node: yaml.Node, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """Keys of a mapping node, with duplicate keys reported (PyYAML silently keeps the last)."""
@@ -295,13 +440,20 @@ class _Validator:
             ok = False
         return ok
 
-    def value(self, key: str, node: yaml.Node, framework: str | None = None) -> object | None:
-        """One field's validated value, or None after reporting why it is wrong."""
+    def value(self, key: str, node: yaml.Node, framework: str | None = None, kind: str | None = None) -> object | None:
+        """One field's validated value, or None after reporting why it is wrong. python is a version on a rendered
+        stack, an interpreter's path on the others, and either where the kind is not known (defaults)."""
         if key == "pip":
             return self.pip_list(node)
         if key == "env":
             return self.env_map(node)
-        check = _variant(framework) if key == "variant" and framework else STACK_FIELDS[key]
+        if key == "build_args":
+            return self.build_args_map(node)
+        if key == "python" and kind != "rendered":
+            path = kind is not None or (isinstance(node, yaml.ScalarNode) and node.value.startswith("/"))
+            check = _INTERPRETER if path else STACK_FIELDS[key]
+        else:
+            check = _variant(framework) if key == "variant" and framework else STACK_FIELDS[key]
         value, expected = check(node)
         if value is None:
             self.error(node, f"bad {key} {_shown(node)}", expected)
@@ -312,11 +464,15 @@ class _Validator:
         values: Entry = {}
         written = self.mapping(node, what)
         framework = _framework_of(written, DEFAULT.name if what == "a stack" else None)
+        kind = _kind_of(written) if what == "a stack" else None
         for key, (key_node, value_node) in written.items():
             if key not in allowed:
                 self.error(key_node, f"unknown key {key!r} in {what}", "one of " + ", ".join(sorted(allowed)))
                 continue
-            value = self.value(key, value_node, framework)
+            if kind and key not in KIND_KEYS[kind] and key not in IDENTITY:
+                self.misplaced(key_node, key, kind)
+                continue
+            value = self.value(key, value_node, framework, kind)
             if value is not None:
                 values[key] = (value, self.pos(value_node))
             if key == "pip" and isinstance(value_node, yaml.SequenceNode):
@@ -329,12 +485,15 @@ class _Validator:
         allowed = set(STACK_FIELDS) | LIST_FIELDS | {"exclude"}
         written = self.mapping(node, "an axes group")
         framework = _framework_of(written, DEFAULT.name)
+        kind = _kind_of(written)
         options: dict[str, list[tuple[object, Position]]] = {}
         template: tuple[str, yaml.Node] | None = None
         excludes: list[tuple[dict[str, str], yaml.Node]] = []
         for key, (key_node, value_node) in written.items():
             if key not in allowed:
                 self.error(key_node, f"unknown key {key!r} in an axes group", "one of " + ", ".join(sorted(allowed)))
+            elif kind and key not in (*KIND_KEYS[kind], "exclude") and key not in IDENTITY:
+                self.misplaced(key_node, key, kind)
             elif key == "name":
                 if isinstance(value_node, yaml.ScalarNode) and value_node.value:
                     template = (value_node.value, value_node)
@@ -343,11 +502,11 @@ class _Validator:
             elif key == "exclude":
                 excludes = self.exclude_list(value_node)
             elif key in LIST_FIELDS or not isinstance(value_node, yaml.SequenceNode):
-                value = self.value(key, value_node, framework)
+                value = self.value(key, value_node, framework, kind)
                 if value is not None:
                     options[key] = [(value, self.pos(value_node))]
             else:
-                valid = [(self.value(key, item, framework), self.pos(item)) for item in value_node.value]
+                valid = [(self.value(key, item, framework, kind), self.pos(item)) for item in value_node.value]
                 options[key] = [(value, pos) for value, pos in valid if value is not None]
                 if not value_node.value:
                     self.error(value_node, f"axis {key!r} is empty", "at least one value")
@@ -453,6 +612,73 @@ class _Validator:
             else:
                 items.append((name, value_node.value))
         return tuple(items)
+
+    def build_args_map(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+        """A dockerfile stack's build arguments: names as Docker's ARG takes them, each value a string (what is
+        written, so 12.10 stays 12.10). They reach the daemon as the build's arguments, never a shell of envcheck's."""
+        items = []
+        for name, (key_node, value_node) in self.mapping(node, "build_args").items():
+            if not ENV_NAME_RE.match(name):
+                self.error(key_node, f"bad build argument name {name!r}", "letters, digits and '_'")
+            elif (
+                not isinstance(value_node, yaml.ScalarNode)
+                or value_node.tag == "tag:yaml.org,2002:null"
+                or not BUILD_ARG_VALUE_RE.match(value_node.value)
+            ):
+                shown = "(nothing)" if value_node.tag == "tag:yaml.org,2002:null" else _shown(value_node)
+                self.error(
+                    value_node,
+                    f"bad value for build argument {name} {shown}",
+                    'a string without control characters ("" for an empty one)',
+                )
+            else:
+                items.append((name, value_node.value))
+        return tuple(items)
+
+    def dockerfile_paths(self, values: Entry) -> tuple[Path, Path] | None:
+        """A dockerfile stack's Dockerfile and build context, absolute and resolved (paths are relative to the
+        matrix file), or None after reporting what is wrong: the Dockerfile must be a regular file inside the context,
+        the one directory Docker sends the daemon (the context is the Dockerfile's directory unless given)."""
+        root = Path(os.path.abspath(self.path.parent))
+        text, where = values["dockerfile"]
+        assert where is not None  # a stack's own value or a default's, both written somewhere
+        dockerfile = self.existing(root, str(text), where, "Dockerfile", DOCKERFILE_EXPECTED)
+        if "context" in values:
+            context_text, context_where = values["context"]
+            assert context_where is not None
+            context = self.existing(root, str(context_text), context_where, "context", CONTEXT_EXPECTED)
+        else:
+            context = dockerfile.parent if dockerfile else None
+        if dockerfile is None or context is None:
+            return None
+        if not dockerfile.is_relative_to(context):
+            self.error_at(
+                where,
+                f"Dockerfile {text!r} is outside its build context {context}",
+                "a Dockerfile inside the context: directory, the one directory Docker sends the daemon",
+            )
+            return None
+        return dockerfile, context
+
+    def existing(self, root: Path, text: str, where: Position, what: str, expected: str) -> Path | None:
+        """The resolved path `text` names (relative to root), if it exists and is what it must be (the context a
+        directory, a Dockerfile a regular file); None after reporting what it is instead."""
+        try:
+            path = (root / text).resolve()
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            self.error_at(where, f"{what} {text!r} not found in {root}", expected)
+            return None
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, on Python before 3.13
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.error_at(where, f"{what} {text!r} cannot be read in {root} ({why})", expected)
+            return None
+        directory = what == "context"
+        if not (stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)):
+            kind = "a directory" if directory else "a regular file"
+            self.error_at(where, f"{what} {text!r} is not {kind} ({path})", expected)
+            return None
+        return path
 
 
 def _framework_of(written: dict, default: str | None) -> str | None:
@@ -571,9 +797,8 @@ def parse_matrix(text: str, path: Path) -> Matrix:
         if key not in TOP_KEYS:
             v.error(key_node, f"unknown top-level key {key!r}", ", ".join(TOP_KEYS))
     fleet = parse_fleet(root, path, v.errors) if isinstance(root, yaml.MappingNode) else Fleet()
-    defaults: Entry = {key: (value, None) for key, value in BUILTIN_DEFAULTS.items()}
-    if "defaults" in top:
-        defaults.update(v.fields(top["defaults"][1], "defaults", DEFAULTABLE)[0])
+    builtin: Entry = {key: (value, None) for key, value in BUILTIN_DEFAULTS.items()}
+    given: Entry = v.fields(top["defaults"][1], "defaults", DEFAULTABLE)[0] if "defaults" in top else {}
     entries: list[tuple[yaml.Node, Entry, set[str]]] = []
     if "stacks" in top:
         node = top["stacks"][1]
@@ -596,34 +821,56 @@ def parse_matrix(text: str, path: Path) -> Matrix:
     for node, own, written in entries:
         if not isinstance(node, yaml.MappingNode):
             continue
-        values = {**defaults, **own}
-        named = [k for k in frameworks.NAMES if k in values or k in written]
-        missing = [k for k in REQUIRED if k not in values and k not in written]
-        if not named:
-            missing.append(DEFAULT.name)  # a stack without a framework key is read as TensorFlow's, as ever
-        fw = frameworks.framework(named[0] if named else DEFAULT.name)
-        if len(named) < 2 and fw.default_variant is None and "variant" not in values and "variant" not in written:
-            missing.append("variant")
-        if missing:
-            v.error(node, f"stack is missing {', '.join(missing)}", MISSING_EXPECTED)
-        if len(named) > 1:
-            v.error(node, f"stack names {' and '.join(named)}", ONE_FRAMEWORK)
-        if missing or len(named) != 1 or not all(k in values for k in (*REQUIRED, *named)):
+        kind = _kind_of(written)
+        if kind is None:
+            v.error(node, f"stack names {' and '.join(k for k in IDENTITY if k in written)}", ONE_KIND)
             continue
-        if fw.default_variant is None and "variant" not in values:
-            continue  # written, but invalid: already reported
-        if not v.framework_fits(node, named[0], values):
-            continue
+        values = {**_defaults_for(kind, builtin, given), **own}
+        files = None
+        if kind == "rendered":
+            if not _rendered_fits(v, node, values, written):
+                continue
+        else:
+            if "name" not in written:
+                v.error(node, "stack is missing name", "a name on every stack")
+            if "name" not in values or kind not in values:
+                continue  # missing, or written but invalid: already reported
+            files = v.dockerfile_paths(values) if kind == "dockerfile" else None
+            if kind == "dockerfile" and files is None:
+                continue
         name = str(values["name"][0])
         position = v.pos(node)  # the stack, or the axes group that generated it
         if name in seen:
             v.error(node, f"duplicate stack name {name!r} (first at {seen[name]})", "unique stack names")
             continue
         seen[name] = position
-        stacks.append(_stack(values, position))
+        stacks.append(_stack(values, position) if kind == "rendered" else _named_stack(values, position, files))
     if v.errors:
-        raise ConfigError("\n".join(text for _, _, text in sorted(v.errors, key=lambda e: e[:2])))
+        # An axes group's own mistake is found once per stack it makes: said once.
+        errors = sorted(dict.fromkeys(v.errors), key=lambda e: e[:2])
+        raise ConfigError("\n".join(text for _, _, text in errors))
     return Matrix(path=path, stacks=tuple(stacks), fleet=fleet)
+
+
+def _rendered_fits(v: _Validator, node: yaml.Node, values: Entry, written: set[str]) -> bool:
+    """Whether a stack that names a framework version (or none: TensorFlow's, missing) is whole: its name, one
+    framework, a variant where the framework has no default, and variant and index that fit it; reports what not."""
+    named = [k for k in frameworks.NAMES if k in values or k in written]
+    missing = [k for k in REQUIRED if k not in values and k not in written]
+    if not named:
+        missing.append(DEFAULT.name)  # a stack without a framework key is read as TensorFlow's, as ever
+    fw = frameworks.framework(named[0] if named else DEFAULT.name)
+    if len(named) < 2 and fw.default_variant is None and "variant" not in values and "variant" not in written:
+        missing.append("variant")
+    if missing:
+        v.error(node, f"stack is missing {', '.join(missing)}", MISSING_EXPECTED)
+    if len(named) > 1:
+        v.error(node, f"stack names {' and '.join(named)}", ONE_FRAMEWORK)
+    if missing or len(named) != 1 or not all(k in values for k in (*REQUIRED, *named)):
+        return False
+    if fw.default_variant is None and "variant" not in values:
+        return False  # written, but invalid: already reported
+    return v.framework_fits(node, named[0], values)
 
 
 def _stack(values: Entry, position: Position) -> Stack:
@@ -646,6 +893,35 @@ def _stack(values: Entry, position: Position) -> Stack:
         env=get("env", ()),
         sandbox=get("sandbox", True),
         installer=get("installer"),
+        position=position,
+        positions={key: pos for key, (_, pos) in values.items() if pos is not None},
+    )
+
+
+def _named_stack(values: Entry, position: Position, files: tuple[Path, Path] | None) -> Stack:
+    """An image or dockerfile stack: what names its image, the interpreter and framework to probe, env, sandbox."""
+
+    def get(key: str, default: object = None) -> Any:
+        return values[key][0] if key in values else default
+
+    dockerfile, context = files or (None, None)
+    return Stack(
+        name=get("name"),
+        version="",
+        variant="",
+        cuda=None,
+        cudnn=None,
+        base="",
+        python="",
+        env=get("env", ()),
+        sandbox=get("sandbox", True),
+        framework=get("framework", AUTO),
+        image=get("image"),
+        dockerfile=dockerfile,
+        context=context,
+        build_args=get("build_args", ()),
+        target=get("target"),
+        interpreter=get("python"),
         position=position,
         positions={key: pos for key, (_, pos) in values.items() if pos is not None},
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from envcheck import frameworks
 from envcheck.errors import ConfigError
+from envcheck.inputs.matrix import AUTO
 
 ENV_CA_BUNDLE = "ENVCHECK_CA_BUNDLE"
 ENV_HOST_LABEL = "ENVCHECK_HOST_LABEL"
@@ -58,6 +59,8 @@ class Defaults:
     framework: str = frameworks.DEFAULT.name  # doctor: envcheck began as "why is TensorFlow not using the GPU?"
     output: str = "text"  # run and matrix: for people; --json and --format junit are asked for by machines
     log: str = "-"  # explain: standard input, where a piped or pasted log comes from
+    probe_framework: str = AUTO  # probe IMAGE: an image people already run may hold any framework, or several
+    preflight: str = "envcheck-preflight"  # preflight -o: the name the preflight's own usage line gives it
 
 
 DEFAULTS = Defaults()
@@ -154,6 +157,22 @@ class RunOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProbeOptions:
+    """probe IMAGE...: images named on the command line, probed unchanged (no matrix, nothing built or saved)."""
+
+    images: tuple[str, ...] = ()
+    probe_framework: str = DEFAULTS.probe_framework  # a framework's name, or auto: the first the image's Python has
+    python: str | None = None  # the image's interpreter; None: found as a user's `python` would be
+    output: str = DEFAULTS.output  # text, json or junit
+    engine: Options = field(default_factory=Options)  # run_timeout, quick and host_label apply
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreflightOptions:
+    output: str | None = None  # the file (or a directory for it); None: ./envcheck-preflight (DEFAULTS.preflight)
+
+
+@dataclass(frozen=True, kw_only=True)
 class HostsOptions:
     matrix: str = DEFAULTS.matrix
     hosts_file: str | None = None  # instead of the matrix file's hosts:
@@ -174,6 +193,7 @@ class K8sRenderOptions:
     by_tag: bool = False  # images by content-hash tag, not by digest (which asks the registry)
     quick: bool = False
     ttl_seconds: int = DEFAULTS.job_ttl_seconds
+    gate: bool = False  # an initContainer on every Job runs the probe's GPU gate (boot.py --require gpu) first
 
 
 @dataclass(frozen=True, kw_only=True)

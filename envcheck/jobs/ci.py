@@ -7,6 +7,10 @@ matrix.yaml, never copied by hand.
    the same checkout) and leaves its record (JSONL) and a JUnit file as artifacts, whatever the outcome;
 3. table: every record merged by `envcheck table --results` into docs/compatibility.{md,html,json}.
 
+An image stack (an image people already run) is not built: the build job leaves it out, and its probe job's `envcheck
+run STACK` pulls the image by its own reference, on the runner, with the runner's Docker credentials (`--image-from`
+applies only to the stacks envcheck builds, so one probe command serves every stack).
+
 The registry credentials come from the CI system's own secrets (GitHub's GITHUB_TOKEN for GHCR, GitLab's
 CI_REGISTRY_* variables), handed to `docker login` on standard input, never echoed; matrix values reach shell
 commands only through environment variables, never pasted into the script text. So does the matrix file's path:

@@ -1,10 +1,15 @@
 """`envcheck k8s render` and `envcheck k8s collect`: the matrix as Kubernetes Jobs, one per stack × GPU product,
 and their pods' output turned back into records.
 
-render writes Jobs that run the probe image (from the registry, by digest) with one GPU (`nvidia.com/gpu: 1`, the
+render writes Jobs that run the probe image (from the registry, by digest; an image stack's image by its own
+reference or digest) with one GPU (`nvidia.com/gpu: 1`, the
 NVIDIA device plugin's resource) on a node whose GPU Feature Discovery label `nvidia.com/gpu.product` is the
 product asked for, with the same least privilege as envcheck's Docker sandbox, no retries, a deadline from the run
-timeout, and labels naming the stack and the matrix (so collect finds exactly this matrix's Jobs).
+timeout, and labels naming the stack and the matrix (so collect finds exactly this matrix's Jobs). Images envcheck
+did not render (image and dockerfile stacks) do not carry the probe: its files come from a ConfigMap rendered with
+the Jobs, mounted read-only at /opt/envcheck, and run with the image's `python3` (which the container runtime finds
+through the image's PATH) or the stack's `python:`. With --gate every Job also gets an initContainer running the
+probe's GPU gate (`boot.py --require gpu`), the check a workload's own Job would run before it starts.
 
 collect reads those Jobs' pods through the official `kubernetes` client (kubeconfig or in-cluster config, as the
 client resolves them): the probe's JSON from each pod's log, the node's labels (GPU product, count, driver) as the
@@ -32,10 +37,11 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from envcheck import __version__, frameworks
+from envcheck.engine import images
 from envcheck.errors import ConfigError
-from envcheck.inputs.matrix import Matrix, Stack
+from envcheck.inputs.matrix import AUTO, Matrix, Stack
 from envcheck.inputs.options import DEFAULTS, K8sRenderOptions
-from envcheck.probe import PROBE_COMMAND, parse_output
+from envcheck.probe import PROBE_COMMAND, PROBE_FILES, parse_output
 from envcheck.render.dockerfile import BuildContext
 from envcheck.results.model import Host, Result, RunInfo, Status
 from envcheck.runs.pipeline import judge, new_result
@@ -56,6 +62,10 @@ TAIL_CHARS = 4000
 REQUEST_TIMEOUT = (10.0, 60.0)  # seconds to connect and between bytes read, for every API call collect makes
 RETRIES = 1  # a dropped connection is tried again once; a server that does not answer costs two timeouts, not four
 MESSAGE_CHARS = 300  # of an API's own words kept in a message
+PROBE_DIR = "/opt/envcheck"  # where the probe's files are, baked in or mounted from the ConfigMap
+PROBE_VOLUME = "probe"
+GATE = "gpu-gate"  # the initContainer --gate adds
+IMAGE_PYTHON = "python3"  # what a user's image runs as Python when its stack names none, found through its PATH
 
 
 def matrix_hash(matrix: Matrix) -> str:
@@ -105,11 +115,40 @@ def check(options: K8sRenderOptions) -> None:
         )
 
 
+def probe_files_name() -> str:
+    """The ConfigMap of the probe's files, named by their content: a new probe is a new ConfigMap, so Jobs still
+    running keep the files they started with."""
+    files = {name: path.read_text(encoding="utf-8") for name, path in sorted(PROBE_FILES.items())}
+    return f"envcheck-probe-{hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]}"
+
+
+def probe_files(matrix_id: str, options: K8sRenderOptions) -> dict[str, Any]:
+    """The probe's files as a ConfigMap (about 70 kB of the API's 1 MiB), for Jobs whose image does not carry them."""
+    metadata: dict[str, Any] = {
+        "name": probe_files_name(),
+        "labels": {"app.kubernetes.io/name": "envcheck", MANAGED_BY: "envcheck", MATRIX_LABEL: matrix_id},
+        "annotations": {"envcheck/version": __version__},
+    }
+    if options.namespace:
+        metadata["namespace"] = options.namespace
+    files = {name: path.read_text(encoding="utf-8") for name, path in sorted(PROBE_FILES.items())}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": files}
+
+
+def needs_probe_files(matrix: Matrix, options: K8sRenderOptions) -> bool:
+    """Some Job mounts the probe's ConfigMap: a stack envcheck did not render, or a gate on every Job."""
+    return options.gate or any(s.kind != "rendered" for s in matrix.stacks)
+
+
 def job(
-    ctx: BuildContext, image: str, product: str | None, matrix_id: str, options: K8sRenderOptions
+    stack: Stack,
+    content_hash: str | None,
+    image: str,
+    product: str | None,
+    matrix_id: str,
+    options: K8sRenderOptions,
 ) -> dict[str, Any]:
     """One Job manifest (the API's JSON shape)."""
-    stack = ctx.stack
     labels = {
         "app.kubernetes.io/name": "envcheck",
         MANAGED_BY: "envcheck",
@@ -118,36 +157,55 @@ def job(
     }
     if product:
         labels[PRODUCT_LABEL] = product
+    rendered = stack.kind == "rendered"  # its image carries the probe; any other gets the ConfigMap's files
+    python = PROBE_COMMAND[0] if rendered else stack.interpreter or IMAGE_PYTHON
+    files = {"name": PROBE_VOLUME, "mountPath": PROBE_DIR, "readOnly": True}
+    tmp = {"name": "tmp", "mountPath": "/tmp"}
+    # A rendered image's HOME is root's, on its read-only root; an image people run keeps its own ENV, as in Docker.
+    env = [{"name": "HOME", "value": "/tmp"}] if rendered else [{"name": k, "value": v} for k, v in stack.env]
+    least = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    probe = {
+        "name": "probe",
+        "image": image,
+        "command": [
+            *(PROBE_COMMAND if rendered else [python, f"{PROBE_DIR}/boot.py"]),
+            "--framework",
+            stack.probe_framework,
+            *(["--quick"] if options.quick else []),
+        ],
+        "env": env,
+        "resources": {"limits": {GPU_RESOURCE: 1, "memory": "8Gi"}},
+        "securityContext": least,
+        "volumeMounts": [tmp] if rendered else [tmp, files],
+    }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "containers": [
-            {
-                "name": "probe",
-                "image": image,
-                "command": [*PROBE_COMMAND, "--framework", stack.framework, *(["--quick"] if options.quick else [])],
-                "env": [{"name": "HOME", "value": "/tmp"}],
-                "resources": {"limits": {GPU_RESOURCE: 1, "memory": "8Gi"}},
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-            }
-        ],
+        "containers": [{k: v for k, v in probe.items() if v or k != "env"}],
         "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}],
     }
+    if options.gate:  # its paragraph on stderr becomes the termination message collect reads
+        gate = {
+            **probe,
+            "name": GATE,
+            "command": [python, f"{PROBE_DIR}/boot.py", "--require", "gpu", "--framework", stack.probe_framework],
+            "volumeMounts": [tmp, files],
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }
+        pod_spec["initContainers"] = [{k: v for k, v in gate.items() if v or k != "env"}]
+    if options.gate or not rendered:
+        pod_spec["volumes"].append(
+            {"name": PROBE_VOLUME, "configMap": {"name": probe_files_name(), "defaultMode": 0o444}}
+        )
     if product:
         pod_spec["nodeSelector"] = {GFD_PRODUCT: product}
     if options.runtime_class:
         pod_spec["runtimeClassName"] = options.runtime_class
-    metadata: dict[str, Any] = {
-        "name": job_name(stack.name, product),
-        "labels": labels,
-        "annotations": {HASH_ANNOTATION: ctx.content_hash, "envcheck/version": __version__},
-    }
+    annotations = {"envcheck/version": __version__}
+    if content_hash:
+        annotations[HASH_ANNOTATION] = content_hash
+    metadata: dict[str, Any] = {"name": job_name(stack.name, product), "labels": labels, "annotations": annotations}
     if options.namespace:
         metadata["namespace"] = options.namespace
     return {
@@ -166,11 +224,16 @@ def job(
 def render_jobs(
     matrix: Matrix, contexts: dict[str, BuildContext], images: dict[str, str], options: K8sRenderOptions
 ) -> list[dict[str, Any]]:
-    """A Job per stack × GPU product (or per stack, with no product given)."""
+    """A Job per stack × GPU product (or per stack, with no product given); `contexts` holds the stacks envcheck
+    builds (an image stack has none)."""
     check(options)
     matrix_id = matrix_hash(matrix)
     products: list[str | None] = list(options.gpu_products) or [None]
-    jobs = [job(contexts[s.name], images[s.name], p, matrix_id, options) for s in matrix.stacks for p in products]
+    jobs = [
+        job(s, contexts[s.name].content_hash if s.name in contexts else None, images[s.name], p, matrix_id, options)
+        for s in matrix.stacks
+        for p in products
+    ]
     cells: dict[str, str] = {}
     for made in jobs:  # the name is the Job's identity in the cluster and its file name under -o DIR
         labels = made["metadata"]["labels"]
@@ -261,7 +324,7 @@ def result_of_pod(
         if node_labels is None:  # its labels unknown: the product the Job asked for names the table column
             host.label = product or node_name
     image = _image(pod) if pod else None
-    if image is not None and _repository_name(image) != stack.name:
+    if image is not None and not _runs_image_of(stack, image):
         raise Refused(f"its pod runs {_clean(image)}, not an image of stack {stack.name}")
     result = new_result(
         stack,
@@ -269,6 +332,7 @@ def result_of_pod(
         Status.RUN_FAILED,
         image=image,
         content_hash=_text(job_data, "metadata", "annotations", HASH_ANNOTATION),
+        digest=image if stack.kind == "image" and image and "@" in image else None,
     )
     phase = _text(pod, "status", "phase")
     deadline = _deadline(job_data)
@@ -289,6 +353,10 @@ def result_of_pod(
         return result
     if phase == "Running" and not deadline:
         return None
+    gate = _gate_failure(pod)
+    if gate:
+        result.error = f"the GPU gate (initContainer {GATE}) failed, so the probe did not run: {gate}"
+        return result
     probe = parse_output(log or "")
     terminated = _terminated(pod)
     result.run = RunInfo(
@@ -312,6 +380,25 @@ def result_of_pod(
     return result
 
 
+def _runs_image_of(stack: Stack, image: str) -> bool:
+    """The pod's image is the stack's: render names a built stack's repository after the stack, and an image
+    stack's Job runs its own reference (by tag or digest)."""
+    if stack.kind == "image":
+        return images.repository(image) == images.repository(str(stack.image))
+    return _repository_name(image) == stack.name
+
+
+def _gate_failure(pod: dict[str, Any]) -> str | None:
+    """Why the --gate initContainer stopped the pod (its exit code and the paragraph it wrote), or None."""
+    for status in _list(pod, "status", "initContainerStatuses"):
+        terminated = _get(status, "state", "terminated")
+        code = _get(terminated, "exitCode")
+        if _get(status, "name") == GATE and isinstance(code, int) and code != 0:
+            said = (_said(terminated, "message") or _said(terminated, "reason")).strip()
+            return f"exit code {code}: {said or 'no message'}"
+    return None
+
+
 def _repository_name(image: str) -> str:
     """The last path component of an image reference's repository: render names it after the stack
     (REGISTRY/NAME:TAG or REGISTRY/NAME@DIGEST)."""
@@ -322,8 +409,12 @@ def _repository_name(image: str) -> str:
 
 def _disagreement(stack: Stack, probe: dict[str, Any]) -> str | None:
     """Where a probe document contradicts the stack it is said to be of: its framework, that framework's version
-    (local part such as +cu121 aside) and Python's major.minor, each where the document states it."""
+    (local part such as +cu121 aside) and Python's major.minor, each where the document states it. A stack of an
+    image envcheck did not render states only its framework, if it names one."""
     framework = probe.get("framework", frameworks.DEFAULT.name)  # documents of probe schema 1 are TensorFlow's
+    if stack.kind != "rendered":
+        named = stack.probe_framework
+        return None if named in (AUTO, framework) else f"framework {_clean(str(framework))}, not {named}"
     if framework != stack.framework:
         return f"framework {_clean(str(framework))}, not {stack.framework}"
     for key, expected, parts in (("framework_version", stack.version, None), ("python", stack.python, 2)):

@@ -368,6 +368,10 @@ class Knowledge:
         candidates = [d for d in [ga, *updates] if d is not None]
         return max(candidates) if candidates else None
 
+    def cuda_releases(self) -> list[Version]:
+        """The CUDA releases whose minimum driver the data holds, oldest first."""
+        return sorted(self._drivers)
+
     def minor_compat_floor(self, cuda_major: int) -> Version | None:
         return self._floors.get(cuda_major)
 

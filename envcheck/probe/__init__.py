@@ -1,8 +1,9 @@
 """The probe: probe.py and its framework adapters (fw_*.py) run inside each stack's container (and on the host for
 `envcheck doctor`), standard library only, and print one JSON document of facts. With them go the readers they
-share with the host (envcheck/readers/), as reader_NAME.py: the files lie flat in one directory wherever the probe
-runs (/opt/envcheck in an image, a staged copy on the host). This package's host side names those files, stages
-them, and reads the probe's output."""
+share with the host (envcheck/readers/), as reader_NAME.py, and boot.py, which any Python parses (2.7 too) and which
+answers an interpreter too old for the probe: the files lie flat in one directory wherever the probe runs
+(/opt/envcheck in an image, a staged copy on the host), or in one zip, the preflight a user copies into an image.
+This package's host side names those files, stages them, writes the preflight and reads the probe's output."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import zipapp
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,26 @@ from envcheck.frameworks import FRAMEWORKS
 PROBE_SOURCE = Path(__file__).with_name("probe.py")
 READERS = Path(__file__).resolve().parent.parent / "readers"
 # Every file of the probe by its name where it runs (beside each other, in /opt/envcheck in an image): the probe,
-# every framework's adapter and the readers. The probe imports nothing of envcheck: in an image it runs alone.
+# boot.py (the entry point for an image's own Python, whatever its version), every framework's adapter and the
+# readers. The probe imports nothing of envcheck: in an image it runs alone.
 PROBE_FILES: dict[str, Path] = {
     "probe.py": PROBE_SOURCE,
+    "boot.py": PROBE_SOURCE.with_name("boot.py"),
     **{fw.adapter: PROBE_SOURCE.with_name(fw.adapter) for fw in FRAMEWORKS},
     **{f"reader_{name}.py": READERS / f"{name}.py" for name in ("nvml", "elf")},
 }
 PROBE_COMMAND = ["python", "/opt/envcheck/probe.py"]  # where the Dockerfile template puts it
+# The preflight's entry point: boot.py's, from inside the zip (which Python 2.7 parses and runs as well).
+PREFLIGHT_MAIN = """\
+# envcheck-preflight: `python envcheck-preflight --require gpu` (envcheck.probe.write_preflight wrote this zip)
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import boot
+
+sys.exit(boot.main())
+"""
 
 
 @contextlib.contextmanager
@@ -35,6 +50,19 @@ def staged() -> Iterator[Path]:
         for name, source in PROBE_FILES.items():
             shutil.copyfile(source, Path(directory) / name)
         yield Path(directory) / "probe.py"
+
+
+def write_preflight(path: Path) -> Path:
+    """envcheck-preflight, one file to copy into any image: a zipapp of the probe's files that runs boot.py, so
+    `python envcheck-preflight --require gpu` (or `./envcheck-preflight ...`, by its shebang) gates a container's
+    start on the framework computing on a GPU, and without --require prints the probe's JSON."""
+    with tempfile.TemporaryDirectory(prefix="envcheck-preflight-") as directory:
+        for name, source in PROBE_FILES.items():
+            shutil.copyfile(source, Path(directory) / name)
+        (Path(directory) / "__main__.py").write_text(PREFLIGHT_MAIN, encoding="utf-8")
+        zipapp.create_archive(directory, path, interpreter="/usr/bin/env python3", compressed=True)
+    path.chmod(0o755)
+    return path
 
 
 def parse_output(stdout: str) -> dict[str, Any] | None:

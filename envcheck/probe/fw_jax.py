@@ -12,6 +12,7 @@ import time
 from importlib import metadata
 
 NAME = "jax"
+DISTRIBUTIONS = ("jax",)  # its distribution, for the version the probe reads without importing it
 PACKAGE = "jax_plugins"  # the namespace of the CUDA PJRT plugin (jax-cuda12-pjrt); jaxlib itself has no CUDA
 # Relative to jax_plugins/: the PJRT plugin (jax-cuda12-pjrt), and the plugin's kernels beside it
 # (jax-cuda12-plugin), whose RPATH reaches cuSOLVER.

@@ -10,6 +10,8 @@ import os
 import time
 
 NAME = "tensorflow"
+# The distributions it is published under, for the version the probe reads without importing it.
+DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly")
 PACKAGE = "tensorflow"
 # Shared objects whose RUNPATH the dynamic loader follows when TensorFlow dlopen()s the CUDA libraries, and those
 # that carry its GPU code (relative to the package directory).

@@ -11,6 +11,7 @@ import time
 import warnings
 
 NAME = "torch"
+DISTRIBUTIONS = ("torch",)  # its distribution, for the version the probe reads without importing it
 PACKAGE = "torch"
 OBJECTS = ("lib/libtorch_global_deps.so", "lib/libtorch_cuda.so", "lib/libc10_cuda.so")
 CODE_OBJECTS = ("lib/libtorch_cuda.so",)

@@ -1,18 +1,25 @@
 """envcheck's in-container probe: what a framework, the CUDA libraries and the driver really look like here.
 
-    python probe.py [--framework tensorflow|torch|jax] [--quick] [--no-benchmark]
+    python probe.py [--framework tensorflow|torch|jax|auto] [--quick] [--no-benchmark]
+    python probe.py --require gpu [--framework NAME|auto] [--min-tflops X] [--json]
 
-Runs inside any image with any Python >= 3.8, using only the standard library plus the framework and NVML's
-bindings (``pynvml`` from nvidia-ml-py) when they are present. What is the same for every framework is here
-(environment, device nodes, NVML, CUDA libraries resolved as the loader does, the GPU code in the framework's
-binaries, benchmark timing); each framework is an adapter beside this file (fw_tensorflow.py, fw_torch.py,
-fw_jax.py) that reads its build, its GPUs, its placement and runs its matmul. Every piece is guarded: something
-missing is reported in the JSON, never a crash. Prints one JSON document on stdout; the framework's own logging
-goes to stderr and is also captured into ``log``.
+Runs inside any image with any Python >= 3.8 (boot.py answers older ones), using only the standard library plus
+the framework and NVML's bindings (``pynvml`` from nvidia-ml-py) when they are present. What is the same for every
+framework is here (environment, device nodes, NVML, CUDA libraries resolved as the loader does, the GPU code in the
+framework's binaries, benchmark timing); each framework is an adapter beside this file (fw_tensorflow.py,
+fw_torch.py, fw_jax.py) that reads its build, its GPUs, its placement and runs its matmul. ``--framework auto``
+probes the first framework this Python has, found without importing any. Every piece is guarded: something missing
+is reported in the JSON, never a crash. Prints one JSON document on stdout; the framework's own logging goes to
+stderr and is also captured into ``log``.
+
+``--require gpu`` is a gate for a container's start: it exits 0 only when the framework really computed on a GPU
+(fast enough, with ``--min-tflops``), else 1 with one paragraph on stderr naming the reason by envcheck's diagnosis
+code (2: bad arguments); the JSON only with ``--json``, with the verdict in ``gate``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import importlib.util
@@ -24,9 +31,12 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 import warnings
 
-PROBE_SCHEMA = 2  # 2: every framework (framework, framework_version, log, gpu_code); TF keeps its keys of 1
+# 2: every framework (framework, framework_version, log, gpu_code); TF keeps its keys of 1. Keys added since, none
+# renamed: executable, frameworks_found, and gate under --require.
+PROBE_SCHEMA = 2
 FRAMEWORKS = ("tensorflow", "torch", "jax")
 ENV_PREFIXES = ("CUDA_", "NVIDIA_", "TF_", "LD_LIBRARY_PATH", "XLA_", "JAX_", "PYTORCH_", "TORCH_")
 MAX_LOG_LINES = 400
@@ -37,8 +47,9 @@ def _error(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def captured_stderr(lines: list):
-    """Capture file descriptor 2 (where TF's C++ logging writes) and echo it afterwards."""
+def captured_stderr(lines: list, echo: bool = True):
+    """Capture file descriptor 2 (where TF's C++ logging writes) and echo it afterwards (not under a gate, whose
+    stderr is its one paragraph)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
@@ -51,15 +62,16 @@ def captured_stderr(lines: list):
             os.close(saved)
             tmp.seek(0)
             text = tmp.read().decode("utf-8", "replace")
-            sys.stderr.write(text)
+            if echo:
+                sys.stderr.write(text)
             lines.extend(line for line in text.splitlines() if line.strip())
             del lines[MAX_LOG_LINES:]
 
 
 @contextlib.contextmanager
-def captured(lines: list):
+def captured(lines: list, echo: bool = True):
     """The framework's log: file descriptor 2 (C++ logging, Python logging) and Python warnings."""
-    with captured_stderr(lines), warnings.catch_warnings(record=True) as caught:
+    with captured_stderr(lines, echo), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
@@ -305,23 +317,31 @@ def probe_gpu_code(adapter) -> dict | None:
 # -- the framework, through its adapter ---------------------------------------------------------------------------
 
 
+def _sibling(*names: str) -> tuple:
+    """(path, bytes) of the first of these files beside the probe, read through the loader that read the probe: from
+    a directory, and from inside the preflight's zip (envcheck-preflight) too, where no path can be opened."""
+    here = os.path.dirname(__file__)
+    for name in names:
+        path = os.path.normpath(os.path.join(here, name))
+        try:
+            return path, __loader__.get_data(path)
+        except OSError:
+            continue
+    raise ImportError(f"the probe's {names[0]} is not beside it")
+
+
 def reader(name: str):
-    """A reader shipped beside the probe as reader_NAME.py (envcheck/readers/NAME.py in envcheck's own tree), loaded
-    by its path under a name of the probe's own, so it shadows nothing the framework imports. A missing one raises,
-    and the section that needed it reports the error."""
+    """A reader shipped beside the probe as reader_NAME.py (envcheck/readers/NAME.py in envcheck's own tree), run as a
+    module under a name of the probe's own, so it shadows nothing the framework imports. A missing one raises, and
+    the section that needed it reports the error."""
     module_name = f"_envcheck_reader_{name}"
     if module_name not in sys.modules:
-        here = os.path.dirname(os.path.abspath(__file__))
-        path = os.path.join(here, f"reader_{name}.py")
-        if not os.path.exists(path):  # imported from envcheck's own tree on the host: the readers' folder
-            path = os.path.join(os.path.dirname(here), "readers", f"{name}.py")
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"the probe's reader_{name}.py is not beside it")
-        module = importlib.util.module_from_spec(spec)
+        path, source = _sibling(f"reader_{name}.py", os.path.join(os.pardir, "readers", f"{name}.py"))
+        module = types.ModuleType(module_name)
+        module.__file__ = path
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            exec(compile(source, path, "exec"), module.__dict__)
         except BaseException:
             del sys.modules[module_name]
             raise
@@ -329,28 +349,63 @@ def reader(name: str):
 
 
 def load_adapter(name: str):
-    """fw_NAME.py beside this file (the probe's directory is on sys.path when it runs as a script)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    """fw_NAME.py beside this file, imported with the probe's directory (or the preflight's zip) first on sys.path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path[:1] != [here]:
+        sys.path.insert(0, here)
     return importlib.import_module(f"fw_{name}")
 
 
-def probe_framework(facts: dict, adapter):
+def distribution_version(names: tuple) -> str | None:
+    """The version of the first of these installed distributions (a framework ships under several names)."""
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def find_frameworks() -> list:
+    """The frameworks of FRAMEWORKS this Python has, in that order, found without importing any (an import takes
+    seconds, may crash, may take a GPU): the module's spec, and its distribution's version. `importable` stays null
+    for a framework the probe does not import."""
+    found = []
+    for name in FRAMEWORKS:
+        try:
+            if importlib.util.find_spec(name) is None:
+                continue
+        except (ImportError, ValueError):  # a broken parent or a module without a spec: not one to probe
+            continue
+        version = distribution_version(load_adapter(name).DISTRIBUTIONS)
+        found.append({"name": name, "version": version, "importable": None})
+    return found
+
+
+def framework_facts(name: str | None) -> dict:
+    """The framework's keys before anything is known of it: the same for every framework, and for none."""
+    return {
+        "framework": name,
+        "framework_version": None,
+        "framework_error": None,
+        "is_cuda_build": None,
+        "build_cuda": None,
+        "build_cudnn": None,
+        "compute_capabilities": [],
+        "build_info": {},
+        "gpus": [],
+        "log": [],
+        "tf32_enabled": None,
+        "placement": None,
+    }
+
+
+def probe_framework(facts: dict, adapter, echo: bool = True):
     """Import the framework with its log captured; returns the module, or None with the reason recorded."""
-    facts.update(
-        framework=adapter.NAME,
-        framework_version=None,
-        framework_error=None,
-        is_cuda_build=None,
-        build_cuda=None,
-        build_cudnn=None,
-        compute_capabilities=[],
-        build_info={},
-        gpus=[],
-        log=[],
-        tf32_enabled=None,
-        placement=None,
-    )
-    with captured(facts["log"]):
+    facts.update(framework_facts(adapter.NAME))
+    with captured(facts["log"], echo):
         try:
             return adapter.load(facts)
         except Exception as exc:
@@ -410,17 +465,31 @@ def probe_placement(fw, adapter, facts: dict) -> None:
         facts["placement"] = {"requested": "GPU 0", "placed_on": None, "on_gpu": False, "error": _error(exc)}
 
 
-def probe_benchmark(fw, adapter, facts: dict, quick: bool) -> None:
-    """Matmul TFLOP/s on CPU (with NumPy beside it) and on the first GPU in float32, float16 and bfloat16.
-    GPU sizes go from large to small, so an out-of-memory at one size still leaves the smaller ones."""
+GATE_CASES = (("gpu", "float32", 4096), ("gpu", "float16", 4096))  # --min-tflops: a second or two on a GPU
+
+
+def benchmark_cases(options: argparse.Namespace, facts: dict) -> list | None:
+    """The matmuls to time, None for no benchmark: CPU (with NumPy beside it) and the first GPU in float32, float16
+    and bfloat16, GPU sizes from large to small so that an out-of-memory at one size still leaves the smaller ones.
+    A gate times only what --min-tflops asks, and only where its matmul ran on the GPU."""
+    if options.require is not None:
+        if options.min_tflops is None:
+            return None
+        return list(GATE_CASES) if (facts.get("placement") or {}).get("on_gpu") else []
+    if options.no_benchmark:
+        return None
+    cases = [("cpu", "float32", n) for n in ((1024,) if options.quick else (1024, 2048))]
+    if facts["gpus"]:
+        sizes = (4096,) if options.quick else (8192, 4096, 2048)
+        cases += [("gpu", dtype, n) for dtype in ("float32", "float16", "bfloat16") for n in sizes]
+    return cases
+
+
+def probe_benchmark(fw, adapter, facts: dict, cases: list, repeats: int) -> None:
+    """Matmul TFLOP/s for each (device, dtype, n), a failure recorded in its place; NumPy's after each CPU one."""
     results = facts["benchmark"] = []
     if fw is None:
         return
-    repeats = 3 if quick else 5
-    cases = [("cpu", "float32", n) for n in ((1024,) if quick else (1024, 2048))]
-    if facts["gpus"]:
-        sizes = (4096,) if quick else (8192, 4096, 2048)
-        cases += [("gpu", dtype, n) for dtype in ("float32", "float16", "bfloat16") for n in sizes]
     for device, dtype, n in cases:
         try:
             run, placed = adapter.matmul(fw, device, dtype, n)
@@ -436,18 +505,169 @@ def probe_benchmark(fw, adapter, facts: dict, quick: bool) -> None:
                 results.append({**failed, "error": _error(exc)[:300]})
 
 
-def main(argv: list | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    name = args[args.index("--framework") + 1] if "--framework" in args[:-1] else "tensorflow"
+# -- the gate: --require gpu ------------------------------------------------------------------------------------
+
+HIDING_VALUES = ("", "-1", "none", "void", "nodevfiles")  # envcheck/diagnosis/scan.py's: values that hide every GPU
+
+
+def _failed(code: str, reason: str) -> dict:
+    return {"passed": False, "code": code, "reason": reason}
+
+
+def judge(facts: dict, min_tflops: float | None = None) -> dict:
+    """The gate's verdict, {passed, code, reason}, from the probe's facts alone: root causes first, in the order of
+    envcheck's diagnosis rules and with their codes, where the probe can tell them without the host's side."""
+    name, version = facts.get("framework"), facts.get("framework_version")
+    label = f"{name} {version}" if version else str(name)
+    nvml, placement, env = facts.get("nvml") or {}, facts.get("placement") or {}, facts.get("env") or {}
+    gpus, nvml_error = facts.get("gpus") or [], nvml.get("error") or "no error given"
+    if placement.get("on_gpu"):
+        return _fast_enough(facts, label, min_tflops)
+    if not facts.get("device_nodes") and not nvml.get("available") and not gpus:
+        return _failed(
+            "no-gpu-runtime",
+            "no GPU device node (/dev/nvidia*) is here and NVML reaches no driver: the container was started "
+            "without a GPU (run it with `--gpus all` on a host with the NVIDIA Container Toolkit, or request "
+            "nvidia.com/gpu on Kubernetes), or this machine has no NVIDIA driver",
+        )
+    if version is None:
+        if name is None:
+            return _failed(
+                "framework-missing",
+                f"this Python ({facts.get('executable')}) has none of {', '.join(FRAMEWORKS)}: install the "
+                "framework here, or run the check with the Python that has it",
+            )
+        return _failed(
+            "tensorflow-missing" if name == "tensorflow" else "framework-missing",  # diagnose.py's codes
+            f"{name} cannot be imported by this Python ({facts.get('executable')}): {facts.get('framework_error')}",
+        )
+    if facts.get("is_cuda_build") is False:
+        return _failed(
+            "cpu-only-build",
+            f"{label} is a CPU-only build (build info: {facts.get('build_info')}): install its CUDA build",
+        )
+    if not gpus:
+        if "mismatch" in nvml_error.lower():
+            return _failed(
+                "driver-library-mismatch",
+                f"NVML: {nvml_error}: the driver's libraries and the loaded kernel module differ; reboot the "
+                "host (or reload the nvidia modules) after a driver upgrade",
+            )
+        if not nvml.get("available") and not nvml.get("proc_version"):
+            nodes = ", ".join(facts.get("device_nodes") or []) or "none"
+            return _failed(
+                "no-driver",
+                f"NVML cannot reach an NVIDIA driver ({nvml_error}; device nodes: {nodes}): libnvidia-ml is not "
+                "in this container (NVIDIA_DRIVER_CAPABILITIES without compute,utility?) or no driver is loaded",
+            )
+        hidden = [f"{k}={env[k]!r}" for k in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES") if _hides(env.get(k))]
+        if hidden:
+            return _failed("gpus-hidden", f"{' and '.join(hidden)} hides every GPU from CUDA: unset it")
+        seen = ", ".join(str(g.get("name")) for g in nvml.get("gpus") or []) or "none"
+        why = facts.get("framework_error") or next(iter((facts.get("log") or [])[-1:]), "no log line")
+        return _failed(
+            "gpu-not-detected",
+            f"{label} (CUDA {facts.get('build_cuda')}) lists no GPU; NVML sees {seen} with driver "
+            f"{facts.get('driver')}; last word: {why}",
+        )
+    where = f"{placement.get('placed_on')}" + (f" ({placement['error']})" if placement.get("error") else "")
+    return _failed(
+        "placement-forced-cpu",
+        f"{label} lists {_gpu_name(facts)} but a matmul asked for on {placement.get('requested')} ran on {where}",
+    )
+
+
+def _hides(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in HIDING_VALUES
+
+
+def _gpu_name(facts: dict) -> str:
+    gpu = (facts.get("gpus") or [{}])[0]
+    return str(gpu.get("device_name") or gpu.get("name"))
+
+
+def _fast_enough(facts: dict, label: str, min_tflops: float | None) -> dict:
+    """Passed where no speed is asked; else the best of the GPU's float32 and float16 matmuls must reach it."""
+    ran = f"{label} computed on {_gpu_name(facts)} ({(facts.get('placement') or {}).get('placed_on')})"
+    if min_tflops is None:
+        return {"passed": True, "code": None, "reason": ran}
+    timed = [r for r in facts.get("benchmark") or [] if r.get("device") == "gpu"]
+    best = max((r["tflops"] for r in timed if r.get("tflops")), default=None)
+    measured = ", ".join(
+        f"{r['dtype']} {r['tflops']}" if r.get("tflops") else f"{r['dtype']} failed ({r.get('error')})" for r in timed
+    )
+    if best is None or best < min_tflops:
+        return _failed("too-slow", f"{ran}, too slowly: {measured or 'nothing timed'} TFLOP/s, under {min_tflops:g}")
+    return {"passed": True, "code": None, "reason": f"{ran}: {measured} TFLOP/s (at least {min_tflops:g})"}
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+
+GATE_FLAGS = ("--require", "--min-tflops", "--json")
+DESCRIPTION = (
+    "envcheck's probe: one JSON document of what the framework, the CUDA libraries and the driver look like here; "
+    "with --require gpu a gate that exits 0 only when the framework computes on a GPU."
+)
+
+
+class _Arguments(argparse.ArgumentParser):
+    """Raises instead of exiting: a gate exits 2 on a bad argument, the probe reports it and carries on."""
+
+    def error(self, message: str):
+        raise ValueError(message)
+
+
+def arguments(args: list) -> tuple:
+    """(options, problems). Under a gate a bad argument raises ValueError; the probe, which ignores flags it does not
+    know, reports what it could not read in `errors` and runs with its defaults (TensorFlow: rendered images)."""
+    parser = _Arguments(allow_abbrev=False, description=DESCRIPTION)
+    parser.add_argument(
+        "--framework",
+        metavar="|".join((*FRAMEWORKS, "auto")),
+        help="the framework to probe; auto: the first this Python has (default: tensorflow, a gate's auto)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a shorter benchmark")
+    parser.add_argument("--no-benchmark", action="store_true", help="no benchmark")
+    parser.add_argument("--require", choices=("gpu",), help="a gate: exit 0 only if the framework computes on a GPU")
+    parser.add_argument("--min-tflops", type=float, metavar="X", help="the gate's least float32/float16 TFLOP/s")
+    parser.add_argument("--json", action="store_true", help="the gate prints the probe's JSON with `gate` on stdout")
+    gate = any(arg.split("=")[0] in GATE_FLAGS for arg in args)
+    problems = []
+    try:
+        options, unknown = parser.parse_known_args(args)
+    except ValueError as exc:
+        if gate:
+            raise
+        (options, unknown), problems = parser.parse_known_args([]), [f"arguments: {exc}"]
+    if gate:
+        if unknown:
+            raise ValueError(f"unrecognized arguments: {' '.join(unknown)}")
+        if options.require is None:
+            raise ValueError("--min-tflops and --json go with --require gpu")
+        if options.framework not in (None, "auto", *FRAMEWORKS):
+            raise ValueError(f"--framework: unknown {options.framework!r} (one of {', '.join(FRAMEWORKS)}, auto)")
+        if options.min_tflops is not None and not options.min_tflops > 0:
+            raise ValueError("--min-tflops: a number of TFLOP/s above 0")
+        if options.min_tflops is not None and options.no_benchmark:
+            raise ValueError("--min-tflops times a matmul: drop --no-benchmark")
+    options.framework = options.framework or ("auto" if gate else "tensorflow")
+    return options, problems
+
+
+def collect(options: argparse.Namespace, errors: list) -> dict:
+    """Every fact, each step guarded: what fails is recorded in `errors` and the rest still runs."""
+    gate = options.require is not None
     facts: dict = {
         "schema": PROBE_SCHEMA,
         "python": platform.python_version(),
+        "executable": sys.executable,
         "platform": platform.platform(),
         "env": {},
         "device_nodes": [],
         "driver": None,
         "cuda_driver": None,
-        "errors": [],
+        "frameworks_found": [],
+        "errors": errors,
     }
     steps = [
         ("env", lambda: facts.update(env=probe_env())),
@@ -457,23 +677,60 @@ def main(argv: list | None = None) -> int:
             "driver",
             lambda: facts.update(driver=facts["nvml"]["driver"], cuda_driver=facts["nvml"]["cuda_driver"]),
         ),
+        ("frameworks_found", lambda: facts.update(frameworks_found=find_frameworks())),
     ]
     for step, func in steps:
         try:
             func()
         except Exception:
             facts["errors"].append(f"{step}: {traceback.format_exc(limit=3)}")
-    if name not in FRAMEWORKS:
+    name = options.framework
+    if name == "auto":
+        name = next((found["name"] for found in facts["frameworks_found"]), None)
+    elif name not in FRAMEWORKS:
         facts["errors"].append(f"framework: unknown {name!r} (one of {', '.join(FRAMEWORKS)})")
         name = "tensorflow"
-    adapter = load_adapter(name)
+    adapter = fw = None
+    try:
+        adapter = load_adapter(name) if name else None
+    except Exception:
+        facts["errors"].append(f"adapter: {traceback.format_exc(limit=3)}")
+    if adapter is None:
+        facts.update(framework_facts(name), gpu_code=None)
+        facts["framework_error"] = (
+            f"no framework found: none of {', '.join(FRAMEWORKS)} is installed for this Python"
+            if name is None
+            else f"the probe's adapter fw_{name}.py did not load"
+        )
+    else:
+        fw = probe_adapter(facts, adapter, echo=not gate)
+        for found in facts["frameworks_found"]:
+            if found["name"] == name:
+                found["importable"] = fw is not None
+    cases = benchmark_cases(options, facts)
+    if cases is not None:
+        try:
+            with captured(facts["log"], echo=not gate):
+                probe_benchmark(fw, adapter, facts, cases, repeats=3 if options.quick or gate else 5)
+        except Exception:
+            facts["errors"].append(f"benchmark: {traceback.format_exc(limit=3)}")
+    if name == "tensorflow":  # the keys of probe schema 1, which records and readers of TensorFlow results use
+        facts.update(tensorflow=facts["framework_version"], tensorflow_error=facts["framework_error"])
+        facts["tf_log"] = facts["log"]
+        facts.setdefault("cuda_libs", {})["tensorflow_dir"] = (facts.get("cuda_libs") or {}).get("package_dir")
+    return facts
+
+
+def probe_adapter(facts: dict, adapter, echo: bool):
+    """The framework through its adapter: its build and GPUs, placement, CUDA libraries, GPU code. Returns the
+    module, None where it did not import."""
     fw = None
     try:
-        fw = probe_framework(facts, adapter)
+        fw = probe_framework(facts, adapter, echo)
     except Exception:
-        facts["errors"].append(f"{name}: {traceback.format_exc(limit=3)}")
+        facts["errors"].append(f"{adapter.NAME}: {traceback.format_exc(limit=3)}")
     try:
-        with captured(facts["log"]):
+        with captured(facts["log"], echo):
             probe_placement(fw, adapter, facts)
     except Exception:
         facts["errors"].append(f"placement: {traceback.format_exc(limit=3)}")
@@ -490,19 +747,28 @@ def main(argv: list | None = None) -> int:
             ]
     except Exception:
         facts["errors"].append(f"gpu_code: {traceback.format_exc(limit=3)}")
-    if "--no-benchmark" not in args:
-        try:
-            with captured(facts["log"]):
-                probe_benchmark(fw, adapter, facts, quick="--quick" in args)
-        except Exception:
-            facts["errors"].append(f"benchmark: {traceback.format_exc(limit=3)}")
-    if name == "tensorflow":  # the keys of probe schema 1, which records and readers of TensorFlow results use
-        facts.update(tensorflow=facts["framework_version"], tensorflow_error=facts["framework_error"])
-        facts["tf_log"] = facts["log"]
-        facts.setdefault("cuda_libs", {})["tensorflow_dir"] = (facts.get("cuda_libs") or {}).get("package_dir")
-    sys.stdout.write(json.dumps(facts) + "\n")
-    sys.stdout.flush()
-    return 0
+    return fw
+
+
+def main(argv: list | None = None) -> int:
+    """The probe's JSON on stdout (exit 0); with --require gpu the gate: 0 passed, 1 failed, 2 bad arguments."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        options, problems = arguments(args)
+    except ValueError as exc:
+        sys.stderr.write(f"envcheck probe: {exc} (see --help)\n")
+        return 2
+    facts = collect(options, problems)
+    passed = True
+    if options.require is not None:
+        facts["gate"] = gate = judge(facts, options.min_tflops)
+        passed = gate["passed"]
+        verdict = "passed" if passed else f"failed ({gate['code']})"
+        sys.stderr.write(f"envcheck: GPU check {verdict}: {gate['reason']}.\n")
+    if options.require is None or options.json:
+        sys.stdout.write(json.dumps(facts) + "\n")
+        sys.stdout.flush()
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -4,19 +4,27 @@ The template holds the Dockerfile's shape (shell included); DockerfileTemplate's
 per-stack pieces and ask the stack's framework (envcheck.frameworks) for its own: what it installs and what may
 share a layer (repo2docker's buildpack style), so a new framework or install variant is a new object or method,
 not a template fork.
+
+A dockerfile: stack renders nothing: its context is the user's own directory, which envcheck never writes to (its
+build log goes to build/NAME/ as a rendered stack's does), hashed as Docker would send it. An image: stack has no
+context at all: it is fetched, not built.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from docker.utils.build import exclude_paths
 
 from envcheck import __version__, labels
+from envcheck.errors import ConfigError
 from envcheck.inputs.matrix import Stack
 from envcheck.probe import PROBE_FILES
 
@@ -39,16 +47,17 @@ def templates_dir() -> Path:
 @dataclass(frozen=True)
 class BuildContext:
     stack: Stack
-    directory: Path
+    directory: Path  # what Docker is sent: build/NAME/, or a dockerfile stack's own context
     content_hash: str
+    logs: Path | None = None  # where the build log goes when not in `directory` (a dockerfile stack's: build/NAME/)
 
     @property
     def dockerfile(self) -> Path:
-        return self.directory / "Dockerfile"
+        return self.stack.dockerfile or self.directory / "Dockerfile"
 
     @property
     def log_path(self) -> Path:
-        return self.directory / "build.log"
+        return (self.logs or self.directory) / "build.log"
 
     @property
     def tag(self) -> str:
@@ -126,7 +135,15 @@ def content_hash(files: dict[str, str]) -> str:
 
 
 def render(stack: Stack, build_root: Path, ca_bundle: Path | None = None) -> BuildContext:
-    """Write build/NAME/ (Dockerfile, probe, .dockerignore and the CA bundle if given)."""
+    """Write build/NAME/ (Dockerfile, probe, .dockerignore and the CA bundle if given). A dockerfile stack's
+    context is its own directory (build/NAME/ gets only its log; no CA bundle: the user's Dockerfile is theirs); an
+    image stack has none (ConfigError: it is fetched, not rendered)."""
+    if stack.kind == "image":
+        raise ConfigError(f"stack {stack.name} names the image {stack.image}: there is nothing to render or build")
+    if stack.kind == "dockerfile":
+        logs = build_root / stack.name
+        logs.mkdir(parents=True, exist_ok=True)
+        return BuildContext(stack, own_files(stack)[1], user_content_hash(stack), logs)
     files = context_files(stack, ca_bundle is not None)
     canonical = files if ca_bundle is None else context_files(stack, False)
     directory = build_root / stack.name
@@ -141,3 +158,71 @@ def render(stack: Stack, build_root: Path, ca_bundle: Path | None = None) -> Bui
     elif bundle_target.exists():
         bundle_target.unlink()
     return BuildContext(stack=stack, directory=directory, content_hash=content_hash(canonical))
+
+
+def own_files(stack: Stack) -> tuple[Path, Path]:
+    """A dockerfile stack's Dockerfile and build context, both resolved by the matrix (the Dockerfile inside)."""
+    if stack.dockerfile is None or stack.context is None:
+        raise ValueError(f"stack {stack.name} is not a dockerfile stack")
+    return stack.dockerfile, stack.context
+
+
+def dockerfile_in_context(stack: Stack) -> str:
+    """The Dockerfile's path inside its context, as the build's `dockerfile` parameter takes it."""
+    dockerfile, context = own_files(stack)
+    return dockerfile.relative_to(context).as_posix()
+
+
+def dockerignore(context: Path) -> list[str]:
+    """The context's .dockerignore patterns, read as the docker SDK reads them before it sends the context."""
+    try:
+        lines = (context / ".dockerignore").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [line for line in (raw.strip() for raw in lines) if line and not line.startswith("#")]
+
+
+def user_content_hash(stack: Stack) -> str:
+    """Hash of what decides a dockerfile stack's image: every file, directory and link Docker would be sent (the
+    docker SDK's own walk, so .dockerignore is honoured as the build honours it; names, modes, contents and link
+    targets, not times or owners), which of them is the Dockerfile, the build arguments and the target. Not the
+    stack's name nor envcheck's version: neither is in the image."""
+    context = own_files(stack)[1]
+    relative = dockerfile_in_context(stack)
+    digest = hashlib.sha256(b"envcheck dockerfile stack\n")
+    for name, value in (("dockerfile", relative), ("target", stack.target or "")):
+        digest.update(f"{name}\0{value}\0".encode())
+    for name, value in sorted(stack.build_args):
+        digest.update(f"arg\0{name}\0{len(value.encode())}\0{value}\0".encode())
+    try:
+        for path in sorted(exclude_paths(str(context), dockerignore(context), dockerfile=relative)):
+            digest.update(_entry(context, path))
+    except (OSError, UnicodeDecodeError) as exc:
+        where = stack.where("dockerfile")
+        raise ConfigError(
+            f"{where}: error: stack {stack.name}: cannot read its build context {context}: {exc} (expected a context "
+            "envcheck can read, as Docker must)"
+        ) from None
+    return digest.hexdigest()
+
+
+def _entry(context: Path, relative: str) -> bytes:
+    """One path of the context as the hash takes it: its kind, name, permission bits, and its content (a file,
+    read in chunks) or target (a link)."""
+    full = context / relative
+    info = full.lstat()
+    name = os.fsencode(relative)
+    head = b"%s\0%s\0%o\0" % (_kind(info.st_mode), name, stat.S_IMODE(info.st_mode))
+    if stat.S_ISLNK(info.st_mode):
+        return head + os.fsencode(os.readlink(full)) + b"\0"
+    if not stat.S_ISREG(info.st_mode):
+        return head
+    content = hashlib.sha256()
+    with full.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            content.update(chunk)
+    return head + b"%d\0%s\0" % (info.st_size, content.hexdigest().encode())
+
+
+def _kind(mode: int) -> bytes:
+    return b"f" if stat.S_ISREG(mode) else b"d" if stat.S_ISDIR(mode) else b"l" if stat.S_ISLNK(mode) else b"o"

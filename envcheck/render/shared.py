@@ -33,10 +33,11 @@ class SharedLayers:
 def shared_layers(contexts: list[BuildContext]) -> tuple[list[SharedLayers], dict[str, str]]:
     """The beginnings two or more of these contexts share, shortest first, and for each stack the key of the
     longest one it shares (what its build waits for). Beginnings are compared without their comments (the header
-    names the stack), as Docker's layer cache compares them."""
+    names the stack), as Docker's layer cache compares them. Only rendered stacks take part: a user's own
+    Dockerfile is built as written."""
     names: dict[str, list[str]] = {}
     texts: dict[str, str] = {}
-    for ctx in contexts:
+    for ctx in (c for c in contexts if c.stack.kind == "rendered"):
         text = ctx.dockerfile.read_text(encoding="utf-8")
         end = text.find(SHARED_MARK)
         while end != -1:

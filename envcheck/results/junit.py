@@ -24,7 +24,11 @@ def render_junit(results: list[Result]) -> str:
         name = quoteattr(text(r.stack))
         classname = quoteattr(text(f"envcheck.{r.host.label}"))
         seconds = (r.build.seconds if r.build else 0) + (r.run.seconds if r.run else 0)
-        body = escape(json.dumps({"status": r.status.value, "codes": r.codes, "gpu_tflops": r.best_tflops("gpu")}))
+        said: dict[str, object] = {"status": r.status.value, "codes": r.codes, "gpu_tflops": r.best_tflops("gpu")}
+        if r.kind != "rendered":  # an image people already run: which one, and what the probe found in it
+            found = [{"name": name, "version": version} for name, version in r.frameworks_found]
+            said.update(image=r.image, digest=r.digest, frameworks_found=found)
+        body = escape(json.dumps(said))
         head = f'  <testcase classname={classname} name={name} time="{seconds:.1f}">'
         if r.status.ran:
             cases.append(f"{head}<system-out>{body}</system-out></testcase>")

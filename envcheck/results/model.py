@@ -22,6 +22,7 @@ from typing import Any
 from envcheck import frameworks  # a stack's "framework" (records without one are TensorFlow's)
 
 SCHEMA = 1  # of a result and of a record line ("schema" and "record_schema"); bump when a key changes meaning
+KINDS = ("rendered", "image", "dockerfile")  # a stack's image: envcheck's template, one people run, their Dockerfile
 OLDEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
 
@@ -395,7 +396,9 @@ class Result:
     definition: dict[str, Any] = field(default_factory=dict)
     image: str | None = None
     content_hash: str | None = None
-    digest: str | None = None  # REGISTRY/NAME@sha256:… the host pulled (--on with a registry)
+    # REGISTRY/NAME@sha256:… the host pulled (--on with a registry); an image stack's REPO@sha256:…, or the image id
+    # of an image only its daemon has
+    digest: str | None = None
     envcheck: str | None = None
     error: str | None = None
     predicted: list[dict[str, Any]] = field(default_factory=list)  # lint's findings, before building
@@ -493,6 +496,28 @@ class Result:
     def _probe_text(self, key: str) -> str | None:
         value = self._probe(key)
         return value if isinstance(value, str) else None
+
+    @property
+    def kind(self) -> str:
+        """How the stack's image came to be: rendered (from envcheck's template), image (one people already run,
+        probed unchanged) or dockerfile (the user's own, built by envcheck), as its definition says; records of
+        before issue 26 are rendered."""
+        kind = self.definition.get("kind")
+        if kind in KINDS:
+            return str(kind)
+        return next((k for k in KINDS[1:] if isinstance(self.definition.get(k), str)), KINDS[0])
+
+    @property
+    def frameworks_found(self) -> list[tuple[str, str | None]]:
+        """Every framework the probe found in the image, (matrix key, version), in the probe's order: an image
+        people already run may hold several."""
+        found = self._probe("frameworks_found")
+        pairs = []
+        for item in found if isinstance(found, list) else []:
+            name, version = (item.get("name"), item.get("version")) if isinstance(item, dict) else (None, None)
+            if isinstance(name, str) and name:
+                pairs.append((name, version if isinstance(version, str) else None))
+        return pairs
 
     @property
     def framework(self) -> str:

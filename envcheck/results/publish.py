@@ -43,6 +43,7 @@ DETAIL_HEADERS = [
     "Date",
     "Host",
     "Framework",
+    "Image",
 ]
 
 
@@ -50,8 +51,36 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if value else MISSING
 
 
+def found_label(result: Result) -> str | None:
+    """An image's frameworks as the probe found them, with where the image came from: "PyTorch 2.5.1 + JAX 0.4.35
+    (image)"; None before a probe ran (nothing is known of the image yet)."""
+    if result.probe is None:
+        return None
+    names = [f"{_display(name)} {version or '(version unknown)'}" for name, version in result.frameworks_found]
+    return f"{' + '.join(names) or 'no framework found'} ({result.kind})"
+
+
+def _display(name: str) -> str:
+    """A framework's display name; a name this envcheck does not know (a newer probe's) as the probe wrote it."""
+    fw = frameworks.find(name)
+    return fw.display_name if fw else name
+
+
+def shown_image(c: dict[str, Any]) -> str | None:
+    """The image of a cell in one short line: the reference people run (or envcheck's tag), and the digest's first
+    hex digits where one is known (the whole digest is in the JSON)."""
+    digest = c["digest"] or ""
+    short = digest.rsplit("@", 1)[-1][:19] + "…" if digest else ""
+    if not c["image"]:
+        return short or None
+    return f"{c['image']} ({'' if '@' in digest else 'local image '}{short})" if short else c["image"]
+
+
 def cell(result: Result) -> dict[str, Any]:
-    """What one (stack, host) cell shows, the same in Markdown, HTML and JSON."""
+    """What one (stack, host) cell shows, the same in Markdown, HTML and JSON. A stack of an image people already
+    run (or of their Dockerfile) is labelled by the frameworks its probe found, and names its image."""
+    kind = result.kind
+    label = f"{result.framework_name} {result.framework_version}" if result.framework_version else None
     return {
         "stack": result.stack,
         "host": result.host.label,
@@ -61,7 +90,11 @@ def cell(result: Result) -> dict[str, Any]:
         "tensorflow": result.tensorflow,
         "framework": result.framework,
         "version": result.framework_version,
-        "label": f"{result.framework_name} {result.framework_version}" if result.framework_version else None,
+        "label": found_label(result) if kind != "rendered" else label,
+        "kind": kind,
+        "image": result.image,
+        "digest": result.digest,
+        "frameworks_found": [{"name": name, "version": version} for name, version in result.frameworks_found],
         "python": result.python,
         "build_cuda": result.build_cuda,
         "build_cudnn": result.build_cudnn,
@@ -161,8 +194,15 @@ def render_markdown(v: dict[str, Any]) -> str:
         ],
         ["Host", "GPUs", "Driver", "CUDA driver", "Docker", "NVIDIA runtime", "Newest record"],
     )
+    references = {c["stack"]: c["image"] for c in v["cells"].values() if c["kind"] == "image" and c["image"]}
     grid = _table(
-        [[f"**{md(s)}**", *[_md_cell(v["cells"].get((s, h["label"]))) for h in v["hosts"]]] for s in v["stacks"]],
+        [
+            [
+                f"**{md(s)}**" + (f"<br>{md(references[s])}" if s in references else ""),
+                *[_md_cell(v["cells"].get((s, h["label"]))) for h in v["hosts"]],
+            ]
+            for s in v["stacks"]
+        ],
         ["Stack", *[md(h["title"]) for h in v["hosts"]]],
     )
     details = _table([_detail_row(c) for c in v["cells"].values()], DETAIL_HEADERS)
@@ -197,7 +237,8 @@ def _detail_row(c: dict[str, Any]) -> list[str]:
         _fmt(c["gpu_tflops"]),
         md(c["date"] or MISSING),
         md(c["host"]),
-        md(frameworks.framework(c["framework"]).display_name),
+        md(frameworks.framework(c["framework"]).display_name if c["kind"] == "rendered" else c["label"] or MISSING),
+        md(shown_image(c) or MISSING),
     ]
 
 
@@ -263,15 +304,22 @@ def format_text(result: Result, with_host: bool = False) -> str:
     with its fix."""
     reused = " [reused: image and host unchanged]" if result.reused else ""
     name = f"{result.stack} @ {result.host.label}" if with_host else result.stack
-    lines = [f"{name}: {result.status}  ({result.image}){reused}"]
+    image = f"{result.image} @ {result.digest}" if result.kind == "image" and result.digest else result.image
+    lines = [f"{name}: {result.status}  ({image}){reused}"]
     if result.probe:
         lines.append(
             f"  {result.framework_name} {result.framework_version} on Python {result.python}, built for "
             f"CUDA {result.build_cuda or '-'} / cuDNN {result.build_cudnn or '-'}; "
             f"GPUs seen: {len(result.gpu_names)}; driver: {result.probe_driver or 'none'}"
         )
-    if result.error:
-        lines.append(f"  error: {result.error}")
+        if result.kind != "rendered":
+            lines.append(f"  frameworks found: {found_label(result)}")
+    return "\n".join(lines + _cause_lines(result))
+
+
+def _cause_lines(result: Result) -> list[str]:
+    """The error, each diagnosis with its evidence and fix, and the benchmark, as `run` prints them."""
+    lines = [f"  error: {result.error}"] if result.error else []
     for d in result.diagnoses:
         lines.append(f"  [{d.severity}] {d.code}: {d.summary}")
         lines += [f"      evidence: {line}" for line in d.evidence]
@@ -280,6 +328,23 @@ def format_text(result: Result, with_host: bool = False) -> str:
         figure = f"{b.tflops} TFLOP/s" if b.tflops is not None else f"failed: {b.error}"
         precision = f" ({b.precision})" if b.precision else ""
         lines.append(f"  matmul {b.library} {b.device} {b.dtype}{precision} n={b.n}: {figure}")
+    return lines
+
+
+def format_probe(results: list[Result]) -> str:
+    """`envcheck probe`'s text: a row per image (REFERENCE@DIGEST, status, the frameworks found, the codes), each
+    followed by its causes as `run` prints them."""
+    rows = []
+    for r in results:
+        digest = r.digest or ""
+        where = f"{r.image}@{digest.rsplit('@', 1)[1]}" if "@" in digest else f"{r.image} (local image {digest})"
+        found = " + ".join(f"{_display(n)} {v or '?'}" for n, v in r.frameworks_found)
+        rows.append([where if digest else str(r.image), str(r.status), found or MISSING, ", ".join(r.codes) or MISSING])
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for r, row in zip(results, rows, strict=True):
+        lines.append("  ".join([*(text.ljust(width) for text, width in zip(row, widths, strict=False)), row[3]]))
+        lines += _cause_lines(r)
     return "\n".join(lines)
 
 

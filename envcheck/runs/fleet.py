@@ -2,6 +2,10 @@
 `--build-on HOST`), push it to the registry, and on every host at the same time pull it by digest and probe it,
 one stack at a time per host (a host's GPUs are shared by its probes).
 
+Image stacks (images people already run) are not built: the build host fetches the image to learn its digest, every
+other host pulls it by that digest from its own registry, and an image only the build host has (built or loaded
+there, never pushed) goes through envcheck's registry as built images do, tagged by its image id.
+
 A host that is down, refuses, or stops answering costs only its own cells (status host-unreachable, with the
 reason); the other hosts go on. Results are saved the moment each cell is done (records carry each host's label
 and fingerprint, so reuse and the merged table work per host), and Ctrl-C removes the running containers on every
@@ -20,6 +24,7 @@ from typing import Any
 from envcheck import log
 from envcheck.diagnosis.lint import predict
 from envcheck.engine.client import connect, describe_host, docker_errors
+from envcheck.engine.images import ImageUnusable, fetch, said
 from envcheck.engine.registry import RegistryError, pull, push
 from envcheck.errors import ConfigError, HostUnreachable
 from envcheck.inputs.hosts import HostSpec, scrub
@@ -33,6 +38,22 @@ from envcheck.runs.pipeline import MatrixRun, Where, new_result
 
 def row(stack: str, host: str) -> str:
     return f"{stack} @ {host}"
+
+
+@dataclass
+class FleetImage:
+    """An image stack across the fleet: its context (the image id as content hash), what fetching it on the build host
+    recorded, where it is there, and the digest every other host pulls (or why there is none)."""
+
+    ctx: BuildContext
+    built: BuildInfo
+    here: Where
+    elsewhere: str | None = None
+    push_error: str | None = None
+
+    def digest_on(self, target: Target) -> str | None:
+        """The digest a host's record of it names: the build host's own, or the one the others pull."""
+        return self.here.digest if target.is_build_host else self.elsewhere
 
 
 @dataclass
@@ -68,7 +89,7 @@ class FleetRun:
             for h in hosts
         ]
         others = [t.spec.name for t in self.targets if not t.is_build_host]
-        if others and not registry:
+        if others and not registry and any(s.kind != "image" for s in matrix.stacks):
             raise ConfigError(
                 f"--on {' '.join(others)}: a host other than the build host gets its images from a registry, and "
                 f"none is set. Add 'registry: HOST:PORT/PATH' to {matrix.path} (or to the hosts file), or pass "
@@ -81,20 +102,23 @@ class FleetRun:
 
     def run(self, stacks: list[Stack]) -> list[Result]:
         pipeline = self.pipeline
-        contexts = pipeline.render(stacks)
+        contexts = pipeline.render(stacks)  # image stacks have none: they are fetched
         rows = [s.name for s in stacks] + [row(s.name, t.spec.name) for s in stacks for t in self.targets]
         cells: dict[tuple[str, str], Result] = {}
         with store.lock(pipeline.layout.results), log.board(rows) as board:
             pipeline.board = board
             self.connect_all()
+            images = {s.name: self.fetch_image(s) for s in stacks if s.kind == "image"}
             wanted: dict[str, list[Target]] = {}
-            for ctx in contexts.values():
+            for ctx in [*contexts.values(), *(image.ctx for image in images.values())]:
+                image = images.get(ctx.stack.name)
                 for target in self.targets:
                     name = row(ctx.stack.name, target.spec.name)
                     if target.down:
                         cells[(ctx.stack.name, target.spec.name)] = self.unreachable(target, ctx, target.down)
                         continue
-                    reused = pipeline.reusable(ctx, target.host, target.api, target.latest)
+                    digest = image.digest_on(target) if image else None
+                    reused = pipeline.reusable(ctx, target.host, target.api, target.latest, digest)
                     if reused:
                         cells[(ctx.stack.name, target.spec.name)] = reused
                         board.set(name, f"{reused.status} (unchanged image and host: result reused)")
@@ -107,6 +131,9 @@ class FleetRun:
             workers = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(self.targets)))
             futures = [workers.submit(self.serve, t, cells) for t in self.targets if not t.down]
             try:
+                for name, image in images.items():  # ready now: nothing to build
+                    for target in wanted.get(name, []):
+                        target.work.put((image.ctx, image.built, image.elsewhere, image.push_error))
                 for ctx, built in pipeline.build_all([contexts[n] for n in contexts if n in wanted]):
                     digest, push_error = self.publish(ctx, built)
                     for target in wanted[ctx.stack.name]:
@@ -144,6 +171,31 @@ class FleetRun:
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(self.targets))) as pool:
             list(pool.map(reach, self.targets))
+
+    def fetch_image(self, stack: Stack) -> FleetImage:
+        """An image stack's image on the build host, as it is (local, else pulled), and what the other hosts pull:
+        its digest in its own registry, or, for an image only the build host has, the digest envcheck's registry
+        gives it when pushed (tagged by its image id, so an unchanged image is not pushed again)."""
+        ctx, built, here = self.pipeline.fetch_image(stack)
+        image = FleetImage(ctx, built, here)
+        if here.failed or all(t.is_build_host for t in self.targets):
+            return image
+        if here.digest and "@" in here.digest:  # a registry has it: every host pulls it from there
+            image.elsewhere = here.digest
+            return image
+        if not self.registry:
+            image.push_error = (
+                f"{stack.image} is only on the build host's daemon (no registry knows it) and no registry is set to "
+                "carry it to other hosts: push it to a registry and name it so, or add 'registry: HOST:PORT/PATH'"
+            )
+            return image
+        try:
+            self.pipeline.api.tag(here.image, *ctx.tag.rsplit(":", 1))  # what push sends, as it sends a build's tag
+        except docker_errors() as exc:
+            image.push_error = f"cannot tag {stack.image} as {ctx.tag} to push it: {said(exc)}"
+            return image
+        image.elsewhere, image.push_error = self.publish(ctx, built)
+        return image
 
     def publish(self, ctx: BuildContext, built: BuildInfo | str) -> tuple[str | None, str | None]:
         """Push a built image (also when only the build host probes it: its records then name the digest):
@@ -201,7 +253,9 @@ class FleetRun:
             stop=self.stop,
         )
         ok = not isinstance(built, str) and built.ok
-        if ok and not target.is_build_host:
+        if ctx.stack.kind == "image":
+            self.fetch_on(target, ctx, built, digest, push_error, where)
+        elif ok and not target.is_build_host:
             if push_error or not digest:
                 where.failed = (Status.RUN_FAILED, push_error or "the image was not pushed")
             else:
@@ -217,6 +271,32 @@ class FleetRun:
         finally:
             target.container = None
 
+    def fetch_on(
+        self,
+        target: Target,
+        ctx: BuildContext,
+        built: BuildInfo | str,
+        digest: str | None,
+        push_error: str | None,
+        where: Where,
+    ) -> None:
+        """An image stack's image on one host, into `where` (the image to probe and its digest), or why not: the
+        build host has it by its reference, every other host pulls it by digest."""
+        if isinstance(built, str) or not built.ok:
+            where.failed = (Status.RUN_FAILED, built if isinstance(built, str) else str(built.error))
+            return
+        reference = str(ctx.stack.image) if target.is_build_host else digest
+        if reference is None:
+            where.failed = (Status.RUN_FAILED, push_error or f"{ctx.stack.image} has no digest other hosts can pull")
+            return
+        try:
+            image = fetch(target.api, reference, lambda text: self.pipeline.set(where.row, text))
+        except ImageUnusable as exc:
+            reason = self.check(target)
+            where.failed = (Status.HOST_UNREACHABLE, reason) if reason else (Status.RUN_FAILED, str(exc))
+            return
+        where.image, where.digest = image.image_id, image.digest
+
     def check(self, target: Target) -> str | None:
         """After a failure: is the host still there? If not, it is down for the rest of the run."""
         if target.down:
@@ -231,8 +311,14 @@ class FleetRun:
     def unreachable(self, target: Target, ctx: BuildContext, reason: str) -> Result:
         """The cell of a host that could not be reached, saved like any other so the table shows why."""
         host = target.host or Host(label=target.spec.name)
+        image_stack = ctx.stack.kind == "image"
         result = new_result(
-            ctx.stack, host, Status.HOST_UNREACHABLE, image=ctx.tag, content_hash=ctx.content_hash, error=reason
+            ctx.stack,
+            host,
+            Status.HOST_UNREACHABLE,
+            image=ctx.stack.image if image_stack else ctx.tag,
+            content_hash=None if image_stack else ctx.content_hash,
+            error=reason,
         )
         self.pipeline.set(row(ctx.stack.name, target.spec.name), f"{result.status}: {reason[:100]}")
         self.pipeline.save(result, target.latest)

@@ -5,6 +5,11 @@ daemon connection, beginnings that stacks share built once before them; probes r
 the main thread as builds finish, so a GPU is never shared. Nothing here raises for a stack that fails: the
 failure becomes its status and the matrix goes on. Every result is saved (atomically) the moment it exists,
 and the table is rewritten after each, so Ctrl-C or a crash loses nothing that had finished.
+
+An image stack (an image people already run) is neither rendered nor built: its image is fetched as it is (local,
+else pulled), probed first, and recorded by digest; its saved result is reused while that digest, the host and the
+stack are unchanged. Its probe, and a dockerfile stack's, enters the container at run time (engine/run.py) and runs
+with the image's own Python. `envcheck probe IMAGE` runs the same steps for images named on the command line.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import functools
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +36,14 @@ from envcheck.engine import disk
 from envcheck.engine.build import build, build_progress, build_shared, current_image
 from envcheck.engine.clean import stale
 from envcheck.engine.client import connect, describe_host, docker_errors, is_local
+from envcheck.engine.images import ImageUnusable, other_platform, said
+from envcheck.engine.images import fetch as fetch_image
 from envcheck.engine.registry import RegistryError, pull, repository
-from envcheck.engine.run import run_probe
+from envcheck.engine.run import find_python, run_probe, too_old
 from envcheck.errors import BaseImageMissing
 from envcheck.inputs.hosts import HostSpec
 from envcheck.inputs.matrix import Matrix, Stack
-from envcheck.inputs.options import DEFAULTS, Options
+from envcheck.inputs.options import DEFAULTS, Options, ProbeOptions
 from envcheck.knowledge import Knowledge
 from envcheck.package_cache.cache import PackageCache, package_cache
 from envcheck.render.dockerfile import BuildContext, render
@@ -56,6 +65,11 @@ class Where:
     unreachable: Callable[[], str | None] | None = None  # why the host stopped answering, if it did
     stop: threading.Event | None = None  # set on Ctrl-C: a probe cut short is not saved
     failed: tuple[Status, str] | None = None  # the stack could not reach this host (push or pull failed)
+    image: str | None = None  # what to probe there when it is not the built tag: an image stack's id or digest
+
+
+STACK_HINT = "name one with `python: /path/to/python` in the stack"  # how a matrix names an image's interpreter
+PROBE_HINT = "name one with --python /path/to/python"  # and how `envcheck probe` does
 
 
 def new_result(stack: Stack, host: Host, status: Status, **fields: Any) -> Result:
@@ -96,6 +110,132 @@ def seen_by_probe(host: Host, probe: dict[str, Any]) -> Host:
     )
 
 
+def fetched(api: Any, stack: Stack, progress: Callable[[str], None]) -> tuple[BuildInfo, str, str]:
+    """An image stack's image on api's daemon, as it is (local, else pulled): (what a build records of it, its id,
+    its digest). ImageUnusable says why it cannot be had."""
+    start = time.monotonic()
+    image = fetch_image(api, str(stack.image), progress)
+    note = f"pulled {image.reference}" if image.pulled else f"{image.reference} was already here (not pulled)"
+    return (
+        BuildInfo(True, cached=not image.pulled, seconds=time.monotonic() - start, log=note),
+        image.image_id,
+        image.digest,
+    )
+
+
+def interpreter(
+    api: Any, image: str, stack: Stack, on_start: Callable[[str], None] | None, matrix_file: Path | None, hint: str
+) -> tuple[str | None, str | None]:
+    """(the Python an image stack's probe runs with, None) or (None, why it cannot run there): an image for another
+    platform than the daemon's, or one without a Python where a user's `python` would be found."""
+    try:
+        attrs = api.inspect_image(image)
+        mismatch = other_platform(api, attrs)
+        if mismatch:
+            return None, mismatch
+        python, looked = find_python(api, image, attrs, stack.name, stack.interpreter, on_start, matrix_file)
+    except docker_errors() as exc:
+        return None, f"the daemon refused to look into the image: {said(exc)}"
+    if python:
+        return python, None
+    if stack.interpreter:
+        return None, f"the Python named, {stack.interpreter}, is not an executable file in this image; {hint}"
+    return None, f"no Python in this image (looked in: {', '.join(looked)}); {hint}"
+
+
+def probe_stack(
+    api: Any,
+    image: str,
+    stack: Stack,
+    result: Result,
+    options: Options,
+    on_start: Callable[[str], None] | None = None,
+    matrix_file: Path | None = None,
+    hint: str = STACK_HINT,
+) -> None:
+    """Probe `image` as `stack` says and judge what the probe saw into `result`. A rendered stack's image carries
+    the probe; any other gets it at run time, run with the image's own Python (`hint`: how to name another)."""
+    start = time.monotonic()
+    python = None
+    if stack.kind != "rendered":
+        python, why = interpreter(api, image, stack, on_start, matrix_file, hint)
+        if why:
+            result.status, result.error = Status.RUN_FAILED, why
+            return
+    outcome = run_probe(
+        api,
+        image,
+        stack.name,
+        ["--framework", stack.probe_framework, *options.probe_args],
+        timeout=options.run_timeout,
+        sandbox=stack.sandbox,
+        on_start=on_start,
+        matrix_file=matrix_file,
+        python=python,
+        env=dict(stack.env) if python else None,
+    )
+    result.run = outcome.info()
+    refused = too_old(outcome.probe) if outcome.probe else None
+    if outcome.probe is None or refused:
+        result.status = Status.TIMEOUT if outcome.timed_out else Status.RUN_FAILED
+        result.error = f"{refused}; {hint}" if refused else outcome.error
+        return
+    judge(result, outcome.probe, outcome.gpu_refusal)
+    result.run.seconds = time.monotonic() - start
+
+
+def image_stacks(options: ProbeOptions) -> list[Stack]:
+    """`envcheck probe`'s images as image stacks, each named by its reference in the characters a stack name (and a
+    container's) takes; an image named twice is probed once."""
+    stacks: list[Stack] = []
+    for reference in dict.fromkeys(options.images):
+        base = re.sub(r"[^a-z0-9._-]+", "-", reference.lower()).strip("-._")[:90] or "image"
+        name, taken, n = base, {s.name for s in stacks}, 1
+        while name in taken:  # a/b and a-b read alike
+            n += 1
+            name = f"{base}-{n}"
+        stacks.append(
+            Stack(
+                name=name,
+                version="",
+                variant="",
+                cuda=None,
+                cudnn=None,
+                base="",
+                python="",
+                framework=options.probe_framework,
+                image=reference,
+                interpreter=options.python,
+            )
+        )
+    return stacks
+
+
+def probe_images(options: ProbeOptions) -> list[Result]:
+    """`envcheck probe IMAGE...`: each image as an image stack of a matrix would be, on the default daemon, one at a
+    time (the GPUs are shared), with nothing built or saved: the results are printed."""
+    api = connect()
+    host = describe_host(api, options.engine.host_label)
+    stacks = image_stacks(options)
+    results = []
+    with log.board([s.name for s in stacks]) as board:
+        for stack in stacks:
+            result = new_result(stack, host, Status.RUN_FAILED, image=stack.image)
+            try:
+                progress = functools.partial(board.set, stack.name)
+                result.build, image_id, result.digest = fetched(api, stack, progress)
+            except ImageUnusable as exc:
+                result.error = str(exc)
+            else:
+                board.set(stack.name, "running the probe")
+                probe_stack(api, image_id, stack, result, options.engine, hint=PROBE_HINT)
+                if result.probe and not is_local(api):
+                    result.host = seen_by_probe(host, result.probe)
+            board.set(stack.name, str(result.status) + (f": {result.error[:100]}" if result.error else ""))
+            results.append(result)
+    return results
+
+
 class MatrixRun:
     """Checks stacks of one matrix and keeps their results and table current as each one finishes."""
 
@@ -117,10 +257,11 @@ class MatrixRun:
         host = describe_host(self.api, self.options.host_label)
         with store.lock(self.layout.results), log.board([s.name for s in stacks]) as board:
             self.board = board
-            contexts = self.render(stacks)
-            results: dict[str, Result] = {}
+            results = {s.name: self.check_image(s, host) for s in stacks if s.kind == "image"}
+            stacks_built = [s for s in stacks if s.name not in results]
+            contexts = self.render(stacks_built)
             to_build = []
-            for stack in stacks:
+            for stack in stacks_built:
                 reused = self.reusable(contexts[stack.name], host)
                 if reused:
                     results[stack.name] = reused
@@ -160,56 +301,96 @@ class MatrixRun:
             self.api, name, digest=digest
         )
 
+    def check_image(self, stack: Stack, host: Host) -> Result:
+        """An image stack on this run's daemon: its image fetched as it is, its saved result reused while the digest,
+        the host and the stack are unchanged, else probed and saved."""
+        ctx, built, where = self.fetch_image(stack)
+        reused = None if where.failed else self.reusable(ctx, host, digest=where.digest)
+        if reused:
+            self.set(stack.name, f"{reused.status} (unchanged image and host: result reused)")
+            return reused
+        return self.finish(ctx, built, host, [], where)
+
+    def fetch_image(
+        self, stack: Stack, api: Any = None, row: str | None = None
+    ) -> tuple[BuildContext, BuildInfo, Where]:
+        """An image stack's image made present on api's daemon (the build host's by default) as it is: local if
+        there, else pulled. Its context stands where a built stack's would (nothing is rendered in it): the image id is
+        its content hash, under which a registry carries a local-only image to other hosts (same id, same image)."""
+        api = api or self.api
+        row = row or stack.name
+        try:
+            built, image_id, digest = fetched(api, stack, lambda text: self.set(row, text))
+        except ImageUnusable as exc:
+            ctx = BuildContext(stack, self.layout.build / stack.name, "")
+            return ctx, BuildInfo(False, error=str(exc)), Where(api, row, failed=(Status.RUN_FAILED, str(exc)))
+        ctx = BuildContext(stack, self.layout.build / stack.name, image_id.removeprefix("sha256:"))
+        return ctx, built, Where(api, row, digest=digest, image=image_id)
+
     def build_only(self, stacks: list[Stack]) -> list[tuple[BuildContext, BuildInfo | str]]:
-        """`envcheck build`: the same builds as a run (parallel, under the results lock), without probing."""
+        """`envcheck build`: the same builds as a run (parallel, under the results lock), without probing. Image
+        stacks are left out: there is nothing of theirs to build."""
         with store.lock(self.layout.results), log.board([s.name for s in stacks]) as board:
             self.board = board
             contexts = self.render(stacks)
+            for stack in stacks:
+                if stack.name not in contexts:
+                    board.set(stack.name, f"the image {stack.image}: nothing to build")
             built = dict((ctx.stack.name, outcome) for ctx, outcome in self.build_all(list(contexts.values())))
-        return [(contexts[s.name], built[s.name]) for s in stacks]
+        return [(contexts[s.name], built[s.name]) for s in stacks if s.name in contexts]
 
     def render(self, stacks: list[Stack]) -> dict[str, BuildContext]:
         """Contexts without the CA bundle: the content hash is the same either way, and whether a build needs the
-        bundle is decided when it starts (prepare)."""
-        return {s.name: render(s, self.layout.build) for s in stacks}
+        bundle is decided when it starts (prepare). Image stacks get none: they are fetched, not built."""
+        return {s.name: render(s, self.layout.build) for s in stacks if s.kind != "image"}
 
     def prepare(self, ctx: BuildContext, cache: PackageCache | None) -> BuildContext:
         """The context a build uses: with the package cache pip needs no CA bundle, except for a stack whose own
-        index (PyTorch's) pip still reaches directly."""
+        index (PyTorch's) pip still reaches directly. A dockerfile stack's is its own, as rendered."""
+        if ctx.stack.kind != "rendered":
+            return ctx
         needs_bundle = cache is None or ctx.stack.index_url is not None
         return render(ctx.stack, self.layout.build, self.options.ca_bundle if needs_bundle else None)
 
     @contextlib.contextmanager
-    def package_cache(self) -> Iterator[PackageCache | None]:
-        if not self.options.package_cache:
+    def package_cache(self, needed: bool = True) -> Iterator[PackageCache | None]:
+        """The package cache while builds run, unless off or not needed (only rendered stacks' builds use it)."""
+        if not self.options.package_cache or not needed:
             yield None
             return
         with package_cache(self.api, self.options.ca_bundle) as cache:
             yield cache
 
-    def reusable(self, ctx: BuildContext, host: Any, api: Any = None, latest: Path | None = None) -> Result | None:
+    def reusable(
+        self, ctx: BuildContext, host: Any, api: Any = None, latest: Path | None = None, digest: str | None = None
+    ) -> Result | None:
         """The saved result of this stack on this host (api's daemon; its results in `latest`), if the image and
-        the host's fingerprint are what they were and the image is still there."""
+        the host's fingerprint are what they were and the image is still there. An image stack's image is the one
+        of `digest` (what the host runs, by registry digest or image id), and its stack as it was written."""
         if self.options.force:
             return None
         saved = store.load(latest or self.layout.results, ctx.stack.name)
-        if (
+        if not (
             saved
-            and saved.content_hash == ctx.content_hash
             and saved.host.fingerprint == host.fingerprint
             and saved.status.ran
             and saved.definition.get("sandbox", True) == ctx.stack.sandbox
-            and current_image(api or self.api, ctx)
         ):
-            saved.reused = True
-            return saved
-        return None
+            return None
+        if ctx.stack.kind == "image":
+            same = bool(digest) and saved.digest == digest and saved.definition == ctx.stack.as_dict()
+        else:
+            same = saved.content_hash == ctx.content_hash and current_image(api or self.api, ctx) is not None
+        if not same:
+            return None
+        saved.reused = True
+        return saved
 
     def build_all(self, contexts: list[BuildContext]) -> Iterator[tuple[BuildContext, BuildInfo | str]]:
         """Build in --jobs threads; yields each stack's outcome as it finishes. A beginning several stacks share
         (base + Python, the installer, the same NVIDIA pins) is built once first and their builds wait for it, so
         parallel builds neither repeat it nor lose the sharing. Ctrl-C closes the builds' connections, which makes
-        the daemon cancel them. The package cache runs while any build does."""
+        the daemon cancel them. The package cache runs while any rendered stack's build does."""
         if not contexts:
             return
         warning = disk.shortfall(
@@ -217,7 +398,7 @@ class MatrixRun:
         )
         if warning:
             log.warning(warning)
-        with self.package_cache() as cache:
+        with self.package_cache(any(c.stack.kind == "rendered" for c in contexts)) as cache:
             self.via_cache = cache.build_options if cache else {}
             prepared = [self.prepare(ctx, cache) for ctx in contexts]
             # Without Docker's layer cache nothing is shared, not even within one run.
@@ -348,12 +529,13 @@ class MatrixRun:
         its result, refresh the table."""
         stack = ctx.stack
         where = where or Where(self.api, ctx.stack.name)
+        image_stack = stack.kind == "image"  # named by its reference and digest: nothing of it was rendered or built
         result = new_result(
             stack,
             host,
             Status.BUILD_FAILED,
-            image=ctx.tag,
-            content_hash=ctx.content_hash,
+            image=stack.image if image_stack else ctx.tag,
+            content_hash=None if image_stack else ctx.content_hash,
             digest=where.digest,
             predicted=[f.as_dict() for f in predicted],
         )
@@ -399,21 +581,6 @@ class MatrixRun:
             self.board.set(name, text)
 
     def probe(self, ctx: BuildContext, result: Result, where: Where) -> None:
-        start = time.monotonic()
-        outcome = run_probe(
-            where.api,
-            ctx.tag,
-            ctx.stack.name,
-            ["--framework", ctx.stack.framework, *self.options.probe_args],
-            timeout=self.options.run_timeout,
-            sandbox=ctx.stack.sandbox,
-            on_start=where.on_start,
-            matrix_file=self.matrix.path,
+        probe_stack(
+            where.api, where.image or ctx.tag, ctx.stack, result, self.options, where.on_start, self.matrix.path
         )
-        result.run = outcome.info()
-        if outcome.probe is None:
-            result.status = Status.TIMEOUT if outcome.timed_out else Status.RUN_FAILED
-            result.error = outcome.error
-            return
-        judge(result, outcome.probe, outcome.gpu_refusal)
-        result.run.seconds = time.monotonic() - start
