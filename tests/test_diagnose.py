@@ -318,3 +318,18 @@ def test_a_daemon_with_too_little_room_is_not_asked_to_build():
     refused = disk.too_full(disk.Disk("/d", 5 * 10**8, 2 * 10**12))
     assert refused is not None and not refused.ok and disk.ran_out(refused) == [refused.error]
     assert "0.5 GB free" in str(refused.error)
+
+
+def test_an_image_whose_python_has_no_framework_is_framework_missing_for_none_in_particular():
+    """--framework auto found nothing (an image stack, `envcheck probe`): not TensorFlow's code, and the fix names
+    the way to point envcheck at the Python that has one."""
+    probe = {
+        "framework": None,
+        "frameworks_found": [],
+        "framework_error": "no framework found: none of tensorflow, torch, jax is installed for this Python",
+        "executable": "/usr/bin/python3",
+    }
+    (found,) = [d for d in diagnose(Facts(probe=probe)) if d.code.endswith("missing")]
+    assert found.code == "framework-missing"
+    assert "TensorFlow, PyTorch, JAX" in found.summary and "/usr/bin/python3" in found.summary
+    assert "python: /path/to/python" in found.fix

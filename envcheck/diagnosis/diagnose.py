@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from envcheck import frameworks
 from envcheck.diagnosis.logread import hides_all_gpus
 from envcheck.diagnosis.probe_facts import Facts, soname_major
 from envcheck.diagnosis.scan import HIDING_VALUES, where
@@ -66,6 +67,17 @@ def framework_missing(f: Facts) -> Diagnosis | None:
     if f.version or f.from_log:
         return None
     error = f.probe.get("framework_error") or f.probe.get("tensorflow_error")
+    if f.none_found:
+        python = f.probe.get("executable") or "its Python"
+        return Diagnosis(
+            "framework-missing",
+            ERROR,
+            f"No framework ({', '.join(fw.display_name for fw in frameworks.FRAMEWORKS)}) is installed for "
+            f"{python}.",
+            "Probe the Python that has the framework (`python: /path/to/python` in the stack, `--python` for "
+            "`envcheck probe`), or install one into this one.",
+            [str(error or "no framework found")],
+        )
     return Diagnosis(
         f.fw.missing_code,
         ERROR,

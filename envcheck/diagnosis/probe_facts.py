@@ -142,6 +142,12 @@ class Facts:
         return self.fw.name
 
     @property
+    def none_found(self) -> bool:
+        """Probed with --framework auto, and this Python has none of the frameworks."""
+        found = self.probe.get("frameworks_found")
+        return isinstance(found, list) and not found and not self.probe.get("framework")
+
+    @property
     def name(self) -> str:
         return self.fw.display_name
 

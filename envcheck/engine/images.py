@@ -54,13 +54,14 @@ def repository(reference: str) -> str:
 
 
 def digest_of(reference: str, attrs: dict[str, Any]) -> str:
-    """The reference's own REPO@sha256:… when the daemon knows the image by it, else another repository's digest of
-    the same image, else the image id (an image built or loaded here and never pushed)."""
+    """The reference's own REPO@sha256:… when the daemon knows the image by it, else the image id (an image built or
+    loaded here: a digest it got by being pushed elsewhere, to envcheck's registry for --on say, names that other
+    repository, not the image the stack names)."""
     if "@" in reference:
         return f"{repository(reference)}@{reference.split('@', 1)[1]}"
     digests = [d for d in attrs.get("RepoDigests") or [] if isinstance(d, str) and "@" in d]
     own = [d for d in digests if d.split("@", 1)[0] == repository(reference)]
-    return (own or digests or [str(attrs.get("Id") or "")])[0]
+    return (own or [str(attrs.get("Id") or "")])[0]
 
 
 def platform_of(attrs: dict[str, Any]) -> str:

@@ -154,6 +154,13 @@ class Stack:
             data["index"] = self.index
         return data
 
+    def _as_written(self, path: Path | None) -> str:
+        """A path relative to the matrix file, as written: records and the published table hold no absolute path
+        of this machine (a home directory names its user)."""
+        if path is None or self.position is None:
+            return str(path)
+        return os.path.relpath(path, Path(self.position.file).resolve().parent)
+
     def _named_as_dict(self) -> dict[str, object]:
         """An image or dockerfile stack as records hold it: what names the image, not the keys envcheck renders."""
         data: dict[str, object] = {"name": self.name}
@@ -161,8 +168,8 @@ class Stack:
             data["image"] = self.image
         else:
             data.update(
-                dockerfile=str(self.dockerfile),
-                context=str(self.context),
+                dockerfile=self._as_written(self.dockerfile),
+                context=self._as_written(self.context),
                 build_args=dict(self.build_args),
                 target=self.target,
             )
