@@ -72,8 +72,7 @@ def framework_missing(f: Facts) -> Diagnosis | None:
         return Diagnosis(
             "framework-missing",
             ERROR,
-            f"No framework ({', '.join(fw.display_name for fw in frameworks.FRAMEWORKS)}) is installed for "
-            f"{python}.",
+            f"No framework ({', '.join(fw.display_name for fw in frameworks.FRAMEWORKS)}) is installed for {python}.",
             "Probe the Python that has the framework (`python: /path/to/python` in the stack, `--python` for "
             "`envcheck probe`), or install one into this one.",
             [str(error or "no framework found")],
