@@ -65,7 +65,7 @@ def lint(options: LintOptions) -> int:
 
 
 def plan(options: PlanOptions) -> int:
-    from envcheck.diagnosis.plan import host_from_args, host_from_nvml, plan, predicted_results
+    from envcheck.diagnosis.plan import host_from_args, host_from_nvml, plan, predicted_results, saved_probes
     from envcheck.knowledge import Knowledge
     from envcheck.results import store
 
@@ -83,7 +83,7 @@ def plan(options: PlanOptions) -> int:
         if why:
             log.info(f"envcheck plan: {why}; planning for driver {host.driver} only")
     stacks = matrix.select(options.stacks)
-    verdicts = plan(stacks, host, knowledge)
+    verdicts = plan(stacks, host, knowledge, saved_probes(matrix.layout.results, stacks))
     if options.save:
         results_dir = matrix.layout.results
         with store.lock(results_dir):
@@ -229,7 +229,9 @@ def print_results(results: list[Result], output: str, single: bool) -> None:
 
         sys.stdout.write(render_junit(results))
     elif output == "json":
-        data = [r.to_dict() for r in results]  # one object for `run` of one stack; an array for several
+        from envcheck.results.publish import result_json
+
+        data = [result_json(r) for r in results]  # one object for `run` of one stack; an array for several
         print(json.dumps(data[0] if single and len(data) == 1 else data, indent=2, sort_keys=True))
     else:
         from envcheck.results.publish import format_text

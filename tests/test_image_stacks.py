@@ -790,7 +790,8 @@ def test_plan_says_a_probe_is_needed(tmp_path: Path):
             "verdict": "warn",
             "codes": ["probe-needed"],
             "reason": f"{verdict.stack} names {what}: which framework, CUDA and GPU code it holds is known only by "
-            f"probing it (`envcheck run {verdict.stack}` on this host)",
+            f"probing it, and no saved probe of it is in results/: run `envcheck run {verdict.stack}` first (on any "
+            "host), then plan answers from that probe",
         }
 
 

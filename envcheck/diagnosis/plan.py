@@ -2,8 +2,11 @@
 
 A stack's verdict is the worst of knowledge.rules' checks: what lint predicts of the stack, how the driver runs
 its CUDA runtime, and whether each GPU has native kernels or PTX the driver can JIT-compile (ok < warn < fails).
-An image or dockerfile stack gets warn, probe-needed: what its image holds is not in the matrix, so knowledge alone
-cannot say.
+What an image or dockerfile stack's image holds is not in the matrix: once a probe has read it (a saved result in
+results/, of the same stack definition; a dockerfile stack's also of the same content hash), the same checks run on
+what that probe read (requirements.host_needs: the CUDA runtime it loads, the SASS and PTX in its binaries), and the
+image's own faults the probe found (no framework, a CPU-only build, missing libraries) are carried over. Before
+any probe it gets warn, probe-needed.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from envcheck.diagnosis.diagnose import diagnose
+from envcheck.diagnosis.probe_facts import Facts
+from envcheck.diagnosis.requirements import host_needs
 from envcheck.errors import ConfigError
 from envcheck.inputs.matrix import Stack
 from envcheck.knowledge import Knowledge, Version
@@ -29,6 +36,19 @@ from envcheck.knowledge.rules import (
 from envcheck.results.model import Diagnosis, Host, Result, Severity, Status
 
 VERDICTS = {Level.OK: Status.OK, Level.WARN: Status.WARN, Level.FAILS: Status.FAILS}
+# What a probe found wrong with an image itself, on any host: carried from a saved probe into the verdict.
+IMAGE_CODES = (
+    "framework-missing",
+    "tensorflow-missing",
+    "cpu-only-build",
+    "cuda-libs-missing",
+    "cuda-libs-not-on-path",
+    "cuda-mismatch",
+    "cudnn-mismatch",
+    "xla-toolchain-missing",
+    "python-unsupported",
+)
+NO_GPU_CODE = ("framework-missing", "tensorflow-missing", "cpu-only-build")  # then no driver or GPU matters
 FULL_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in a GPU name: found by a search, so "A100\n" would pass and be saved
 
@@ -47,6 +67,10 @@ class Verdict:
     level: Level = Level.OK
     codes: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    framework: str | None = None  # an image's, as its probe found it (a rendered stack's is the stack's)
+    source: str | None = None  # the saved probe an image's verdict was read from, in words
+    needs: dict[str, Any] | None = None  # what that probe says the image needs (HostNeeds.to_dict())
+    probed: dict[str, Any] | None = None  # which record: digest, content hash, host, timestamp
 
     def add(self, check: Check) -> None:
         self.level = max(self.level, check.level)
@@ -60,17 +84,24 @@ class Verdict:
 
     @property
     def reason(self) -> str:
-        return "; ".join(self.reasons) or "built for this driver and GPU"
+        said = "; ".join(self.reasons) or "built for this driver and GPU"
+        return f"{said} ({self.source})" if self.source else said
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stack": self.stack, "verdict": self.status.value, "codes": self.codes, "reason": self.reason}
+        data = {"stack": self.stack, "verdict": self.status.value, "codes": self.codes, "reason": self.reason}
+        if self.probed is not None:  # an image read by a saved probe: what it needs, and which probe said so
+            data.update(needs=self.needs, probed=self.probed)
+        return data
 
 
-def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge) -> Verdict:
+def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge, saved: Result | None = None) -> Verdict:
+    """`saved`: for an image or dockerfile stack, the saved result whose probe read its image (saved_probes)."""
     verdict = Verdict(stack.name)
     if stack.kind != "rendered":
-        verdict.add(probe_needed(stack))
-        return verdict
+        if saved is None or saved.probe is None:
+            verdict.add(probe_needed(stack))
+            return verdict
+        return plan_probed(stack, saved, host, k)
     if is_cpu_only(stack):
         verdict.add(cpu_only_check(stack))
         return verdict
@@ -92,28 +123,109 @@ def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge) -> Verdict:
     return verdict
 
 
+def plan_probed(stack: Stack, saved: Result, host: PlannedHost, k: Knowledge) -> Verdict:
+    """An image's verdict from what a saved probe read in it: the image's own faults, then how this driver runs the
+    CUDA runtime it loads and whether each GPU has its SASS or PTX the driver can JIT-compile (the rules rendered
+    stacks go through, on the probe's GpuCode instead of the knowledge data's)."""
+    facts = Facts(probe=saved.probe or {})
+    needs = host_needs(facts)
+    verdict = Verdict(stack.name, framework=facts.framework if facts.version else None)
+    image = saved.digest or saved.image or str(stack.image or stack.dockerfile)
+    verdict.source = f"read from its probe of {image} on {saved.host.label}, {saved.date or 'undated'}"
+    verdict.needs = needs.to_dict()
+    verdict.probed = {
+        "digest": saved.digest,
+        "content_hash": saved.content_hash,
+        "host": saved.host.label,
+        "timestamp": saved.timestamp,
+    }
+    for found in diagnose(facts):
+        if found.code in IMAGE_CODES:
+            level = Level.FAILS if found.severity == Severity.ERROR else Level.WARN
+            verdict.add(Check(found.code, level, found.summary.rstrip(".")))
+    if any(code in NO_GPU_CODE for code in verdict.codes):
+        return verdict
+    if needs.cuda is None:
+        verdict.reasons.append("its probe found no CUDA runtime version: driver and GPUs not checked")
+        return verdict
+    support = driver_support(needs.cuda, host.driver, k)
+    driver = support.check() if support else None
+    if driver:
+        verdict.add(driver)
+    elif support is None:
+        verdict.reasons.append(f"envcheck's data has no minimum driver for CUDA {needs.cuda}: driver not checked")
+    code = needs.code
+    if host.gpus and (code is None or not (code.sass or code.ptx)):
+        verdict.reasons.append("its probe read no GPU code from the framework's binaries: GPUs not checked")
+        return verdict
+    label = f"{facts.name} {facts.version}"
+    for name, cc in host.gpus if code else ():
+        found_gpu = gpu_check(code, label, name, cc, support, k, (facts.framework, str(facts.version)))
+        if found_gpu:
+            verdict.add(found_gpu)
+    return verdict
+
+
 def probe_needed(stack: Stack) -> Check:
-    """The verdict's reason for a stack whose framework, wheels and CUDA only its image knows."""
+    """The verdict's reason for a stack whose framework, wheels and CUDA only its image knows, before a probe read
+    it."""
     what = f"the image {stack.image}" if stack.image else f"its own Dockerfile {stack.dockerfile}"
     return Check(
         "probe-needed",
         Level.WARN,
-        f"{stack.name} names {what}: which framework, CUDA and GPU code it holds is known only by probing it "
-        f"(`envcheck run {stack.name}` on this host)",
+        f"{stack.name} names {what}: which framework, CUDA and GPU code it holds is known only by probing it, and "
+        f"no saved probe of it is in results/: run `envcheck run {stack.name}` first (on any host), then plan "
+        "answers from that probe",
     )
 
 
-def plan(stacks: list[Stack], host: PlannedHost, k: Knowledge | None = None) -> list[Verdict]:
-    """A verdict per stack; a driver that is too old names the newest stack (of the same framework) that would work."""
+def saved_probes(results_dir: Path, stacks: list[Stack]) -> dict[str, Result]:
+    """For each image or dockerfile stack, the newest saved result (of any host: what an image needs does not depend
+    on where it ran) whose probe read that stack's image: a record of the same stack definition (its name aside), a
+    dockerfile stack's also of its content hash now (the same files make the same image). An image stack named by
+    tag is answered from the digest its newest probe read (the verdict names it); a new digest needs a new run."""
+    from envcheck.render.dockerfile import user_content_hash
+    from envcheck.results import store
+
+    named = [s for s in stacks if s.kind != "rendered"]
+    if not named:
+        return {}
+    records, _ = store.own_records(results_dir)  # unreadable lines are `table`'s and `import`'s to name
+    wanted = {}
+    for stack in named:
+        definition = {k: v for k, v in stack.as_dict().items() if k != "name"}
+        try:
+            content = user_content_hash(stack) if stack.kind == "dockerfile" else None
+        except ConfigError:
+            continue  # a context that cannot be read now: no probe can be said to be of it
+        wanted[stack.name] = (definition, content)
+    found: dict[str, Result] = {}
+    for record in records:
+        if record.probe is None or not record.status.ran:
+            continue
+        definition = {k: v for k, v in record.definition.items() if k != "name"}
+        for name, (want, content) in wanted.items():
+            same = definition == want and (content is None or record.content_hash == content)
+            if same and (name not in found or record.moment >= found[name].moment):
+                found[name] = record
+    return found
+
+
+def plan(
+    stacks: list[Stack], host: PlannedHost, k: Knowledge | None = None, probes: dict[str, Result] | None = None
+) -> list[Verdict]:
+    """A verdict per stack (`probes`: image and dockerfile stacks' saved probes, saved_probes()); a driver that is
+    too old names the newest stack (of the same framework) that would work."""
     k = k or Knowledge.load()
-    verdicts = [plan_stack(stack, host, k) for stack in stacks]
+    probes = probes or {}
+    verdicts = [plan_stack(stack, host, k, probes.get(stack.name)) for stack in stacks]
     working: dict[str, list[tuple[Version, str]]] = {}
     for s, v in zip(stacks, verdicts, strict=True):
         if s.kind == "rendered" and "driver-too-old" not in v.codes and v.level != Level.FAILS:
             working.setdefault(s.framework, []).append((Version(s.version), s.name))
     for stack, v in zip(stacks, verdicts, strict=True):
         if "driver-too-old" in v.codes:
-            fitting = working.get(stack.framework)
+            fitting = working.get(v.framework or stack.framework)
             v.reasons.append(
                 f"newest stack that would work on this driver: {max(fitting)[1]}"
                 if fitting
@@ -183,6 +295,7 @@ def predicted_results(
             timestamp=now,
             host=planned,
             definition=stack.as_dict(),
+            image=stack.image,
             predicted_only=True,
             reason=verdict.reason,
             diagnoses=[Diagnosis(code, Severity.PREDICTED, verdict.reason, "") for code in verdict.codes],

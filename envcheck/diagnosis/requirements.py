@@ -45,19 +45,28 @@ class HostNeeds:
         ptx_from = min(self.code.ptx) if self.code.ptx else None
         oldest = self.code.oldest
         found["none"].append(f"< {oldest.major}.{oldest.minor}")
-        newest = max([*lowest, *(p.major for p in self.code.ptx)])
-        for major in range(oldest.major, newest + 1):
+        majors = sorted({*lowest, *(p.major for p in self.code.ptx)})
+        previous = None
+        for major in majors:
+            if previous is not None and major > previous + 1:
+                # Majors with no code of their own, named as one span (a probe of an odd image may list any
+                # number): the PTX targets are among `majors`, so PTX reaches all of a span or none of it.
+                first, last = previous + 1, major - 1
+                span = f"{first}.x" if first == last else f"{first}.x–{last}.x"
+                by_ptx = ptx_from is not None and ptx_from <= Version(f"{first}.0")
+                found["ptx_jit" if by_ptx else "none"].append(span)
+            previous = major
             if major in lowest:
                 found["native"].append(f"{lowest[major].major}.{lowest[major].minor}–{major}.x")
-            elif major > oldest.major or major not in lowest:
-                by_ptx = ptx_from is not None and ptx_from <= Version(f"{major}.0")
-                if major != oldest.major or by_ptx:
-                    found["ptx_jit" if by_ptx else "none"].append(f"{major}.x")
-        found["ptx_jit" if ptx_from is not None else "none"].append(f">= {newest + 1}.0")
+                continue
+            by_ptx = ptx_from is not None and ptx_from <= Version(f"{major}.0")
+            if major != oldest.major or by_ptx:
+                found["ptx_jit" if by_ptx else "none"].append(f"{major}.x")
+        found["ptx_jit" if ptx_from is not None else "none"].append(f">= {majors[-1] + 1}.0")
         return found
 
     def said(self) -> str:
-        """One paragraph for people."""
+        """One paragraph for people, read after "needs: " (as `run` and `probe` print it)."""
         parts = []
         if self.cuda is not None and self.driver is not None:
             compat = (
@@ -66,11 +75,11 @@ class HostNeeds:
                 if self.driver_minor_compat and self.driver_minor_compat < self.driver
                 else ""
             )
-            parts.append(f"needs driver >= {self.driver} for CUDA {self.cuda} ({self.cuda_from}){compat}")
+            parts.append(f"driver >= {self.driver} for CUDA {self.cuda} ({self.cuda_from}){compat}")
         elif self.cuda is not None:
-            parts.append(f"runs CUDA {self.cuda} ({self.cuda_from}), whose minimum driver envcheck's data lacks")
+            parts.append(f"a driver for CUDA {self.cuda} ({self.cuda_from}), whose minimum envcheck's data lacks")
         else:
-            parts.append("carries no CUDA runtime envcheck could find: nothing here runs on a GPU")
+            parts.append("no GPU driver: envcheck found no CUDA runtime in it, so nothing here runs on a GPU")
         if self.ptx_isa is not None and self.driver_for_ptx is not None:
             parts.append(f"PTX ISA {self.ptx_isa} JIT-compiles with driver >= {self.driver_for_ptx}")
         gpus = self.gpus()
@@ -117,9 +126,11 @@ def driver_for_isa(isa: Version, k: Knowledge) -> Version | None:
 
 
 def host_needs(facts: Facts) -> HostNeeds:
+    """What the image the probe ran in needs from a host, from the probe's facts and the knowledge data."""
     k = facts.knowledge
     cuda, source = runtime_of(facts)
-    code = facts.code
+    # A CPU-only build has no GPU code, whatever the knowledge data lists for the release's CUDA wheel.
+    code = facts.code if facts.probe.get("is_cuda_build") is not False else None
     isas = [isa for isa in (code.ptx.values() if code else ()) if isa is not None]
     isa = max(isas) if isas else None
     env = facts.probe.get("env") if isinstance(facts.probe.get("env"), dict) else {}
@@ -134,3 +145,10 @@ def host_needs(facts: Facts) -> HostNeeds:
         code=code,
         require_cuda=require if isinstance(require, str) else None,
     )
+
+
+def needs_of(probe: dict[str, Any] | None) -> HostNeeds | None:
+    """What an image needs, from a result's stored probe document (None where no probe ran): computed each time it
+    is shown rather than stored, so records of before this existed get it too and a correction of the knowledge
+    data reaches every record."""
+    return host_needs(Facts(probe=probe)) if isinstance(probe, dict) else None

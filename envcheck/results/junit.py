@@ -1,4 +1,5 @@
-"""Results as JUnit XML, for CI systems that show test reports: one test case per stack × host."""
+"""Results as JUnit XML, for CI systems that show test reports: one test case per stack × host, what its image needs
+from a host as the case's properties."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import re
 from xml.sax.saxutils import escape, quoteattr
 
+from envcheck.diagnosis.requirements import needs_of
 from envcheck.results.model import Result
 
 # Characters XML 1.0 does not allow (control codes such as the ESC of colour codes in build logs, surrogates).
@@ -15,6 +17,29 @@ NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\
 def text(value: str) -> str:
     """A value as XML character data: ANSI colour sequences dropped, other characters XML forbids replaced."""
     return NOT_XML.sub("\ufffd", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", value))
+
+
+def properties(result: Result) -> str:
+    """What the stack's image needs from a host, as the test case's properties (CI systems list them with the case):
+    `needs` in words, then the figures one by one; empty where no probe ran."""
+    found = needs_of(result.probe)
+    if found is None:
+        return ""
+    data = found.to_dict()
+    gpus = data["gpus"]
+    named = {
+        "needs": data["said"],
+        "needs.cuda": data["cuda"],
+        "needs.min_driver": data["min_driver"],
+        "needs.min_driver_minor_compat": data["min_driver_minor_compat"],
+        "needs.min_driver_for_ptx": data["min_driver_for_ptx"],
+        "needs.gpus_native": ", ".join(gpus["native"]),
+        "needs.gpus_ptx_jit": ", ".join(gpus["ptx_jit"]),
+    }
+    items = "".join(
+        f"<property name={quoteattr(name)} value={quoteattr(text(value))}/>" for name, value in named.items() if value
+    )
+    return f"<properties>{items}</properties>"
 
 
 def render_junit(results: list[Result]) -> str:
@@ -29,7 +54,7 @@ def render_junit(results: list[Result]) -> str:
             found = [{"name": name, "version": version} for name, version in r.frameworks_found]
             said.update(image=r.image, digest=r.digest, frameworks_found=found)
         body = escape(json.dumps(said))
-        head = f'  <testcase classname={classname} name={name} time="{seconds:.1f}">'
+        head = f'  <testcase classname={classname} name={name} time="{seconds:.1f}">{properties(r)}'
         if r.status.ran:
             cases.append(f"{head}<system-out>{body}</system-out></testcase>")
         else:

@@ -18,6 +18,7 @@ import jinja2
 from tabulate import tabulate
 
 from envcheck import frameworks
+from envcheck.diagnosis.requirements import needs_of
 from envcheck.results import store
 from envcheck.results.model import SCHEMA, Result
 from envcheck.results.store import merge, write_atomic
@@ -44,6 +45,7 @@ DETAIL_HEADERS = [
     "Host",
     "Framework",
     "Image",
+    "Needs driver",
 ]
 
 
@@ -74,6 +76,18 @@ def shown_image(c: dict[str, Any]) -> str | None:
     if not c["image"]:
         return short or None
     return f"{c['image']} ({'' if '@' in digest else 'local image '}{short})" if short else c["image"]
+
+
+def needs(result: Result) -> dict[str, Any] | None:
+    """What the result's image needs from a host (requirements.HostNeeds.to_dict()), from its stored probe document;
+    None where no probe ran (a failed build, a prediction)."""
+    found = needs_of(result.probe)
+    return found.to_dict() if found else None
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    """A result as `--json` prints it: the record's keys and `needs`, which is derived, not recorded."""
+    return {**result.to_dict(), "needs": needs(result)}
 
 
 def cell(result: Result) -> dict[str, Any]:
@@ -109,6 +123,7 @@ def cell(result: Result) -> dict[str, Any]:
         "error": result.error,
         "reason": result.reason,
         "date": result.date,
+        "needs": needs(result),
     }
 
 
@@ -239,6 +254,7 @@ def _detail_row(c: dict[str, Any]) -> list[str]:
         md(c["host"]),
         md(frameworks.framework(c["framework"]).display_name if c["kind"] == "rendered" else c["label"] or MISSING),
         md(shown_image(c) or MISSING),
+        md(f">= {c['needs']['min_driver']}") if c["needs"] and c["needs"]["min_driver"] else MISSING,
     ]
 
 
@@ -318,7 +334,8 @@ def format_text(result: Result, with_host: bool = False) -> str:
 
 
 def _cause_lines(result: Result) -> list[str]:
-    """The error, each diagnosis with its evidence and fix, and the benchmark, as `run` prints them."""
+    """The error, each diagnosis with its evidence and fix, the benchmark, and what the image needs from a host, as
+    `run` prints them."""
     lines = [f"  error: {result.error}"] if result.error else []
     for d in result.diagnoses:
         lines.append(f"  [{d.severity}] {d.code}: {d.summary}")
@@ -328,6 +345,9 @@ def _cause_lines(result: Result) -> list[str]:
         figure = f"{b.tflops} TFLOP/s" if b.tflops is not None else f"failed: {b.error}"
         precision = f" ({b.precision})" if b.precision else ""
         lines.append(f"  matmul {b.library} {b.device} {b.dtype}{precision} n={b.n}: {figure}")
+    found = needs_of(result.probe)
+    if found:
+        lines.append(f"  needs: {found.said()}")
     return lines
 
 
