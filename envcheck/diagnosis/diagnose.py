@@ -13,10 +13,12 @@ the log does not mention is unknown, not absent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from envcheck import frameworks
+from envcheck.diagnosis import conflicts
 from envcheck.diagnosis.logread import hides_all_gpus
 from envcheck.diagnosis.probe_facts import Facts, soname_major
 from envcheck.diagnosis.scan import HIDING_VALUES, where
@@ -472,6 +474,32 @@ def placement_forced_cpu(f: Facts) -> Diagnosis | None:
 def uses_gpu(probe: dict[str, Any], diagnoses: list[Diagnosis]) -> bool:
     """The framework lists a GPU and nothing at error level stands in its way."""
     return bool(probe.get("gpus")) and not any(d.severity == ERROR for d in diagnoses)
+
+
+def all_use_gpu(facts: Facts, diagnoses: list[Diagnosis]) -> bool:
+    """Every framework the probe read lists a GPU and nothing at error level stands in the way of any."""
+    return uses_gpu(facts.probe, diagnoses) and all(part.probe.get("gpus") for part in facts.parts)
+
+
+def diagnose_all(facts: Facts) -> list[Diagnosis]:
+    """diagnose() for each framework the probe read in one environment: a diagnosis every framework gets alike (the
+    host's, the container's) once; one only some get, named by its framework; then the libraries they load
+    differently (conflicts.from_probe)."""
+    parts = facts.parts
+    if len(parts) == 1:
+        return diagnose(facts)
+    each = [(part.framework, diagnose(part)) for part in parts]
+    common = set.intersection(*({(d.code, d.summary) for d in found} for _, found in each))
+    result, said = [], set()
+    for name, found in each:
+        for d in found:
+            key = (d.code, d.summary)
+            if key not in common:
+                result.append(dataclasses.replace(d, framework=name))
+            elif key not in said:
+                said.add(key)
+                result.append(d)
+    return [*result, *conflicts.from_probe(parts)]
 
 
 def diagnose(facts: Facts) -> list[Diagnosis]:

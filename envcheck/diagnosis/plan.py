@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck.diagnosis.diagnose import diagnose
+from envcheck.diagnosis.diagnose import diagnose_all
 from envcheck.diagnosis.probe_facts import Facts
 from envcheck.diagnosis.requirements import host_needs
 from envcheck.errors import ConfigError
@@ -47,6 +47,7 @@ IMAGE_CODES = (
     "cudnn-mismatch",
     "xla-toolchain-missing",
     "python-unsupported",
+    "library-conflict",
 )
 NO_GPU_CODE = ("framework-missing", "tensorflow-missing", "cpu-only-build")  # then no driver or GPU matters
 FULL_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
@@ -76,7 +77,8 @@ class Verdict:
         self.level = max(self.level, check.level)
         if check.code not in self.codes:
             self.codes.append(check.code)
-        self.reasons.append(check.message)
+        if check.message not in self.reasons:  # two frameworks of one environment on one driver say it alike
+            self.reasons.append(check.message)
 
     @property
     def status(self) -> Status:
@@ -102,24 +104,29 @@ def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge, saved: Result | No
             verdict.add(probe_needed(stack))
             return verdict
         return plan_probed(stack, saved, host, k)
-    if is_cpu_only(stack):
-        verdict.add(cpu_only_check(stack))
+    if all(is_cpu_only(part) for part in stack.parts):
+        for part in stack.parts:
+            verdict.add(cpu_only_check(part))
         return verdict
     for check in stack_checks(stack, k):
         if check.level > Level.OK:
             verdict.add(check)
-    build = stack.fw.build(k, stack.version, stack.variant, stack.index)
-    if build is None:
-        return verdict
-    cuda = runtime_cuda(build, stack.variant, k)
-    support = driver_support(cuda, host.driver, k) if cuda else None
-    driver = support.check() if support else None
-    if driver:
-        verdict.add(driver)
-    for label, cc in host.gpus if build.code else ():
-        found = gpu_check(build.code, build.label, label, cc, support, k, (build.framework, build.release))
-        if found:
-            verdict.add(found)
+    for part in stack.parts:  # each framework of the environment on this driver and these GPUs
+        if is_cpu_only(part):
+            verdict.add(cpu_only_check(part))
+            continue
+        build = part.fw.build(k, part.version, part.variant, part.index)
+        if build is None:
+            continue
+        cuda = runtime_cuda(build, part.variant, k)
+        support = driver_support(cuda, host.driver, k) if cuda else None
+        driver = support.check() if support else None
+        if driver:
+            verdict.add(driver)
+        for label, cc in host.gpus if build.code else ():
+            found = gpu_check(build.code, build.label, label, cc, support, k, (build.framework, build.release))
+            if found:
+                verdict.add(found)
     return verdict
 
 
@@ -139,7 +146,7 @@ def plan_probed(stack: Stack, saved: Result, host: PlannedHost, k: Knowledge) ->
         "host": saved.host.label,
         "timestamp": saved.timestamp,
     }
-    for found in diagnose(facts):
+    for found in diagnose_all(facts):
         if found.code in IMAGE_CODES:
             level = Level.FAILS if found.severity == Severity.ERROR else Level.WARN
             verdict.add(Check(found.code, level, found.summary.rstrip(".")))

@@ -5,6 +5,7 @@ the driver's support, the GPU code, the log's evidence). The rules in diagnose.p
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -84,6 +85,17 @@ def typed_probe(probe: Any) -> dict[str, Any]:
     return probe
 
 
+# A framework's own keys in the probe's document (probe.py's framework_facts, what its adapter adds, and the
+# TensorFlow keys of probe schema 1); the rest belong to the container.
+PER_FRAMEWORK = frozenset(
+    {
+        "framework", "framework_version", "framework_error", "is_cuda_build", "build_cuda", "build_cudnn",
+        "compute_capabilities", "build_info", "gpus", "log", "tf32_enabled", "placement", "cuda_libs", "gpu_code",
+        "benchmark", "tensorflow", "tensorflow_error", "tf_log",
+    }
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Facts:
     """Everything a rule may read: the probe's JSON, what Docker said, and what `doctor --script` found."""
@@ -140,6 +152,20 @@ class Facts:
     @property
     def framework(self) -> str:
         return self.fw.name
+
+    @property
+    def parts(self) -> list[Facts]:
+        """These facts once per framework the probe read in one environment (probe.py's other_frameworks: a stack of
+        several frameworks, or an image that has several), the primary first: each with the container's own keys
+        and that framework's."""
+        others = self.probe.get("other_frameworks")
+        parts = [self]
+        shared = {k: v for k, v in self.probe.items() if k not in PER_FRAMEWORK and k != "other_frameworks"}
+        for other in others if isinstance(others, list) else []:
+            if isinstance(other, dict) and frameworks.find(other.get("framework")):
+                own = {k: v for k, v in other.items() if k in PER_FRAMEWORK}
+                parts.append(dataclasses.replace(self, probe={**shared, **own}))
+        return parts
 
     @property
     def none_found(self) -> bool:

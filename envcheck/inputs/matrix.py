@@ -7,6 +7,11 @@ checked against strict patterns so a matrix file cannot inject commands.
 A stack is one of three kinds, by the key that says what it is: a framework version (tensorflow:, torch:, jax:),
 which envcheck renders into a Dockerfile; an image (image:), probed as it is; or the user's own Dockerfile
 (dockerfile:), built as written. Each kind takes its own keys, and defaults apply only where they fit.
+
+A rendered stack may name several framework versions, installed into one environment; the first it names is its
+primary framework. `variant:` is then one variant every one of them has (cpu for TensorFlow and JAX), or a mapping
+of framework to variant ({tensorflow: and-cuda, torch: pypi}) in which a framework left out takes its default
+(TensorFlow has none, so it must be named).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import re
 import stat
 import string
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +80,10 @@ class Position:
 @dataclass(frozen=True)
 class Stack:
     """One stack to build and probe, with defaults already merged in: one framework's release (its matrix key and
-    version), installed as one of its variants (kind "rendered"); or an image as it is (image), or the user's own
-    Dockerfile (dockerfile), where version, variant, base and python are empty and framework is the one named or
-    AUTO."""
+    version), installed as one of its variants (kind "rendered"), with any other frameworks the stack names installed
+    beside it (extra_frameworks; framework, version and variant are always the first's, the primary); or an image as
+    it is (image), or the user's own Dockerfile (dockerfile), where version, variant, base and python are empty and
+    framework is the one named or AUTO."""
 
     name: str
     version: str
@@ -100,6 +106,42 @@ class Stack:
     build_args: tuple[tuple[str, str], ...] = ()  # a dockerfile stack's build arguments
     target: str | None = None  # a dockerfile stack's build stage
     interpreter: str | None = None  # the Python an image or dockerfile stack is probed with (None: the probe's pick)
+    # The frameworks installed beside the primary one, (name, version, variant), in the order the stack names them.
+    extra_frameworks: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def frameworks(self) -> tuple[tuple[str, str, str], ...]:
+        """(name, version, variant) of every framework the stack installs, the primary first."""
+        return ((self.framework, self.version, self.variant), *self.extra_frameworks)
+
+    @property
+    def several(self) -> bool:
+        """Whether the stack installs more than one framework into its environment."""
+        return bool(self.extra_frameworks)
+
+    def only(self, name: str) -> Stack:
+        """This stack as if it installed only its framework `name`: what that framework's Dockerfile hooks and the
+        rules of lint and plan take. The index stays with the framework installed from one; a variant the stack
+        wrote for this framework alone (variant: {NAME: ...}) is where findings about its variant point."""
+        framework, version, variant = next(f for f in self.frameworks if f[0] == name)
+        positions = dict(self.positions)
+        if f"variant[{name}]" in positions:
+            positions["variant"] = positions[f"variant[{name}]"]
+        index = self.index if frameworks.framework(name).index_variant else None
+        return replace(
+            self,
+            framework=framework,
+            version=version,
+            variant=variant,
+            index=index,
+            extra_frameworks=(),
+            positions=positions,
+        )
+
+    @property
+    def parts(self) -> tuple[Stack, ...]:
+        """The stack once per framework it installs (only()), the primary first; a one-framework stack is itself."""
+        return tuple(self.only(name) for name, _, _ in self.frameworks) if self.several else (self,)
 
     def where(self, key: str) -> Position | None:
         """Where a field was written (the stack itself when it came from defaults)."""
@@ -112,8 +154,10 @@ class Stack:
 
     @property
     def probe_framework(self) -> str:
-        """What the probe's --framework gets: the framework's name, or AUTO (report every one, probe the first)."""
-        return self.framework
+        """What the probe's --framework gets: the framework's name, or AUTO (report every one, probe the first); for
+        a stack of several frameworks, their names joined by commas, the primary first (the probe imports each in
+        turn, in one process)."""
+        return ",".join(name for name, _, _ in self.frameworks)
 
     @property
     def fw(self) -> Framework:
@@ -130,8 +174,12 @@ class Stack:
 
     @property
     def index_url(self) -> str | None:
-        """The wheel index a stack of its framework's index variant installs from (PyTorch's own)."""
-        return self.fw.index_url.format(index=self.index) if self.index else None
+        """The wheel index a stack of its framework's index variant installs from (PyTorch's own, also where PyTorch
+        is not the stack's primary framework)."""
+        if not self.index:
+            return None
+        named = (frameworks.framework(name) for name, _, _ in self.frameworks if name != AUTO)
+        return next((fw for fw in named if fw.index_variant), self.fw).index_url.format(index=self.index)
 
     def as_dict(self) -> dict[str, object]:
         if self.kind != "rendered":
@@ -140,6 +188,7 @@ class Stack:
             "name": self.name,
             "framework": self.framework,
             self.framework: self.version,
+            **{name: version for name, version, _ in self.extra_frameworks},
             "variant": self.variant,
             "cuda": self.cuda,
             "cudnn": self.cudnn,
@@ -152,6 +201,9 @@ class Stack:
         }
         if self.index:
             data["index"] = self.index
+        if self.several:  # added keys: a one-framework stack's record is as it always was
+            data["frameworks"] = [name for name, _, _ in self.frameworks]
+            data["variants"] = {name: variant for name, _, variant in self.frameworks}
         return data
 
     def _as_written(self, path: Path | None) -> str:
@@ -306,7 +358,6 @@ MISSING_EXPECTED = (
     f"name, {DEFAULT.name} and variant on every stack (or "
     f"{' or '.join(name for name in frameworks.NAMES if name != DEFAULT.name)} instead of {DEFAULT.name})"
 )
-ONE_FRAMEWORK = f"one framework per stack: {', '.join(frameworks.NAMES[:-1])} or {frameworks.NAMES[-1]}"
 INDEX_EXPECTED = (
     "index: only on "
     + " or ".join(
@@ -414,25 +465,39 @@ class _Validator:
             out[key.value] = (key, value)
         return out
 
-    def framework_fits(self, node: yaml.Node, framework: str, values: Entry) -> bool:
-        """The variant (and an index, for a framework installed from a wheel index) belong to the stack's
-        framework."""
+    def framework_fits(
+        self,
+        node: yaml.Node,
+        framework: str,
+        variant: tuple[object, Position | None] | None,
+        index: tuple[object, Position | None] | None,
+        several: bool = False,
+    ) -> bool:
+        """The variant (and an index, for a framework installed from a wheel index) belong to this framework of the
+        stack; `several`: the stack names other frameworks too, whose index is not this one's to judge."""
         ok = True
         fw = frameworks.framework(framework)
-        variant = values.get("variant")
+        if variant is None and fw.default_variant is None and not (index and fw.index_variant):
+            choices = "|".join(fw.variants)
+            self.error(
+                node,
+                f"stack names no variant for {framework}",
+                f"variant: {{{framework}: {choices}}} beside the other frameworks' (those left out take their default)",
+            )
+            return False
         if variant and variant[0] not in fw.variants:
             where = variant[1] or self.pos(node)
+            mapping = " or a mapping that names each framework's, such as {tensorflow: and-cuda, torch: pypi}"
             self.errors.append(
                 (
                     where.line,
                     where.column,
                     f"{where}: error: variant {variant[0]!r} is not one of {framework}'s "
-                    f"(expected one of {', '.join(fw.variants)})",
+                    f"(expected one of {', '.join(fw.variants)}{mapping if several else ''})",
                 )
             )
             ok = False
-        index = values.get("index")
-        if index and (fw.index_variant is None or (variant and variant[0] != fw.index_variant)):
+        if index and (fw.index_variant is None or (variant and variant[0] != fw.index_variant)) and not several:
             where = index[1] or self.pos(node)
             self.errors.append(
                 (where.line, where.column, f"{where}: error: index {index[0]!r} here (expected {INDEX_EXPECTED})")
@@ -447,6 +512,38 @@ class _Validator:
             ok = False
         return ok
 
+    def frameworks_fit(self, node: yaml.Node, named: list[str], values: Entry) -> bool:
+        """A stack of several frameworks (or one whose variant is a mapping): each framework's variant, from the
+        mapping or the one variant they all have, fits it; the mapping names only the stack's frameworks; an index
+        only beside the framework installed from one, in its index variant."""
+        variant, index = values.get("variant"), values.get("index")
+        chosen = dict(variant[0]) if variant and isinstance(variant[0], tuple) else None
+        ok = True
+        for name in chosen or ():
+            if name not in named:
+                where = values.get(f"variant[{name}]", variant)[1] if variant else None
+                self.error_at(
+                    where or self.pos(node),
+                    f"variant for {name}, which this stack does not install",
+                    f"variants for the stack's frameworks only: {', '.join(named)}",
+                )
+                ok = False
+        for name in named:
+            own = variant
+            if chosen is not None:
+                own = (chosen[name], values.get(f"variant[{name}]", variant)[1]) if name in chosen else None
+            ok = self.framework_fits(node, name, own, index, several=len(named) > 1) and ok
+        owners = [name for name in named if frameworks.framework(name).index_variant]
+        if index and len(named) > 1:
+            owner_variant = chosen.get(owners[0]) if owners and chosen is not None else None
+            if not owners or (owner_variant or frameworks.framework(owners[0]).index_variant) != (
+                frameworks.framework(owners[0]).index_variant
+            ):
+                where = index[1] or self.pos(node)
+                self.error_at(where, f"index {index[0]!r} here", INDEX_EXPECTED)
+                ok = False
+        return ok
+
     def value(self, key: str, node: yaml.Node, framework: str | None = None, kind: str | None = None) -> object | None:
         """One field's validated value, or None after reporting why it is wrong. python is a version on a rendered
         stack, an interpreter's path on the others, and either where the kind is not known (defaults)."""
@@ -456,6 +553,8 @@ class _Validator:
             return self.env_map(node)
         if key == "build_args":
             return self.build_args_map(node)
+        if key == "variant" and isinstance(node, yaml.MappingNode):
+            return self.variant_map(node)
         if key == "python" and kind != "rendered":
             path = kind is not None or (isinstance(node, yaml.ScalarNode) and node.value.startswith("/"))
             check = _INTERPRETER if path else STACK_FIELDS[key]
@@ -485,6 +584,11 @@ class _Validator:
             if key == "pip" and isinstance(value_node, yaml.SequenceNode):
                 # Each requirement's own position, so findings can point at the one at fault.
                 values.update({f"pip[{i}]": (None, self.pos(item)) for i, item in enumerate(value_node.value)})
+            if key == "variant" and isinstance(value_node, yaml.MappingNode):
+                # Each framework's variant where it was written, for errors and findings about that framework.
+                values.update(
+                    {f"variant[{k.value}]": (None, self.pos(item)) for k, item in value_node.value if k.value}
+                )
         return values, set(written)
 
     def axes_group(self, node: yaml.Node) -> list[tuple[Entry, set[str]]]:
@@ -588,6 +692,26 @@ class _Validator:
             if isinstance(item, yaml.MappingNode):
                 rules.append((rule, item))
         return rules
+
+    def variant_map(self, node: yaml.MappingNode) -> tuple[tuple[str, str], ...] | None:
+        """variant: {torch: pypi, jax: cuda12}: a variant for each framework named, by its matrix key (None after
+        reporting what is wrong)."""
+        items = []
+        for name, (key_node, value_node) in self.mapping(node, "variant").items():
+            if name not in frameworks.NAMES:
+                self.error(key_node, f"bad variant key {name!r}", f"a framework: {', '.join(frameworks.NAMES)}")
+                return None
+            value, expected = _variant(name)(value_node)
+            if value is None:
+                self.error(value_node, f"bad variant for {name} {_shown(value_node)}", expected)
+                return None
+            items.append((name, value))
+        if not items:
+            self.error(
+                node, "variant is an empty mapping", "a variant, or a mapping such as {torch: pypi, jax: cuda12}"
+            )
+            return None
+        return tuple(items)
 
     def pip_list(self, node: yaml.Node) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
@@ -860,9 +984,9 @@ def parse_matrix(text: str, path: Path) -> Matrix:
 
 
 def _rendered_fits(v: _Validator, node: yaml.Node, values: Entry, written: set[str]) -> bool:
-    """Whether a stack that names a framework version (or none: TensorFlow's, missing) is whole: its name, one
-    framework, a variant where the framework has no default, and variant and index that fit it; reports what not."""
-    named = [k for k in frameworks.NAMES if k in values or k in written]
+    """Whether a stack that names framework versions (or none: TensorFlow's, missing) is whole: its name, a variant
+    where a framework has no default, and variants and index that fit each framework; reports what not."""
+    named = _named_frameworks(values, written)
     missing = [k for k in REQUIRED if k not in values and k not in written]
     if not named:
         missing.append(DEFAULT.name)  # a stack without a framework key is read as TensorFlow's, as ever
@@ -871,26 +995,40 @@ def _rendered_fits(v: _Validator, node: yaml.Node, values: Entry, written: set[s
         missing.append("variant")
     if missing:
         v.error(node, f"stack is missing {', '.join(missing)}", MISSING_EXPECTED)
-    if len(named) > 1:
-        v.error(node, f"stack names {' and '.join(named)}", ONE_FRAMEWORK)
-    if missing or len(named) != 1 or not all(k in values for k in (*REQUIRED, *named)):
+    if missing or not named or not all(k in values for k in (*REQUIRED, *named)):
         return False
-    if fw.default_variant is None and "variant" not in values:
+    if "variant" in written and "variant" not in values:
         return False  # written, but invalid: already reported
-    return v.framework_fits(node, named[0], values)
+    return v.frameworks_fit(node, named, values)
+
+
+def _named_frameworks(values: Entry, written: set[str] | None = None) -> list[str]:
+    """The frameworks a stack names, in the order it names them (the first is its primary)."""
+    keys = [*values, *sorted((written or set()) - set(values))]
+    return [k for k in keys if k in frameworks.NAMES]
 
 
 def _stack(values: Entry, position: Position) -> Stack:
     def get(key: str, default: object = None) -> Any:
         return values[key][0] if key in values else default
 
-    fw = next(fw for fw in frameworks.FRAMEWORKS if fw.name in values)
+    named = _named_frameworks(values)
     index = get("index")
+    variant = get("variant")
+    chosen = dict(variant) if isinstance(variant, tuple) else None
+
+    def variant_of(name: str) -> str:
+        fw = frameworks.framework(name)
+        if chosen is None:
+            return variant or (fw.index_variant if index and fw.index_variant else fw.default_variant)
+        return chosen.get(name) or (fw.index_variant if index and fw.index_variant else fw.default_variant)
+
+    primary, *others = named
     return Stack(
         name=get("name"),
-        framework=fw.name,
-        version=get(fw.name),
-        variant=get("variant") or (fw.index_variant if index else fw.default_variant),
+        framework=primary,
+        version=get(primary),
+        variant=variant_of(primary),
         index=index,
         cuda=get("cuda"),
         cudnn=get("cudnn"),
@@ -902,6 +1040,7 @@ def _stack(values: Entry, position: Position) -> Stack:
         installer=get("installer"),
         position=position,
         positions={key: pos for key, (_, pos) in values.items() if pos is not None},
+        extra_frameworks=tuple((name, get(name), variant_of(name)) for name in others),
     )
 
 

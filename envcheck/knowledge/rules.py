@@ -166,7 +166,10 @@ def known_issues(stack: Stack, build: Build) -> list[Check]:
 
 
 def stack_checks(stack: Stack, k: Knowledge) -> list[Check]:
-    """Everything the knowledge predicts about one stack, before building it."""
+    """Everything the knowledge predicts about one stack, before building it: for a stack of several frameworks,
+    each framework's own checks, then the libraries they pin differently (library_conflicts)."""
+    if stack.several:
+        return [*(check for part in stack.parts for check in stack_checks(part, k)), *library_conflicts(stack, k)]
     build = stack.fw.build(k, stack.version, stack.variant, stack.index)
     if build is None:
         oldest, newest = stack.fw.known(k)
@@ -187,6 +190,65 @@ def stack_checks(stack: Stack, k: Knowledge) -> list[Check]:
         *cuda_libraries(stack, build),
         *known_issues(stack, build),
     ]
+
+
+PINNED = {"cuda-runtime": "CUDA runtime", "cudnn": "cuDNN"}  # the NVIDIA wheels frameworks' installs pin, by PIN_RE
+
+
+def library_pins(part: Stack, build: Build) -> dict[str, tuple[Version, bool]]:
+    """The CUDA runtime and cuDNN a framework's install brings into an environment, each with whether it is an exact
+    pin (==) rather than a range pip may fit to another framework's: TensorFlow [and-cuda]'s pinned wheels, else the
+    data's CUDA and cuDNN of the release (exact unless its CUDA libraries come as ranges, as jax[cudaNN]'s do)."""
+    if isinstance(build, TFBuild) and part.variant == "and-cuda" and build.and_cuda:
+        pins = (PIN_RE.fullmatch(requirement) for requirement in build.and_cuda.packages)
+        return {pin["lib"]: (Version(pin["version"]), True) for pin in pins if pin}
+    if build.cuda is None or part.variant in part.fw.variants_without_cuda_libraries:
+        return {}
+    found = {"cuda-runtime": (build.cuda, not build.cuda_range)}
+    if build.cudnn is not None:
+        found["cudnn"] = (build.cudnn, not build.cuda_range)
+    return found
+
+
+def _clash(one: tuple[Version, bool], other: tuple[Version, bool]) -> bool:
+    """Two pins of one wheel that no single version meets: majors apart, or two exact pins apart (compared as far
+    as both are written: CUDA 12.8 from the data against TensorFlow's 12.2.140 wheel)."""
+    (a, a_exact), (b, b_exact) = one, other
+    width = min(len(a.release), len(b.release))
+    return a.major != b.major or (a_exact and b_exact and a.release[:width] != b.release[:width])
+
+
+def library_conflicts(stack: Stack, k: Knowledge) -> list[Check]:
+    """Libraries two frameworks of one environment pin differently. One environment holds one nvidia-* wheel of each
+    name: pins no version meets cannot both be installed (pip and uv refuse the set at once; installed one after the
+    other, the second replaces the first's libraries and the first framework loads what it was not built with)."""
+    pinned = []
+    for part in stack.parts:
+        build = None if is_cpu_only(part) else part.fw.build(k, part.version, part.variant, part.index)
+        if build:
+            pinned.append((part, library_pins(part, build)))
+    checks = []
+    for i, (first, first_pins) in enumerate(pinned):
+        for second, second_pins in pinned[i + 1 :]:
+            libs = [lib for lib in PINNED if lib in first_pins and lib in second_pins]
+            apart = [lib for lib in libs if _clash(first_pins[lib], second_pins[lib])]
+            if not apart:
+                continue
+            said = []
+            for part, pins in ((first, first_pins), (second, second_pins)):
+                what = " and ".join(f"{PINNED[lib]} {pins[lib][0]}{'' if pins[lib][1] else '+'}" for lib in apart)
+                said.append(f"{part.fw.display_name} {part.version} [{part.variant}] pins {what}")
+            checks.append(
+                Check(
+                    "library-conflict",
+                    Level.FAILS,
+                    f"{said[0]}; {said[1]}: one environment holds one wheel of each, so the install refuses the pair "
+                    f"(the resolver sees both pins) or, installed one after the other, {second.fw.display_name}'s "
+                    f"replace {first.fw.display_name}'s; use two environments (or images), or releases that pin alike",
+                    second.framework,
+                )
+            )
+    return checks
 
 
 # -- a driver and GPUs (plan and diagnose) ------------------------------------------------------------------------

@@ -644,7 +644,7 @@ def arguments(args: list) -> tuple:
             raise ValueError(f"unrecognized arguments: {' '.join(unknown)}")
         if options.require is None:
             raise ValueError("--min-tflops and --json go with --require gpu")
-        if options.framework not in (None, "auto", *FRAMEWORKS):
+        if options.framework not in (None, "auto") and not set(options.framework.split(",")) <= set(FRAMEWORKS):
             raise ValueError(f"--framework: unknown {options.framework!r} (one of {', '.join(FRAMEWORKS)}, auto)")
         if options.min_tflops is not None and not options.min_tflops > 0:
             raise ValueError("--min-tflops: a number of TFLOP/s above 0")
@@ -684,8 +684,8 @@ def collect(options: argparse.Namespace, errors: list) -> dict:
             func()
         except Exception:
             facts["errors"].append(f"{step}: {traceback.format_exc(limit=3)}")
-    name = options.framework
-    if name == "auto":
+    name, *others = options.framework.split(",")
+    if name == "auto":  # the first found is probed; the others are reported, not imported (each import costs)
         name = next((found["name"] for found in facts["frameworks_found"]), None)
     elif name not in FRAMEWORKS:
         facts["errors"].append(f"framework: unknown {name!r} (one of {', '.join(FRAMEWORKS)})")
@@ -707,6 +707,8 @@ def collect(options: argparse.Namespace, errors: list) -> dict:
         for found in facts["frameworks_found"]:
             if found["name"] == name:
                 found["importable"] = fw is not None
+    if others and not gate:
+        facts["other_frameworks"] = [probe_other(facts, other) for other in others if other in FRAMEWORKS]
     cases = benchmark_cases(options, facts)
     if cases is not None:
         try:
@@ -719,6 +721,27 @@ def collect(options: argparse.Namespace, errors: list) -> dict:
         facts["tf_log"] = facts["log"]
         facts.setdefault("cuda_libs", {})["tensorflow_dir"] = (facts.get("cuda_libs") or {}).get("package_dir")
     return facts
+
+
+SHARED_KEYS = ("env", "nvml", "driver", "cuda_driver", "device_nodes")  # one per container, not per framework
+
+
+def probe_other(facts: dict, name: str) -> dict:
+    """Another framework in the same environment and process (imported after the first, as a user's program that
+    uses both would): its build, GPUs, placement, the CUDA libraries it loaded and its GPU code, the keys the first
+    framework has at the top level. No benchmark: one is enough to show the GPU computes."""
+    other = {key: facts.get(key) for key in SHARED_KEYS}
+    other["errors"] = []
+    try:
+        fw = probe_adapter(other, load_adapter(name), echo=True)
+    except Exception:
+        other.update(framework_facts(name))
+        other["errors"].append(f"adapter: {traceback.format_exc(limit=3)}")
+        fw = None
+    for found in facts["frameworks_found"]:
+        if found["name"] == name:
+            found["importable"] = fw is not None
+    return {key: value for key, value in other.items() if key not in SHARED_KEYS}
 
 
 def probe_adapter(facts: dict, adapter, echo: bool):

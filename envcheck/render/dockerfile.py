@@ -79,13 +79,20 @@ class DockerfileTemplate:
         return f"python{self.stack.python}"
 
     def pinned_libraries(self) -> list[str]:
-        """Exact wheels that get a layer of their own before the framework (shared by stacks that pin alike)."""
-        return self.stack.fw.pinned_libraries(self.stack)
+        """Exact wheels that get a layer of their own before the framework (shared by stacks that pin alike). None
+        for a stack of several frameworks: their pins go into the one install call with the frameworks, so the
+        resolver sees every pin at once and refuses a conflict rather than one install replacing the other's."""
+        return [] if self.stack.several else self.stack.fw.pinned_libraries(self.stack)
 
     def requirements(self) -> list[str]:
-        """The framework as the stack's variant installs it, plus NVML's bindings for the probe (nvidia-ml-py, not
-        the deprecated pynvml package)."""
-        return [*self.stack.fw.requirements(self.stack), "nvidia-ml-py"]
+        """Each framework as its variant installs it (one install call for all), plus NVML's bindings for the probe
+        (nvidia-ml-py, not the deprecated pynvml package)."""
+        if not self.stack.several:
+            return [*self.stack.fw.requirements(self.stack), "nvidia-ml-py"]
+        found = [
+            arg for part in self.stack.parts for arg in (*part.fw.pinned_libraries(part), *part.fw.requirements(part))
+        ]
+        return [*dict.fromkeys(found), "nvidia-ml-py"]
 
     def extra_requirements(self) -> list[str]:
         """The stack's own pip entries, in a later layer so the framework layer stays shared."""

@@ -160,15 +160,19 @@ class Diagnosis:
     summary: str
     fix: str
     evidence: list[str] = field(default_factory=list)
+    framework: str | None = None  # which framework it is about, where one environment has several
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "code": self.code,
             "severity": self.severity.value,
             "summary": self.summary,
             "fix": self.fix,
             "evidence": list(self.evidence),
         }
+        if self.framework:  # an added key: a one-framework result's record is as it always was
+            data["framework"] = self.framework
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "diagnoses: ") -> Diagnosis:
@@ -186,6 +190,7 @@ class Diagnosis:
             _text(data, "summary", "", where) or "",
             _text(data, "fix", "", where) or "",
             _texts(data, "evidence", where),
+            _text(data, "framework", None, where),
         )
 
 

@@ -95,6 +95,10 @@ def cell(result: Result) -> dict[str, Any]:
     run (or of their Dockerfile) is labelled by the frameworks its probe found, and names its image."""
     kind = result.kind
     label = f"{result.framework_name} {result.framework_version}" if result.framework_version else None
+    several = result.definition.get("frameworks")
+    if kind == "rendered" and isinstance(several, list) and len(several) > 1:  # one environment, several frameworks
+        found = dict(result.frameworks_found)
+        label = " + ".join(f"{_display(str(n))} {found.get(str(n)) or result.definition.get(str(n))}" for n in several)
     return {
         "stack": result.stack,
         "host": result.host.label,
@@ -338,7 +342,8 @@ def _cause_lines(result: Result) -> list[str]:
     `run` prints them."""
     lines = [f"  error: {result.error}"] if result.error else []
     for d in result.diagnoses:
-        lines.append(f"  [{d.severity}] {d.code}: {d.summary}")
+        about = f" ({_display(d.framework)})" if d.framework else ""
+        lines.append(f"  [{d.severity}] {d.code}{about}: {d.summary}")
         lines += [f"      evidence: {line}" for line in d.evidence]
         lines.append(f"      fix: {d.fix}")
     for b in result.benchmark:

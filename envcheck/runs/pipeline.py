@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from envcheck import __version__, log
-from envcheck.diagnosis.diagnose import diagnose, uses_gpu
+from envcheck.diagnosis import conflicts
+from envcheck.diagnosis.diagnose import all_use_gpu, diagnose_all
 from envcheck.diagnosis.lint import Finding, predict
 from envcheck.diagnosis.probe_facts import Facts
 from envcheck.engine import disk
@@ -90,10 +91,10 @@ def judge(result: Result, probe: dict[str, Any], gpu_refusal: str | None = None)
     """What a probe's document says, into its result: the diagnoses, the benchmark, the document itself, and gpu or
     cpu-only; the same whether the probe ran under Docker or in a pod."""
     facts = Facts(probe=probe, gpu_refusal=gpu_refusal)
-    result.diagnoses = diagnose(facts)
+    result.diagnoses = diagnose_all(facts)
     result.benchmark = facts.benchmark
     result.probe = {k: v for k, v in probe.items() if k != "benchmark"}
-    result.status = Status.GPU if uses_gpu(probe, result.diagnoses) else Status.CPU_ONLY
+    result.status = Status.GPU if all_use_gpu(facts, result.diagnoses) else Status.CPU_ONLY
 
 
 def seen_by_probe(host: Host, probe: dict[str, Any]) -> Host:
@@ -552,10 +553,13 @@ class MatrixRun:
                 result.status = Status.TIMEOUT if built.timed_out else Status.BUILD_FAILED
                 result.error = f"build failed: {built.error}" + (f" (log: {built.log})" if built.log else "")
                 full = disk.ran_out(built)
+                conflict = conflicts.from_build(stack, built)
                 if full:
                     result.diagnoses = [
                         disk.diagnosis(full, disk.daemon_disk(self.api), stack, Knowledge.load(), self.cleanable())
                     ]
+                elif conflict:
+                    result.diagnoses = [conflict]
             else:
                 self.set(where.row, "running the probe")
                 self.probe(ctx, result, where)
