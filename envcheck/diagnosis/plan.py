@@ -23,6 +23,7 @@ from envcheck.diagnosis.requirements import host_needs
 from envcheck.errors import ConfigError
 from envcheck.inputs.matrix import Stack
 from envcheck.knowledge import Knowledge, Version
+from envcheck.knowledge.facts import Build
 from envcheck.knowledge.rules import (
     Check,
     Level,
@@ -30,6 +31,7 @@ from envcheck.knowledge.rules import (
     driver_support,
     gpu_check,
     is_cpu_only,
+    library_pins,
     runtime_cuda,
     stack_checks,
 )
@@ -118,7 +120,7 @@ def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge, saved: Result | No
         build = part.fw.build(k, part.version, part.variant, part.index)
         if build is None:
             continue
-        cuda = runtime_cuda(build, part.variant, k)
+        cuda = shared_runtime(stack, part, build, k) or runtime_cuda(build, part.variant, k)
         support = driver_support(cuda, host.driver, k) if cuda else None
         driver = support.check() if support else None
         if driver:
@@ -128,6 +130,20 @@ def plan_stack(stack: Stack, host: PlannedHost, k: Knowledge, saved: Result | No
             if found:
                 verdict.add(found)
     return verdict
+
+
+def shared_runtime(stack: Stack, part: Stack, build: Build, k: Knowledge) -> Version | None:
+    """The CUDA runtime a framework whose CUDA wheels are ranges (jax[cudaNN]) gets beside another framework's exact
+    pin of the same major in one environment: the resolver installs the one wheel that meets both, the pin (torch
+    2.9.1's 12.8 next to jax[cuda12]'s >= 12.1, not the newest 12.x jax alone would get)."""
+    if not build.cuda_range or build.cuda is None:
+        return None
+    for other in stack.parts:
+        other_build = other.fw.build(k, other.version, other.variant, other.index) if other is not part else None
+        pin = library_pins(other, other_build).get("cuda-runtime") if other_build else None
+        if pin and pin[1] and pin[0].major == build.cuda.major:
+            return pin[0].prefix(2)
+    return None
 
 
 def plan_probed(stack: Stack, saved: Result, host: PlannedHost, k: Knowledge) -> Verdict:
