@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write envcheck-preflight: one file to copy into any image, a GPU check for its start",
         description="Writes the probe as one executable file (a zipapp any Python 2.7+ starts). In an image, "
         "`python3 envcheck-preflight --require gpu` exits 0 only when the framework really computes on a GPU, else "
-        "1 with the reason by envcheck's diagnosis code; without --require it prints the probe's JSON.",
+        "1 with the reason by envcheck's diagnosis code, 2 on a bad argument, 3 where the image's Python is too old "
+        "for the probe; without --require it prints the probe's JSON.",
     )
     p.add_argument(
         "-o", "--output", metavar="FILE", help=f"where (a file or directory; default ./{DEFAULTS.preflight})"

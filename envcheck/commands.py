@@ -112,7 +112,10 @@ def render(options: RenderOptions) -> int:
     matrix = load_matrix(options.matrix)
     for stack in matrix.select([options.stack]):
         ctx = render_stack(stack, matrix.layout.build, options.ca_bundle)
-        log.info(f"wrote {ctx.directory}/ (tag {ctx.tag})")
+        if stack.kind == "dockerfile":  # the user's own files: shown, never written
+            log.info(f"stack {stack.name} builds {ctx.dockerfile} as written, context {ctx.directory}/ (tag {ctx.tag})")
+        else:
+            log.info(f"wrote {ctx.directory}/ (tag {ctx.tag})")
         sys.stdout.write(ctx.dockerfile.read_text(encoding="utf-8"))
     return EXIT_OK
 
@@ -208,17 +211,20 @@ def preflight(options: PreflightOptions) -> int:
     """`envcheck preflight`: the probe as one file to copy into any image, a GPU check for its start."""
     from envcheck.probe import write_preflight
 
-    path = Path(options.output or DEFAULTS.preflight)
-    if path.is_dir():
+    written = options.output or DEFAULTS.preflight
+    path = Path(written)
+    if path.is_dir() or written.endswith("/"):  # DIR/ names a directory, made if it is not there yet
         path = path / DEFAULTS.preflight
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_preflight(path)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(path)
     log.info(
         f"copy it into an image and run `python3 {path.name} --require gpu` before the workload: exit 0 when the "
-        "framework computes on a GPU, 1 (with the reason) when it does not"
+        "framework computes on a GPU, 1 (with the reason) when it does not, 2 on a bad argument, 3 where the "
+        "image's Python is too old for the probe"
     )
     return EXIT_OK
 

@@ -47,14 +47,17 @@ def from_probe(parts: list[Facts]) -> list[Diagnosis]:
                 loaded.append((part, version, path))
         majors = {_major(version) for _, version, _ in loaded} - {None}
         paths = {path for _, _, path in loaded} - {None}
-        if len(loaded) < 2 or (len(majors) < 2 and len(paths) < 2):
+        built = {part.framework: _major(part.probe.get("build_cudnn")) if lib == "cudnn" else None for part in parts}
+        wrong = [
+            f"{part.name} was built with {shown} {part.probe.get('build_cudnn')} and loads {version}"
+            for part, version, _ in loaded
+            if None not in (_major(version), built[part.framework])
+            and _major(version) != built[part.framework]
+            and any(built[other.framework] == _major(version) for other, _, _ in loaded if other is not part)
+        ]
+        if len(loaded) < 2 or (len(majors) < 2 and len(paths) < 2 and not wrong):
             continue
         evidence = [f"{part.name} {part.version} loads {shown} {version} from {path}" for part, version, path in loaded]
-        wrong = []
-        for part, version, _ in loaded:
-            built = part.probe.get("build_cudnn") if lib == "cudnn" else None
-            if _major(version) is not None and _major(built) is not None and _major(version) != _major(built):
-                wrong.append(f"{part.name} was built with {shown} {built} and loads {version}")
         evidence += wrong
         names = " and ".join(part.name for part, _, _ in loaded)
         found.append(

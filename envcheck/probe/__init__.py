@@ -8,10 +8,11 @@ This package's host side names those files, stages them, writes the preflight an
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import shutil
 import tempfile
-import zipapp
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,15 @@ def write_preflight(path: Path) -> Path:
     """envcheck-preflight, one file to copy into any image: a zipapp of the probe's files that runs boot.py, so
     `python envcheck-preflight --require gpu` (or `./envcheck-preflight ...`, by its shebang) gates a container's
     start on the framework computing on a GPU, and without --require prints the probe's JSON."""
-    with tempfile.TemporaryDirectory(prefix="envcheck-preflight-") as directory:
-        for name, source in PROBE_FILES.items():
-            shutil.copyfile(source, Path(directory) / name)
-        (Path(directory) / "__main__.py").write_text(PREFLIGHT_MAIN, encoding="utf-8")
-        zipapp.create_archive(directory, path, interpreter="/usr/bin/env python3", compressed=True)
+    files = {name: source.read_bytes() for name, source in PROBE_FILES.items()}
+    files["__main__.py"] = PREFLIGHT_MAIN.encode("utf-8")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in sorted(files):  # fixed order and times: the same envcheck writes the same bytes (image layers)
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+            zipped.writestr(info, files[name])
+    path.write_bytes(b"#!/usr/bin/env python3\n" + archive.getvalue())  # as zipapp writes it: shebang, then zip
     path.chmod(0o755)
     return path
 

@@ -514,6 +514,18 @@ def _failed(code: str, reason: str) -> dict:
     return {"passed": False, "code": code, "reason": reason}
 
 
+def _also(facts: dict, label: str) -> str:
+    """What would still stop the framework once a GPU is given: said with no-gpu-runtime, so a user learns both in
+    one run rather than one after the other."""
+    if facts.get("framework") is None:
+        return f"; and this Python has none of {', '.join(FRAMEWORKS)} either"
+    if facts.get("framework_version") is None:
+        return f"; and {facts['framework']} cannot be imported here either"
+    if facts.get("is_cuda_build") is False:
+        return f"; and even with a GPU, {label} is a CPU-only build: install its CUDA build"
+    return ""
+
+
 def judge(facts: dict, min_tflops: float | None = None) -> dict:
     """The gate's verdict, {passed, code, reason}, from the probe's facts alone: root causes first, in the order of
     envcheck's diagnosis rules and with their codes, where the probe can tell them without the host's side."""
@@ -528,7 +540,7 @@ def judge(facts: dict, min_tflops: float | None = None) -> dict:
             "no-gpu-runtime",
             "no GPU device node (/dev/nvidia*) is here and NVML reaches no driver: the container was started "
             "without a GPU (run it with `--gpus all` on a host with the NVIDIA Container Toolkit, or request "
-            "nvidia.com/gpu on Kubernetes), or this machine has no NVIDIA driver",
+            "nvidia.com/gpu on Kubernetes), or this machine has no NVIDIA driver" + _also(facts, label),
         )
     if version is None:
         if name is None:

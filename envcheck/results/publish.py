@@ -326,7 +326,9 @@ def format_text(result: Result, with_host: bool = False) -> str:
     name = f"{result.stack} @ {result.host.label}" if with_host else result.stack
     image = f"{result.image} @ {result.digest}" if result.kind == "image" and result.digest else result.image
     lines = [f"{name}: {result.status}  ({image}){reused}"]
-    if result.probe:
+    if result.probe and result.kind != "rendered" and not result.frameworks_found:
+        lines.append(f"  no framework found on Python {result.python}; driver: {result.probe_driver or 'none'}")
+    elif result.probe:
         lines.append(
             f"  {result.framework_name} {result.framework_version} on Python {result.python}, built for "
             f"CUDA {result.build_cuda or '-'} / cuDNN {result.build_cudnn or '-'}; "
