@@ -66,6 +66,20 @@ def interpreter_path(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text[:200]!r} is not an absolute path such as /opt/venv/bin/python")
 
 
+def probe_frameworks(text: str) -> str:
+    """probe's --framework: one framework, auto, or several joined by commas (probed in one process, the first as
+    the primary, as a program that imports them all would)."""
+    names = text.split(",")
+    if text == DEFAULTS.probe_framework or (
+        all(n in frameworks.NAMES for n in names) and len(set(names)) == len(names)
+    ):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text[:200]!r}: expected {', '.join(frameworks.NAMES)}, {DEFAULTS.probe_framework}, or several joined by "
+        "commas (torch,jax)"
+    )
+
+
 # -- parsed arguments → each command's options object ---------------------------------------------------------------
 
 
@@ -385,10 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--framework",
         dest="probe_framework",
-        choices=[*frameworks.NAMES, DEFAULTS.probe_framework],
+        type=probe_frameworks,
         default=DEFAULTS.probe_framework,
-        help=f"the framework to probe (default {DEFAULTS.probe_framework}: the first the image's Python has; every "
-        "one found is listed)",
+        metavar="|".join((*frameworks.NAMES, DEFAULTS.probe_framework)),
+        help=f"the framework to probe, or several joined by commas, imported in one process (default "
+        f"{DEFAULTS.probe_framework}: every one the image's Python has, each by a probe of its own)",
     )
     p.add_argument(
         "--python",

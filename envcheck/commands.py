@@ -216,7 +216,8 @@ def preflight(options: PreflightOptions) -> int:
     if path.is_dir() or written.endswith("/"):  # DIR/ names a directory, made if it is not there yet
         path = path / DEFAULTS.preflight
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if written.endswith("/"):
+            path.parent.mkdir(parents=True, exist_ok=True)
         write_preflight(path)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None

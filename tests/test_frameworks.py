@@ -67,9 +67,11 @@ def test_framework_mistakes_are_located():
         "m.yaml:2:37: error: index 'cu121' here (expected index: only on torch stacks, with variant index "
         "(or no variant))"
     ]
-    both = errors_of("stacks:\n  - {name: a, torch: '2.5.1', jax: '0.4.35'}\n")
+    # Two frameworks are one environment now (tests/test_several_frameworks.py); a variant must fit each.
+    both = errors_of("stacks:\n  - {name: a, torch: '2.5.1', jax: '0.4.35', variant: pypi}\n")
     assert both == [
-        "m.yaml:2:5: error: stack names torch and jax (expected one framework per stack: tensorflow, torch or jax)"
+        "m.yaml:2:55: error: variant 'pypi' is not one of jax's (expected one of cuda12, cuda12-local, cuda13, cpu or "
+        "a mapping that names each framework's, such as {tensorflow: and-cuda, torch: pypi})"
     ]
     assert errors_of("stacks:\n  - {name: a, torch: '2.5.1', variant: index}\n")[0].startswith(
         "m.yaml:2:5: error: torch stack of variant index names no index"

@@ -378,6 +378,9 @@ def test_preflight_writes_one_runnable_file(tmp_path: Path):
     assert elsewhere.returncode == 0 and (tmp_path / "gate.pyz").is_file()
     unwritable = run_cli("preflight", "-o", str(tmp_path / "no" / "such" / "dir" / "x"))
     assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr and "Traceback" not in unwritable.stderr
+    into = run_cli("preflight", "-o", f"{tmp_path / 'new' / 'dir'}/")  # DIR/: a directory, made when missing
+    assert into.returncode == 0 and (tmp_path / "new" / "dir" / DEFAULTS.preflight).is_file(), into.stderr
+    assert (tmp_path / "new" / "dir" / DEFAULTS.preflight).read_bytes() == written.read_bytes()  # the same bytes
 
 
 def test_images_named_alike_become_stacks_apart():

@@ -148,23 +148,30 @@ def fake_package(site: Path, name: str, version: str, init: str) -> None:
     )
 
 
-def test_auto_finds_frameworks_without_importing_them(tmp_path: Path):
-    """A broken torch and a jax that leaves a mark when imported, on PYTHONPATH: both found with their versions, the
-    first in the probe's order probed (torch, whose import fails, where this Python has no TensorFlow), jax never
-    imported."""
+def test_auto_finds_frameworks_without_importing_them_then_probes_each_apart(tmp_path: Path):
+    """A broken torch and a jax that leaves a mark when imported, on PYTHONPATH: both found with their versions
+    before any import; the first in the probe's order probed here (torch, whose import fails, where this Python has
+    no TensorFlow), every other one by a probe of its own (other_frameworks: the mark is made in another process);
+    a gate imports none but its own."""
     site, mark = tmp_path / "site", tmp_path / "jax-was-imported"
     fake_package(site, "torch", "9.9.9", "raise ImportError('a broken install')\n")
-    fake_package(site, "jax", "0.0.1", f"open({str(mark)!r}, 'w').close()\n")
+    fake_package(site, "jax", "0.0.1", f"import os\nopen({str(mark)!r} + str(os.getpid()), 'w').close()\n")
+    gate = run_boot("--require", "gpu", "--framework", "auto", "--json", env={"PYTHONPATH": str(site)})
+    expected = found_here(site)
+    assert json.loads(gate.stdout)["framework"] == expected[0] and not list(tmp_path.glob("jax-was-imported*"))
     done = run_boot("--framework", "auto", "--no-benchmark", env={"PYTHONPATH": str(site)})
     facts = json.loads(done.stdout)
-    expected = found_here(site)
     assert [f["name"] for f in facts["frameworks_found"]] == expected and expected[-2:] == ["torch", "jax"]
-    assert facts["framework"] == expected[0] and not mark.exists()
+    assert facts["framework"] == expected[0]
     torch, jax = facts["frameworks_found"][-2:]
-    assert jax == {"name": "jax", "version": "0.0.1", "importable": None}
+    assert jax == {"name": "jax", "version": "0.0.1", "importable": False}  # imported, but it is no real JAX
+    others = {other["framework"]: other for other in facts["other_frameworks"]}
+    assert others["jax"]["framework_error"].startswith("import jax failed: ")
+    assert len(list(tmp_path.glob("jax-was-imported*"))) == 1  # imported once, by jax's own probe
     if expected[0] == "torch":
         assert torch == {"name": "torch", "version": "9.9.9", "importable": False}
         assert facts["framework_error"] == "import torch failed: ImportError: a broken install"
+        assert set(others) == {"jax"}
     assert facts["errors"] == []
 
 

@@ -181,10 +181,11 @@ def test_a_resolver_refusal_is_a_library_conflict(log: str, evidence: str):
     assert conflicts.from_build(one, resolver_said(log)) is None  # one framework's refusal is not between two
 
 
-def both_in_one(tf_cudnn: str | None = None) -> dict[str, Any]:
+def both_in_one(tf_cudnn: str | None = None, tf_finds_none: bool = False) -> dict[str, Any]:
     """One probe document of an environment with PyTorch 2.9.1 (primary) and TensorFlow 2.15.1, from the two real
     probes: each framework's keys from its own, the container's from PyTorch's. tf_cudnn: the cuDNN TensorFlow is
-    made to load instead of its own (the other framework's copy)."""
+    made to load instead of its own (the other framework's copy); tf_finds_none: TensorFlow's cuDNN made gone (as
+    when PyTorch's install replaced the wheel)."""
     torch = copy.deepcopy(load_json("probe-torch2.9.1-pypi-no-gpu-runtime.json")["probe"])
     tf = copy.deepcopy(load_json("probe-tf2.15.1-and-cuda-no-gpu-runtime.json")["probe"])
     tf.update(
@@ -193,6 +194,9 @@ def both_in_one(tf_cudnn: str | None = None) -> dict[str, Any]:
     if tf_cudnn:
         tf["cuda_libs"]["runtime_versions"]["cudnn"] = tf_cudnn
         tf["cuda_libs"]["libraries"]["cudnn"] = copy.deepcopy(torch["cuda_libs"]["libraries"]["cudnn"])
+    if tf_finds_none:
+        del tf["cuda_libs"]["runtime_versions"]["cudnn"]
+        tf["cuda_libs"]["libraries"]["cudnn"] = {"found": None, "unreachable_on_disk": []}
     own = ("framework", "framework_version", "framework_error", "is_cuda_build", "build_cuda", "build_cudnn")
     other = {k: tf.get(k) for k in (*own, "gpus", "log", "placement", "cuda_libs", "gpu_code", "build_info")}
     return {**torch, "other_frameworks": [other]}
@@ -216,7 +220,12 @@ def test_a_framework_loading_the_others_cudnn_is_an_error():
     found = conflicts.from_probe(Facts(probe=both_in_one(tf_cudnn="9.10.2")).parts)
     (conflict,) = found
     assert conflict.severity == Severity.ERROR
-    assert "TensorFlow was built with cuDNN 8 and loads 9.10.2" in conflict.summary
+    assert "TensorFlow was built with cuDNN 8 and loads 9.10.2, PyTorch's" in conflict.summary
+    (gone,) = conflicts.from_probe(Facts(probe=both_in_one(tf_finds_none=True)).parts)
+    assert gone.severity == Severity.ERROR
+    assert (
+        "TensorFlow was built with cuDNN 8 and finds no cuDNN 8: the environment's is PyTorch's 9.10.2" in gone.summary
+    )
 
 
 def test_several_results_show_each_framework(tmp_path: Path):
@@ -263,3 +272,35 @@ def test_pytorch_and_jax_in_one_image_and_tensorflow_with_pytorch_refused(
     assert conflict["code"] == "library-conflict" and conflict["severity"] == "error"
     assert any("nvidia-cuda-nvrtc-cu12" in line for line in conflict["evidence"]), conflict["evidence"]
     assert [p["code"] for p in tt["predicted"]] == ["library-conflict"]  # lint said so before the build
+
+
+@pytest.mark.docker
+def test_the_probe_confirms_a_framework_whose_cudnn_the_others_install_replaced(
+    tmp_path: Path, docker_api: Any, image_janitor: None, no_leftover_containers: None
+):
+    """TensorFlow 2.15.1 [and-cuda], then PyTorch 2.9.1 installed by a second call (the stack's pip: layer), as a
+    user who adds a framework to an image does: the second install replaces nvidia-cudnn-cu12 8.9.4.25 with
+    9.10.2.21 (PyTorch's pin), so TensorFlow, built with cuDNN 8, is left with PyTorch's cuDNN 9. `envcheck probe` of
+    that image with both frameworks says so from what each loaded."""
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(
+        "stacks:\n  - {name: tf-then-torch, tensorflow: '2.15.1', variant: and-cuda, pip: [torch==2.9.1]}\n"
+    )
+    with images_removed_after(docker_api):
+        built = run_cli("build", "-m", str(matrix), "--ca-bundle", "auto")
+        assert built.returncode == 0, built.stderr[-3000:]
+        (tag,) = [i["RepoTags"][0] for i in docker_api.images(name="envcheck/tf-then-torch")]
+        done = run_cli("probe", tag, "--framework", "tensorflow,torch", "--json", "--quick")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(done.stdout) if done.stdout.lstrip().startswith("[") else [json.loads(done.stdout)]
+    probe = result["probe"]
+    assert (probe["framework"], probe["framework_version"]) == ("tensorflow", "2.15.1")
+    (torch,) = probe["other_frameworks"]
+    assert (torch["framework"], torch["framework_version"]) == ("torch", "2.9.1+cu128")
+    assert probe["cuda_libs"]["nvidia_packages"]["nvidia-cudnn-cu12"] == "9.10.2.21"  # PyTorch's pin won
+    assert torch["cuda_libs"]["runtime_versions"]["cudnn"].startswith("9.10.2")
+    (conflict,) = [d for d in result["diagnoses"] if d["code"] == "library-conflict"]
+    assert conflict["severity"] == "error"
+    # TensorFlow's probe finds cuDNN 9.10.2 where its libcudnn.so.8 was: PyTorch's copy, not one made for it.
+    assert "TensorFlow was built with cuDNN 8 and loads 9.10.2, PyTorch's" in conflict["summary"]
+    assert result["status"] == "cpu-only"

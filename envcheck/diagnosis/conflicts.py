@@ -33,39 +33,52 @@ def _major(text: str | None) -> int | None:
 
 
 def from_probe(parts: list[Facts]) -> list[Diagnosis]:
-    """Two frameworks of one environment that load a library from different files or in different majors: an error
-    where one of them loads a major other than the one it was built with (the loader resolved the other
-    framework's copy), a warning where each loads its own and both fit."""
+    """Frameworks of one environment at odds over a library, from what each loaded: an error where one loads a major
+    other than its build's that another framework was built for (the loader resolved the other framework's copy),
+    or finds none of its build's major while another loads a different one (the other's install replaced it); a
+    warning where each loads a copy of its own (two on disk) and both fit."""
     found = []
     for lib, shown in LIBRARIES.items():
-        loaded = []
+        loaded, missing = [], []
         for part in parts:
             entry = (part.libraries.get(lib) or {}).get("found") or {}
             version = part.runtime_versions.get(lib) or entry.get("file_version")
-            path = entry.get("path")
-            if version or path:
-                loaded.append((part, version, path))
-        majors = {_major(version) for _, version, _ in loaded} - {None}
-        paths = {path for _, _, path in loaded} - {None}
-        built = {part.framework: _major(part.probe.get("build_cudnn")) if lib == "cudnn" else None for part in parts}
+            built = part.probe.get("build_cudnn") if lib == "cudnn" else None
+            if version or entry.get("path"):
+                loaded.append((part, version, entry.get("path"), built))
+            elif _major(built) is not None and part.version:
+                missing.append((part, built))
         wrong = [
-            f"{part.name} was built with {shown} {part.probe.get('build_cudnn')} and loads {version}"
-            for part, version, _ in loaded
-            if None not in (_major(version), built[part.framework])
-            and _major(version) != built[part.framework]
-            and any(built[other.framework] == _major(version) for other, _, _ in loaded if other is not part)
+            f"{part.name} was built with {shown} {built} and loads {version}, {other.name}'s"
+            for part, version, _, built in loaded
+            for other, _, _, other_built in loaded
+            if other is not part
+            and None not in (_major(version), _major(built))
+            and _major(version) != _major(built)
+            and _major(other_built) == _major(version)
         ]
-        if len(loaded) < 2 or (len(majors) < 2 and len(paths) < 2 and not wrong):
+        wrong += [
+            f"{part.name} was built with {shown} {built} and finds no {shown} {_major(built)}: the environment's is "
+            f"{other.name}'s {version}"
+            for part, built in missing
+            for other, version, _, _ in loaded
+            if _major(version) is not None and _major(version) != _major(built)
+        ]
+        apart = len({_major(v) for _, v, _, _ in loaded} - {None}) > 1 or len({p for _, _, p, _ in loaded} - {None}) > 1
+        if not wrong and not (len(loaded) > 1 and apart):
             continue
-        evidence = [f"{part.name} {part.version} loads {shown} {version} from {path}" for part, version, path in loaded]
-        evidence += wrong
-        names = " and ".join(part.name for part, _, _ in loaded)
+        evidence = [
+            f"{part.name} {part.version} loads {shown} {version} from {path}" for part, version, path, _ in loaded
+        ]
+        evidence += [f"{part.name} {part.version} loads no {shown} (built with {built})" for part, built in missing]
+        names = " and ".join(part.name for part in parts)
         found.append(
             Diagnosis(
                 "library-conflict",
                 Severity.ERROR if wrong else Severity.WARNING,
-                f"{names} in one environment load different {shown} libraries"
-                + (f": {'; '.join(wrong)} (the other framework's copy)." if wrong else ", each one it fits."),
+                f"{names} in one environment are at odds over {shown}: {'; '.join(wrong)}."
+                if wrong
+                else f"{names} in one environment load different {shown} libraries, each one it fits.",
                 FIX.format(lib=shown),
                 evidence,
             )

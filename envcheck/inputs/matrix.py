@@ -227,7 +227,7 @@ class Stack:
             )
         if self.interpreter:
             data["python"] = self.interpreter
-        data.update(framework=self.framework, env=dict(self.env), sandbox=self.sandbox)
+        data.update(framework=self.probe_framework, env=dict(self.env), sandbox=self.sandbox)
         return data
 
 

@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -697,8 +698,10 @@ def collect(options: argparse.Namespace, errors: list) -> dict:
         except Exception:
             facts["errors"].append(f"{step}: {traceback.format_exc(limit=3)}")
     name, *others = options.framework.split(",")
-    if name == "auto":  # the first found is probed; the others are reported, not imported (each import costs)
-        name = next((found["name"] for found in facts["frameworks_found"]), None)
+    isolated = name == "auto"
+    if isolated:  # every framework found, the first here, the others each in a process of its own (probe_other)
+        found = [f["name"] for f in facts["frameworks_found"]]
+        name, others = (found[0], found[1:]) if found else (None, [])
     elif name not in FRAMEWORKS:
         facts["errors"].append(f"framework: unknown {name!r} (one of {', '.join(FRAMEWORKS)})")
         name = "tensorflow"
@@ -719,8 +722,8 @@ def collect(options: argparse.Namespace, errors: list) -> dict:
         for found in facts["frameworks_found"]:
             if found["name"] == name:
                 found["importable"] = fw is not None
-    if others and not gate:
-        facts["other_frameworks"] = [probe_other(facts, other) for other in others if other in FRAMEWORKS]
+    if others and not gate:  # a gate answers for its framework, within seconds: no other is imported
+        facts["other_frameworks"] = [probe_other(facts, other, isolated) for other in others if other in FRAMEWORKS]
     cases = benchmark_cases(options, facts)
     if cases is not None:
         try:
@@ -736,23 +739,63 @@ def collect(options: argparse.Namespace, errors: list) -> dict:
 
 
 SHARED_KEYS = ("env", "nvml", "driver", "cuda_driver", "device_nodes")  # one per container, not per framework
+OTHER_TIMEOUT = 600  # seconds for another framework's own probe (an import that hangs must not hold the rest)
 
 
-def probe_other(facts: dict, name: str) -> dict:
-    """Another framework in the same environment and process (imported after the first, as a user's program that
-    uses both would): its build, GPUs, placement, the CUDA libraries it loaded and its GPU code, the keys the first
-    framework has at the top level. No benchmark: one is enough to show the GPU computes."""
-    other = {key: facts.get(key) for key in SHARED_KEYS}
-    other["errors"] = []
+def _probe_apart(name: str) -> dict:
+    """probe_other's facts of `name` from this probe run again for it alone, in a new process of this Python."""
+    here = os.path.abspath(__file__)
+    script = here if os.path.isfile(here) else os.path.dirname(here)  # in envcheck-preflight: the zipapp itself
+    command = [sys.executable, script, "--framework", name, "--no-benchmark"]
+    facts = framework_facts(name)
+    facts.update(cuda_libs={}, gpu_code=None, errors=[])
     try:
-        fw = probe_adapter(other, load_adapter(name), echo=True)
-    except Exception:
-        other.update(framework_facts(name))
-        other["errors"].append(f"adapter: {traceback.format_exc(limit=3)}")
-        fw = None
+        done = subprocess.run(command, capture_output=True, timeout=OTHER_TIMEOUT)
+    except (OSError, subprocess.SubprocessError) as exc:
+        facts["framework_error"] = f"{name}'s own probe did not run: {_error(exc)}"
+        return facts
+    own = parse_json_line(done.stdout.decode("utf-8", "replace"))
+    if own is None:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["nothing on stderr"]
+        facts["framework_error"] = f"{name}'s own probe gave no facts (exit {done.returncode}): {said[0][:300]}"
+        return facts
+    own_keys = (*framework_facts(name), "cuda_libs", "gpu_code", "errors")
+    return {key: own.get(key) for key in own_keys if key in own}
+
+
+def parse_json_line(stdout: str):
+    """The last line of stdout that is a JSON object (None if none is)."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def probe_other(facts: dict, name: str, isolated: bool = False) -> dict:
+    """Another framework of the same environment: its build, GPUs, placement, the CUDA libraries it loaded and its
+    GPU code, the keys the first framework has at the top level; no benchmark (one shows the GPU computes). A stack
+    that names several frameworks has them imported in this process, after the first, as a program that uses both
+    would. Frameworks an image merely has (auto) are each probed by a probe of their own (isolated): an image may
+    hold frameworks no program of it imports together, and one crashing import must not take the others' facts."""
+    if isolated:
+        other = _probe_apart(name)
+        imported = other.get("framework_version") is not None
+    else:
+        other = {key: facts.get(key) for key in SHARED_KEYS}
+        other["errors"] = []
+        try:
+            imported = probe_adapter(other, load_adapter(name), echo=True) is not None
+        except Exception:
+            other.update(framework_facts(name))
+            other["errors"].append(f"adapter: {traceback.format_exc(limit=3)}")
+            imported = False
     for found in facts["frameworks_found"]:
         if found["name"] == name:
-            found["importable"] = fw is not None
+            found["importable"] = imported
     return {key: value for key, value in other.items() if key not in SHARED_KEYS}
 
 

@@ -192,6 +192,7 @@ def image_stacks(options: ProbeOptions) -> list[Stack]:
     for reference in dict.fromkeys(options.images):
         base = re.sub(r"[^a-z0-9._-]+", "-", reference.lower()).strip("-._")[:90] or "image"
         name, taken, n = base, {s.name for s in stacks}, 1
+        primary, *others = options.probe_framework.split(",")  # --framework torch,jax: both, in one process
         while name in taken:  # a/b and a-b read alike
             n += 1
             name = f"{base}-{n}"
@@ -204,9 +205,10 @@ def image_stacks(options: ProbeOptions) -> list[Stack]:
                 cudnn=None,
                 base="",
                 python="",
-                framework=options.probe_framework,
+                framework=primary,
                 image=reference,
                 interpreter=options.python,
+                extra_frameworks=tuple((other, "", "") for other in others),
             )
         )
     return stacks
