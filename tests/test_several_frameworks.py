@@ -264,6 +264,10 @@ def test_pytorch_and_jax_in_one_image_and_tensorflow_with_pytorch_refused(
     assert probe["cuda_libs"]["runtime_versions"]["cudnn"].startswith("9.10.2")
     codes = [d["code"] for d in tj["diagnoses"]]
     assert "library-conflict" not in codes and "cudnn-mismatch" not in codes
+    # What the image needs: CUDA 12.8's driver (NVIDIA's table: 12.8 GA >= 570.26, 12.x minor-version compatibility
+    # >= 525.60.13), the runtime PyTorch pinned and the resolver kept for both.
+    needs = tj["needs"]
+    assert (needs["cuda"], needs["min_driver"], needs["min_driver_minor_compat"]) == ("12.8", "570.26", "525.60.13")
     if not gpus:
         assert codes.count("no-gpu-runtime") == 1  # the host's refusal, once, for both frameworks
     # TensorFlow + PyTorch: refused by the resolver in the one install call, and said so.
