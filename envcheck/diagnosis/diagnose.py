@@ -434,6 +434,38 @@ def xla_toolchain_missing(f: Facts) -> Diagnosis | None:
 
 
 @rule
+def jax_plugin_mismatch(f: Facts) -> Diagnosis | None:
+    evidence = f.log_codes.get("jax-plugin-mismatch", [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        "jax-plugin-mismatch",
+        ERROR,
+        "JAX's CUDA plugin (jax-cuda12-plugin / -pjrt) was made for another jaxlib release: JAX refuses it and runs "
+        "on the CPU.",
+        "Install the plugin of the same release as jax and jaxlib in one call, e.g. `pip install -U "
+        '"jax[cuda12]==X.Y.Z"` (it pins jaxlib and both plugin wheels together); remove a plugin left by an older '
+        "install (`pip list | grep jax`).",
+        evidence,
+    )
+
+
+@rule
+def shm_too_small(f: Facts) -> Diagnosis | None:
+    evidence = f.log_codes.get("shm-too-small", [])
+    if not evidence:
+        return None
+    return Diagnosis(
+        "shm-too-small",
+        ERROR,
+        "Shared memory (/dev/shm) is too small or not writable for NCCL's buffers or DataLoader workers.",
+        "Give the container more shared memory: `docker run --shm-size=16g` (or `--ipc=host`); on Kubernetes mount a "
+        "memory-backed emptyDir at /dev/shm; or set NCCL_SHM_DISABLE=1 / fewer DataLoader workers.",
+        evidence,
+    )
+
+
+@rule
 def gpu_oom(f: Facts) -> Diagnosis | None:
     failed = [b for b in f.benchmark if b.oom]
     evidence = [f"matmul {b.dtype} n={b.n} on {b.device}: {(b.error or '')[:200]}" for b in failed]
