@@ -50,6 +50,26 @@ def no_gpu_runtime(f: Facts) -> Diagnosis | None:
             "--runtime=docker` and restart the Docker daemon; then `docker run --gpus all` works.",
             [f"docker: {f.gpu_refusal[:300]}"],
         )
+    logged = f.log_codes.get("no-gpu-runtime", [])
+    if logged and any("docker" in line and "run" in line for line in logged[:1]) and not f.gpu_refusal:
+        return Diagnosis(
+            "no-gpu-runtime",
+            ERROR,
+            "The container was started without a GPU: `docker run` asked for none, so the framework inside finds no "
+            "GPU.",
+            "Start it with `docker run --gpus all ...` (the NVIDIA Container Toolkit on the host; `nvidia-docker` "
+            "or `--runtime=nvidia` on older setups); on Kubernetes, request nvidia.com/gpu.",
+            logged,
+        )
+    if logged:
+        return Diagnosis(
+            "no-gpu-runtime",
+            ERROR,
+            "Docker could not give the container a GPU: the host has no NVIDIA Container Toolkit (or no GPU runtime).",
+            "Install the NVIDIA Container Toolkit on the host, run `sudo nvidia-ctk runtime configure "
+            "--runtime=docker` and restart the Docker daemon; then `docker run --gpus all` works.",
+            logged,
+        )
     docker = f.docker or {}
     if docker.get("reachable") and not docker.get("nvidia_runtime") and not docker.get("cdi_devices"):
         return Diagnosis(

@@ -59,6 +59,11 @@ SMI_ROW = re.compile(r"^\|\s+(\d+)\s+\S.*?\s(?:On|Off)\s+\|")
 FOUND_DEVICE = re.compile(r"Found device (\d+) with properties|StreamExecutor device \((\d+)\)")
 VISIBLE = re.compile(r"\b(CUDA_VISIBLE_DEVICES|NVIDIA_VISIBLE_DEVICES)[\"']?\]?\s*=\s*[\"']?([^\s\"'`;)]*)")
 PIP_NVIDIA = re.compile(r"\[and-cuda\]|nvidia-[a-z-]+-cu1\d|site-packages/nvidia/", re.IGNORECASE)
+# A container started with `docker run` and no GPU request (--gpus, --runtime nvidia, nvidia-docker, CDI --device).
+DOCKER_RUN = re.compile(r"(?:^|[$#>]\s*|sudo\s+)docker\s+(?:container\s+)?run\b")
+GPU_REQUEST = re.compile(r"--gpus|--runtime[= ]nvidia|nvidia-docker|--device[= ]nvidia\.com/gpu")
+# The framework saying, in the user's session, that it has no GPU: torch.cuda.is_available() → False.
+NOT_AVAILABLE = re.compile(r"is_available\(\)\s*(?:\)|$)|^(?:Out\[\d+\]:\s*)?False$")
 GPU_IN_USE = re.compile(r"Created (?:TensorFlow )?device \(?/job:localhost/replica:0/task:0/device:GPU:\d")
 ERRORISH = re.compile(
     r"^[EF]\d{4} |^\S*\s*[EF] \S+\.cc:\d+\]|\d [EF] \S+\.cc:\d+\]|\b(?:\w*Error|Exception|FAILED|CUDA_ERROR_\w+"
@@ -101,6 +106,11 @@ class Revealed:
     env: dict[str, tuple[str, Line]] = field(default_factory=dict)
     pip_nvidia: Line | None = None  # a line showing pip's NVIDIA library wheels ([and-cuda], nvidia-*-cu12)
     gpu_in_use: Line | None = None
+    docker_run: Line | None = None  # `docker run` without a GPU request
+    plugin_failed: Line | None = None  # JAX's CUDA plugin is installed but raised while it initialised
+    wheel_needs: Line | None = None  # LD_DEBUG: a pip NVIDIA wheel's library asks the loader for a dependency
+    ld_shadow: Line | None = None  # ... which the loader then looks for on LD_LIBRARY_PATH first
+    said_no_gpu: list[Line] = field(default_factory=list)  # torch.cuda.is_available() and its False
 
     @property
     def libcuda_version(self) -> Version | None:
@@ -276,6 +286,24 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         found.pip_nvidia = line
     if found.gpu_in_use is None and "Created" in text and GPU_IN_USE.search(text):
         found.gpu_in_use = line
+    if found.plugin_failed is None and "Jax plugin configuration error" in text:
+        found.plugin_failed = line
+    if "needed by" in text and ("site-packages/nvidia/" in text or "_plugin/../nvidia/" in text):
+        found.wheel_needs = line
+    elif found.wheel_needs and found.ld_shadow is None and _searched_first_elsewhere(text):
+        found.ld_shadow = line
+    if found.docker_run is None and "docker" in lower and DOCKER_RUN.search(text) and not GPU_REQUEST.search(text):
+        found.docker_run = line
+    if ("is_available" in text or text.endswith("False")) and len(found.said_no_gpu) < 2 and NOT_AVAILABLE.search(text):
+        found.said_no_gpu.append(line)
+
+
+def _searched_first_elsewhere(text: str) -> bool:
+    """LD_DEBUG's next step for a wheel's dependency: the LD_LIBRARY_PATH search, or a first try outside the
+    wheels (the loader searches LD_LIBRARY_PATH before the wheel's RUNPATH)."""
+    if "search path=" in text:
+        return "(LD_LIBRARY_PATH)" in text
+    return "trying file=" in text and "site-packages" not in text
 
 
 def _cc(match: re.Match[str]) -> Version | None:
@@ -510,3 +538,13 @@ def _add_context(reading: Reading, known: Known) -> None:
         _add(reading, "driver-library-mismatch", [x for x in (revealed.libcuda, revealed.kernel) if x])
     if "gpus-hidden" in reading.codes and "CUDA_VISIBLE_DEVICES" in revealed.env:
         _add(reading, "gpus-hidden", [revealed.env["CUDA_VISIBLE_DEVICES"][1]])
+    if revealed.ld_shadow and revealed.wheel_needs:
+        # LD_DEBUG shows a pip NVIDIA wheel's library resolving its dependency on LD_LIBRARY_PATH before the wheels.
+        _add(reading, "cuda-mismatch", [revealed.wheel_needs, revealed.ld_shadow])
+    if revealed.plugin_failed and "cpu-only-build" in reading.codes and set(LIBRARY_CAUSES) & set(reading.codes):
+        # The CUDA plugin is there and failed on a library: "a CUDA-enabled jaxlib is not installed" follows from it.
+        del reading.codes["cpu-only-build"]
+    said_false = any(line.text.rstrip().endswith("False") for line in revealed.said_no_gpu)
+    if revealed.docker_run and said_false and not reading.codes:
+        # Nothing but a container started without a GPU request and the framework finding none in it.
+        _add(reading, "no-gpu-runtime", [revealed.docker_run, *revealed.said_no_gpu])
