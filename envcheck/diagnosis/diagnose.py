@@ -39,37 +39,40 @@ def rule(func: Rule) -> Rule:
     return func
 
 
+# What no-gpu-runtime says, by what stopped the GPU: Docker's refusal (no toolkit), or a `docker run` asking none.
+TOOLKIT_MISSING = (
+    "Docker could not give the container a GPU: the host has no NVIDIA Container Toolkit (or no GPU runtime).",
+    "Install the NVIDIA Container Toolkit on the host, run `sudo nvidia-ctk runtime configure --runtime=docker` and "
+    "restart the Docker daemon; then `docker run --gpus all` works.",
+)
+NO_GPU_REQUESTED = (
+    "The container was started without a GPU: `docker run` asked for none, so the framework inside finds no GPU.",
+    "Start it with `docker run --gpus all ...` (the NVIDIA Container Toolkit on the host; `nvidia-docker` or "
+    "`--runtime=nvidia` on older setups); on Kubernetes, request nvidia.com/gpu.",
+)
+
+
+def logged_rule(code: str, summary: str, fix: str) -> Rule:
+    """A rule whose only evidence is the log lines the knowledge data's messages give `code`, registered in RULES
+    where it is made (their order is the order diagnoses are said)."""
+
+    def found(f: Facts) -> Diagnosis | None:
+        evidence = f.log_codes.get(code, [])
+        return Diagnosis(code, ERROR, summary, fix, evidence) if evidence else None
+
+    found.__name__ = code.replace("-", "_")
+    return rule(found)
+
+
 @rule
 def no_gpu_runtime(f: Facts) -> Diagnosis | None:
-    if f.gpu_refusal:
-        return Diagnosis(
-            "no-gpu-runtime",
-            ERROR,
-            "Docker could not give the container a GPU: the host has no NVIDIA Container Toolkit (or no GPU runtime).",
-            "Install the NVIDIA Container Toolkit on the host, run `sudo nvidia-ctk runtime configure "
-            "--runtime=docker` and restart the Docker daemon; then `docker run --gpus all` works.",
-            [f"docker: {f.gpu_refusal[:300]}"],
-        )
+    refused = [f"docker: {f.gpu_refusal[:300]}"] if f.gpu_refusal else []
     logged = f.log_codes.get("no-gpu-runtime", [])
-    if logged and any("docker" in line and "run" in line for line in logged[:1]) and not f.gpu_refusal:
-        return Diagnosis(
-            "no-gpu-runtime",
-            ERROR,
-            "The container was started without a GPU: `docker run` asked for none, so the framework inside finds no "
-            "GPU.",
-            "Start it with `docker run --gpus all ...` (the NVIDIA Container Toolkit on the host; `nvidia-docker` "
-            "or `--runtime=nvidia` on older setups); on Kubernetes, request nvidia.com/gpu.",
-            logged,
-        )
-    if logged:
-        return Diagnosis(
-            "no-gpu-runtime",
-            ERROR,
-            "Docker could not give the container a GPU: the host has no NVIDIA Container Toolkit (or no GPU runtime).",
-            "Install the NVIDIA Container Toolkit on the host, run `sudo nvidia-ctk runtime configure "
-            "--runtime=docker` and restart the Docker daemon; then `docker run --gpus all` works.",
-            logged,
-        )
+    if refused or logged:
+        # A user's log that shows its `docker run` without a GPU request (logread) is that, not a missing toolkit.
+        unasked = not refused and f.log_reading is not None and f.log_reading.revealed.docker_run is not None
+        summary, fix = NO_GPU_REQUESTED if unasked else TOOLKIT_MISSING
+        return Diagnosis("no-gpu-runtime", ERROR, summary, fix, refused or logged)
     docker = f.docker or {}
     if docker.get("reachable") and not docker.get("nvidia_runtime") and not docker.get("cdi_devices"):
         return Diagnosis(
@@ -437,52 +440,27 @@ def gpu_too_new(f: Facts) -> Diagnosis | None:
     )
 
 
-@rule
-def xla_toolchain_missing(f: Facts) -> Diagnosis | None:
-    evidence = f.log_codes.get("xla-toolchain-missing", [])
-    if not evidence:
-        return None
-    return Diagnosis(
-        "xla-toolchain-missing",
-        ERROR,
-        "XLA cannot compile GPU kernels: CUDA's libdevice or ptxas is not where it looks.",
-        "Install the CUDA compiler pieces (pip: nvidia-cuda-nvcc-cu12, which tensorflow[and-cuda] and jax[cuda12] "
-        "bring; or a CUDA toolkit) and point XLA at them: XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda "
-        "(the directory holding nvvm/libdevice), with ptxas on PATH.",
-        evidence,
-    )
-
-
-@rule
-def jax_plugin_mismatch(f: Facts) -> Diagnosis | None:
-    evidence = f.log_codes.get("jax-plugin-mismatch", [])
-    if not evidence:
-        return None
-    return Diagnosis(
-        "jax-plugin-mismatch",
-        ERROR,
-        "JAX's CUDA plugin (jax-cuda12-plugin / -pjrt) was made for another jaxlib release: JAX refuses it and runs "
-        "on the CPU.",
-        "Install the plugin of the same release as jax and jaxlib in one call, e.g. `pip install -U "
-        '"jax[cuda12]==X.Y.Z"` (it pins jaxlib and both plugin wheels together); remove a plugin left by an older '
-        "install (`pip list | grep jax`).",
-        evidence,
-    )
-
-
-@rule
-def shm_too_small(f: Facts) -> Diagnosis | None:
-    evidence = f.log_codes.get("shm-too-small", [])
-    if not evidence:
-        return None
-    return Diagnosis(
-        "shm-too-small",
-        ERROR,
-        "Shared memory (/dev/shm) is too small or not writable for NCCL's buffers or DataLoader workers.",
-        "Give the container more shared memory: `docker run --shm-size=16g` (or `--ipc=host`); on Kubernetes mount a "
-        "memory-backed emptyDir at /dev/shm; or set NCCL_SHM_DISABLE=1 / fewer DataLoader workers.",
-        evidence,
-    )
+xla_toolchain_missing = logged_rule(
+    "xla-toolchain-missing",
+    "XLA cannot compile GPU kernels: CUDA's libdevice or ptxas is not where it looks.",
+    "Install the CUDA compiler pieces (pip: nvidia-cuda-nvcc-cu12, which tensorflow[and-cuda] and jax[cuda12] "
+    "bring; or a CUDA toolkit) and point XLA at them: XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda "
+    "(the directory holding nvvm/libdevice), with ptxas on PATH.",
+)
+jax_plugin_mismatch = logged_rule(
+    "jax-plugin-mismatch",
+    "JAX's CUDA plugin (jax-cuda12-plugin / -pjrt) was made for another jaxlib release: JAX refuses it and runs "
+    "on the CPU.",
+    "Install the plugin of the same release as jax and jaxlib in one call, e.g. `pip install -U "
+    '"jax[cuda12]==X.Y.Z"` (it pins jaxlib and both plugin wheels together); remove a plugin left by an older '
+    "install (`pip list | grep jax`).",
+)
+shm_too_small = logged_rule(
+    "shm-too-small",
+    "Shared memory (/dev/shm) is too small or not writable for NCCL's buffers or DataLoader workers.",
+    "Give the container more shared memory: `docker run --shm-size=16g` (or `--ipc=host`); on Kubernetes mount a "
+    "memory-backed emptyDir at /dev/shm; or set NCCL_SHM_DISABLE=1 / fewer DataLoader workers.",
+)
 
 
 @rule

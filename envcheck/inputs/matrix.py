@@ -109,6 +109,12 @@ class Stack:
     # The frameworks installed beside the primary one, (name, version, variant), in the order the stack names them.
     extra_frameworks: tuple[tuple[str, str, str], ...] = ()
 
+    @classmethod
+    def named(cls, name: str, **fields: Any) -> Stack:
+        """An image or dockerfile stack: none of a rendered stack's version, variant, CUDA, cuDNN, base or Python
+        (what its image holds is found by probing it)."""
+        return cls(name=name, version="", variant="", cuda=None, cudnn=None, base="", python="", **fields)
+
     @property
     def frameworks(self) -> tuple[tuple[str, str, str], ...]:
         """(name, version, variant) of every framework the stack installs, the primary first."""
@@ -533,12 +539,11 @@ class _Validator:
             if chosen is not None:
                 own = (chosen[name], values.get(f"variant[{name}]", variant)[1]) if name in chosen else None
             ok = self.framework_fits(node, name, own, index, several=len(named) > 1) and ok
-        owners = [name for name in named if frameworks.framework(name).index_variant]
+        owner = next((fw for fw in map(frameworks.framework, named) if fw.index_variant), None)
         if index and len(named) > 1:
-            owner_variant = chosen.get(owners[0]) if owners and chosen is not None else None
-            if not owners or (owner_variant or frameworks.framework(owners[0]).index_variant) != (
-                frameworks.framework(owners[0]).index_variant
-            ):
+            # The framework installed from an index must be one of them, in its index variant where one is written.
+            owner_variant = chosen.get(owner.name) if owner and chosen is not None else None
+            if owner is None or owner_variant not in (None, owner.index_variant):
                 where = index[1] or self.pos(node)
                 self.error_at(where, f"index {index[0]!r} here", INDEX_EXPECTED)
                 ok = False
@@ -1019,9 +1024,8 @@ def _stack(values: Entry, position: Position) -> Stack:
 
     def variant_of(name: str) -> str:
         fw = frameworks.framework(name)
-        if chosen is None:
-            return variant or (fw.index_variant if index and fw.index_variant else fw.default_variant)
-        return chosen.get(name) or (fw.index_variant if index and fw.index_variant else fw.default_variant)
+        written = variant if chosen is None else chosen.get(name)
+        return written or (fw.index_variant if index and fw.index_variant else fw.default_variant)
 
     primary, *others = named
     return Stack(
@@ -1051,14 +1055,8 @@ def _named_stack(values: Entry, position: Position, files: tuple[Path, Path] | N
         return values[key][0] if key in values else default
 
     dockerfile, context = files or (None, None)
-    return Stack(
-        name=get("name"),
-        version="",
-        variant="",
-        cuda=None,
-        cudnn=None,
-        base="",
-        python="",
+    return Stack.named(
+        get("name"),
         env=get("env", ()),
         sandbox=get("sandbox", True),
         framework=get("framework", AUTO),

@@ -189,22 +189,16 @@ def image_stacks(options: ProbeOptions) -> list[Stack]:
     """`envcheck probe`'s images as image stacks, each named by its reference in the characters a stack name (and a
     container's) takes; an image named twice is probed once."""
     stacks: list[Stack] = []
+    primary, *others = options.probe_framework.split(",")  # --framework torch,jax: both, in one process
     for reference in dict.fromkeys(options.images):
         base = re.sub(r"[^a-z0-9._-]+", "-", reference.lower()).strip("-._")[:90] or "image"
         name, taken, n = base, {s.name for s in stacks}, 1
-        primary, *others = options.probe_framework.split(",")  # --framework torch,jax: both, in one process
         while name in taken:  # a/b and a-b read alike
             n += 1
             name = f"{base}-{n}"
         stacks.append(
-            Stack(
-                name=name,
-                version="",
-                variant="",
-                cuda=None,
-                cudnn=None,
-                base="",
-                python="",
+            Stack.named(
+                name,
                 framework=primary,
                 image=reference,
                 interpreter=options.python,
