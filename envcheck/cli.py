@@ -116,6 +116,17 @@ def plan_options(args: argparse.Namespace) -> options.PlanOptions:
     )
 
 
+def pick_options(args: argparse.Namespace) -> options.PickOptions:
+    return options.PickOptions(
+        framework=args.framework,
+        driver=args.driver,
+        compute_capabilities=tuple(args.compute_capability or ()),
+        gpus=tuple(args.gpu or ()),
+        python=args.python,
+        as_json=args.json,
+    )
+
+
 def render_options(args: argparse.Namespace) -> options.RenderOptions:
     return options.RenderOptions(matrix=args.matrix, stack=args.stack, ca_bundle=options.ca_bundle(args.ca_bundle))
 
@@ -249,6 +260,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "list": Command(list_options, commands.list_stacks),
     "lint": Command(lint_options, commands.lint),
     "plan": Command(plan_options, commands.plan),
+    "pick": Command(pick_options, commands.pick),
     "render": Command(render_options, commands.render),
     "build": Command(build_options, commands.build),
     "run": Command(run_options, commands.run_stacks),
@@ -469,6 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL",
         help=f"the host's name in the table (default: ${options.ENV_HOST_LABEL}, else from the flags)",
     )
+    p = sub.add_parser(
+        "pick",
+        help="the newest release of a framework that will use this GPU with this driver, and how to install it",
+        description="Names the newest release of FRAMEWORK that will use the GPU with this driver and Python (by the "
+        "same knowledge as plan: Python wheels, the driver's CUDA, the GPU's architecture), the exact install command, "
+        "and why each newer release does not work here. Defaults: this host through NVML, this Python. Exit code 0 "
+        "when one works, 1 when none does, 2 on a bad argument or no driver to plan for.",
+    )
+    p.add_argument("framework", choices=frameworks.NAMES)
+    p.add_argument("--driver", metavar="VERSION", help="NVIDIA driver version, e.g. 535.54.03 (default: NVML)")
+    gpu = p.add_mutually_exclusive_group()
+    gpu.add_argument("--gpu", action="append", metavar="NAME", help='a GPU product name, e.g. "Tesla P100-PCIE-16GB"')
+    gpu.add_argument("--compute-capability", action="append", metavar="X.Y", help="a GPU's compute capability")
+    p.add_argument("--python", metavar="X.Y", help="the Python the framework is for (default: this one)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p = sub.add_parser(
         "doctor", help="why TensorFlow (or PyTorch, JAX) on this host does (not) use the GPU; no Docker needed"
     )

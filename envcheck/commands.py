@@ -30,6 +30,7 @@ from envcheck.inputs.options import (
     K8sRenderOptions,
     LintOptions,
     ListOptions,
+    PickOptions,
     PlanOptions,
     PreflightOptions,
     ProbeOptions,
@@ -104,6 +105,19 @@ def plan(options: PlanOptions) -> int:
         codes = f" [{', '.join(v.codes)}]" if v.codes else ""
         print(f"  {v.stack:<{width}}  {v.status.value:<5}  {v.reason}{codes}")
     return EXIT_OK
+
+
+def pick(options: PickOptions) -> int:
+    from envcheck import frameworks
+    from envcheck.diagnosis.pick import format_text, pick_host, this_python
+    from envcheck.diagnosis.pick import pick as pick_release
+    from envcheck.knowledge import Knowledge
+
+    knowledge = Knowledge.load()
+    host = pick_host(options, knowledge)
+    found = pick_release(frameworks.framework(options.framework), host, options.python or this_python(), knowledge)
+    print(json.dumps(found.to_dict(), indent=2) if options.as_json else format_text(found))
+    return EXIT_OK if found.chosen else EXIT_STACK_FAILED
 
 
 def render(options: RenderOptions) -> int:

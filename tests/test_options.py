@@ -27,6 +27,7 @@ BARE = {
     "list": (["list"], options.ListOptions()),
     "lint": (["lint"], options.LintOptions()),
     "plan": (["plan"], options.PlanOptions()),
+    "pick": (["pick", "torch"], options.PickOptions(framework="torch")),
     "render": (["render", "a"], options.RenderOptions(stack="a")),
     "build": (["build"], options.BuildOptions()),
     "run": (["run", "a"], options.RunOptions(stacks=("a",), single=True)),

@@ -20,12 +20,14 @@ from typing import Any
 
 from envcheck import frameworks
 from envcheck.diagnosis.diagnose import ERROR, diagnose, uses_gpu
+from envcheck.diagnosis.pick import with_install_hint
 from envcheck.diagnosis.probe_facts import Facts
 from envcheck.diagnosis.scan import Scan, scan_paths
 from envcheck.engine.client import connect, daemon_facts, docker_errors, host_facts
 from envcheck.errors import ConfigError, DockerUnavailable
 from envcheck.inputs.hosts import scrub
 from envcheck.inputs.options import DEFAULTS
+from envcheck.knowledge import Knowledge, Version
 from envcheck.probe import parse_output, staged
 from envcheck.results.model import Benchmark, Diagnosis
 
@@ -160,7 +162,12 @@ def check_framework(
     probe = probe_host(quick, framework)
     mine = tuple(f for f in findings if f.get("framework", "any") in ("any", framework))
     facts = Facts(probe=probe, in_container=False, docker=docker, script_findings=mine)
-    diagnoses = diagnose(facts)
+    gpus = [
+        (g.get("name") or f"GPU {g.get('index')}", Version.lenient(g.get("compute_capability")))
+        for g in (probe.get("nvml") or {}).get("gpus") or []
+    ]
+    fw = frameworks.framework(framework)
+    diagnoses = with_install_hint(diagnose(facts), fw, probe.get("driver"), gpus, probe.get("python"), Knowledge.load())
     return FrameworkCheck(
         framework, verdict(probe, diagnoses, framework), uses_gpu(probe, diagnoses), probe, diagnoses, facts.benchmark
     )

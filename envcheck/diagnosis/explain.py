@@ -16,6 +16,7 @@ from typing import IO, Any
 from envcheck import frameworks
 from envcheck.diagnosis.diagnose import diagnose
 from envcheck.diagnosis.logread import Known, Reading, read_log
+from envcheck.diagnosis.pick import with_install_hint
 from envcheck.diagnosis.probe_facts import Facts
 from envcheck.inputs.options import ExplainOptions
 from envcheck.knowledge import Knowledge
@@ -198,7 +199,9 @@ def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") ->
             ]
         },
     }
-    found = diagnose(Facts(probe=probe, in_container=False, log_reading=reading))
+    found = with_install_hint(
+        diagnose(Facts(probe=probe, in_container=False, log_reading=reading)), fw, driver, gpus, revealed.python, k
+    )
     read = {
         "framework": framework,
         "version": version,

@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from envcheck.inputs.matrix import Stack
 
 
+@dataclass(frozen=True)
+class InstallOption:
+    """One way pip installs one exact release (PyPI's wheel, an extra, a wheel index): what `envcheck pick` weighs
+    with the same rules as plan, and the command it prints when this is the one that works."""
+
+    version: str
+    variant: str
+    index: str | None
+    command: str
+    what: str  # how people read it: "PyPI's default wheel", "PyTorch's cu126 index", "jax[cuda12]"
+
+
 @dataclass(frozen=True, eq=False)
 class Framework:
     """One framework: its names, install variants, knowledge lookups, diagnosis wording, log markers, Dockerfile
@@ -79,6 +91,11 @@ class Framework:
     def known(self, k: Knowledge) -> tuple[str, str]:
         """The oldest and newest release the data knows."""
         raise NotImplementedError
+
+    def install_options(self, k: Knowledge) -> list[InstallOption]:
+        """Every GPU install of every release the data names exactly, newest release first and, within a release,
+        the one to prefer first (`pick` takes the first that works)."""
+        return []
 
     def cudnn_fits(self, loaded: Version, built: Version, known_release: bool) -> bool:
         """Whether the cuDNN it loads works with the one it was built with (known_release: the data knows the

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from envcheck.frameworks.base import Framework
+from envcheck.frameworks.base import Framework, InstallOption
 from envcheck.knowledge.facts import Build, Knowledge, Version
 
 RELEASE = re.compile(r"0\.[0-9]+\.[0-9]+(\.[0-9]+)?((a|b|rc)[0-9]+)?\Z")
@@ -19,6 +19,22 @@ class Jax(Framework):
 
     def known(self, k: Knowledge) -> tuple[str, str]:
         return k.jax_releases()
+
+    def install_options(self, k: Knowledge) -> list[InstallOption]:
+        """Per row, its newest release: jax[cuda13] first (newer CUDA), then jax[cuda12]; jax[cuda12-local] needs
+        CUDA from elsewhere, so it is not an install that works by itself."""
+        options = []
+        for row in reversed(k.jax_rows()):
+            versions = k.release_versions(self.name, row)
+            if not versions:
+                continue
+            version = versions[-1]
+            for variant in ("cuda13", "cuda12"):
+                build = k.jax_build(version, variant)
+                if build is not None and not build.unavailable:
+                    command = f"pip install '{self.variants[variant]}=={version}'"
+                    options.append(InstallOption(version, variant, None, command, self.variants[variant]))
+        return options
 
     def cudnn_fits(self, loaded: Version, built: Version, known_release: bool) -> bool:
         return loaded.major == built.major and loaded >= built

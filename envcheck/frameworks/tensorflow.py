@@ -7,7 +7,7 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
-from envcheck.frameworks.base import Framework
+from envcheck.frameworks.base import Framework, InstallOption
 from envcheck.knowledge.facts import Build, GpuCode, Knowledge, Version
 
 if TYPE_CHECKING:
@@ -26,6 +26,24 @@ class TensorFlow(Framework):
     def known(self, k: Knowledge) -> tuple[str, str]:
         releases = k.releases()
         return releases[0], releases[-1]
+
+    def install_options(self, k: Knowledge) -> list[InstallOption]:
+        """Per series, its newest release: [and-cuda] where the extra exists (2.14 on), else plain tensorflow with
+        the CUDA and cuDNN it was built with installed on the machine."""
+        options = []
+        for series in reversed(k.releases()):
+            versions = k.release_versions(self.name, series)
+            build = k.tf_build(series)
+            if not versions or build is None:
+                continue
+            version = versions[-1]
+            if build.and_cuda:
+                command = f"pip install 'tensorflow[and-cuda]=={version}'"
+                options.append(InstallOption(version, "and-cuda", None, command, "tensorflow[and-cuda]"))
+            else:
+                what = f"tensorflow with CUDA {build.cuda} and cuDNN {build.cudnn} installed on the machine"
+                options.append(InstallOption(version, "plain", None, f"pip install tensorflow=={version}", what))
+        return options
 
     def cudnn_fits(self, loaded: Version, built: Version, known_release: bool) -> bool:
         """TF's own rule: the build's major and an equal or higher minor (where the release is unknown, `built`

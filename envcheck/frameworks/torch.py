@@ -7,8 +7,8 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
-from envcheck.frameworks.base import Framework
-from envcheck.knowledge.facts import Build, Knowledge
+from envcheck.frameworks.base import Framework, InstallOption
+from envcheck.knowledge.facts import Build, Knowledge, Version, index_cuda
 
 if TYPE_CHECKING:
     from envcheck.inputs.matrix import Stack
@@ -26,6 +26,23 @@ class Torch(Framework):
     def known(self, k: Knowledge) -> tuple[str, str]:
         releases = k.torch_releases()
         return releases[0], releases[-1]
+
+    def install_options(self, k: Knowledge) -> list[InstallOption]:
+        """Per series, its newest release: PyPI's default wheel first (no index to name), then PyTorch's indexes,
+        newest CUDA first. An index wheel is named by its local version, as in the images envcheck builds."""
+        options = []
+        for series in reversed(k.torch_releases()):
+            versions = k.release_versions(self.name, series)
+            build = k.torch_build(series, "pypi")
+            if not versions or build is None:
+                continue
+            version = versions[-1]
+            options.append(InstallOption(version, "pypi", None, f"pip install torch=={version}", "PyPI's wheel"))
+            for index in sorted(build.indexes or (), key=lambda i: index_cuda(i) or Version(0), reverse=True):
+                url = self.index_url.format(index=index)
+                command = f"pip install torch=={version}+{index} --extra-index-url {url}"
+                options.append(InstallOption(version, "index", index, command, f"PyTorch's {index} index"))
+        return options
 
     def requirements(self, stack: Stack) -> list[str]:
         if stack.index_url:

@@ -127,6 +127,18 @@ class PlanOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PickOptions:
+    """The framework to pick a release of, and the host (none given: this host through NVML, this Python)."""
+
+    framework: str
+    driver: str | None = None
+    compute_capabilities: tuple[str, ...] = ()
+    gpus: tuple[str, ...] = ()
+    python: str | None = None
+    as_json: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class RenderOptions:
     stack: str
     matrix: str = DEFAULTS.matrix

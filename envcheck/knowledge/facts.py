@@ -305,6 +305,10 @@ class Knowledge:
     def torch_releases(self) -> list[str]:
         return sorted(self._torch, key=Version)
 
+    def jax_rows(self) -> list[str]:
+        """The first release of each JAX row, oldest first."""
+        return [str(first) for first, _ in self._jax]
+
     def jax_releases(self) -> tuple[str, str]:
         """The first JAX release of the oldest row and the newest release the rows hold."""
         return str(self._jax[0][0]), str(self._jax_newest)
