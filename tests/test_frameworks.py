@@ -147,7 +147,7 @@ def test_jax_facts_read_from_the_wheels():
 
 def test_every_release_from_the_first_to_the_newest_has_sourced_facts():
     assert {"torch_wheels", "torch_indexes", "jax_wheels", "jax_install"} <= set(K.sources)
-    assert K.known("torch") == ("2.1", "2.15") and K.known("jax") == ("0.4.20", "0.12.0.1")
+    assert K.known("torch") == ("1.7", "2.15") and K.known("jax") == ("0.4.20", "0.12.0.1")
     for minor in range(1, 16):
         build = K.build("torch", f"2.{minor}.0", "pypi")
         assert build.cuda and build.cudnn and build.nccl and build.code.sass and not build.code.ptx, minor
@@ -223,7 +223,7 @@ def test_lint_points_at_the_key_at_fault(tmp_path: Path):
         "m.yaml:5:5: warning: JAX 0.4.20 has no jax[cuda12] on PyPI (it exists from 0.4.23) [variant-unavailable]",
         "m.yaml:9:13: warning: JAX 0.11.0 supports Python 3.12–3.14, not 3.11: pip will find no wheel "
         "[python-unsupported]",
-        "m.yaml:11:12: warning: PyTorch 3.0.0 is not in envcheck's data (it knows 2.1–2.15); it will be verified by "
+        "m.yaml:11:12: warning: PyTorch 3.0.0 is not in envcheck's data (it knows 1.7–2.15); it will be verified by "
         "running [unknown-torch]",
     ]
 

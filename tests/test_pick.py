@@ -92,8 +92,9 @@ def test_jax_on_a_p100_takes_cuda12_since_cuda_13_dropped_pascal():
 
 def test_tensorflow_on_a_cuda_11_4_driver_stays_on_cuda_11():
     # tensorflow.org/install/source#gpu: 2.14 is the last release built with CUDA 11 (11.8); 2.15 on use CUDA 12,
-    # which driver 470.86 (CUDA 11.4, Fooocus#1313 above) cannot run.
-    found = chosen("tensorflow", "470.86", gpu="NVIDIA GeForce RTX 3050 Laptop GPU")
+    # which driver 470.86 (CUDA 11.4, Fooocus#1313 above) cannot run. Python 3.10: 2.14's [and-cuda] pins
+    # tensorrt==8.5.3.1, which has wheels for 3.6-3.10 only (pypi.org/simple/tensorrt).
+    found = chosen("tensorflow", "470.86", gpu="NVIDIA GeForce RTX 3050 Laptop GPU", python="3.10")
     assert found.chosen.cuda is not None and found.chosen.cuda.major == 11
     assert found.chosen.option.version.startswith("2.14.")
 

@@ -133,7 +133,17 @@ def weigh(option: InstallOption, fw: Framework, host: PlannedHost, python: str |
         found.add(check)
     found.cuda = runtime_cuda(build, option.variant, k)
     support = driver_support(found.cuda, host.driver, k) if found.cuda else None
-    if found.cuda and support is None:
+    floor = k.minor_compat_floor(found.cuda.major) if found.cuda else None
+    if found.cuda and support is None and floor and host.driver < floor:  # below every runtime of that major
+        found.add(
+            Check(
+                "driver-too-old",
+                Level.FAILS,
+                f"CUDA {found.cuda} needs at least driver {floor} (CUDA {found.cuda.major}.x's minor-version "
+                f"compatibility floor); this host has {host.driver}",
+            )
+        )
+    elif found.cuda and support is None:
         found.add(Check("unknown", Level.WARN, f"envcheck's data has no minimum driver for CUDA {found.cuda}"))
     driver = support.check() if support else None
     if driver:
@@ -190,7 +200,12 @@ def format_text(found: Pick) -> str:
     failing = [w for w in found.newer if not w.works]
     if failing:
         out.append("  newer, and why not:" if found.chosen else "  every release, and why not:")
-    out += [f"    {w.option.version} {w.option.what}: {w.why_not}" for w in failing]
+    for release in dict.fromkeys(w.option.version for w in failing):  # a line per release, options alike together
+        said: dict[str, list[str]] = {}
+        for w in failing:
+            if w.option.version == release:
+                said.setdefault(w.why_not, []).append(w.option.what)
+        out.append(f"    {release}: " + "; ".join(f"{', '.join(whats)}: {why}" for why, whats in said.items()))
     out += [f"  note: {note}" for note in found.notes]
     return "\n".join(out)
 

@@ -39,9 +39,13 @@ class Torch(Framework):
             version = versions[-1]
             options.append(InstallOption(version, "pypi", None, f"pip install torch=={version}", "PyPI's wheel"))
             for index in sorted(build.indexes or (), key=lambda i: index_cuda(i) or Version(0), reverse=True):
-                url = self.index_url.format(index=index)
-                command = f"pip install torch=={version}+{index} --extra-index-url {url}"
-                options.append(InstallOption(version, "index", index, command, f"PyTorch's {index} index"))
+                where = (
+                    f"-f {build.find_links}"  # 1.x: one find-links page for every CUDA
+                    if build.find_links
+                    else f"--extra-index-url {self.index_url.format(index=index)}"
+                )
+                command = f"pip install torch=={version}+{index} {where}"
+                options.append(InstallOption(version, "index", index, command, f"PyTorch's {index} wheels"))
         return options
 
     def requirements(self, stack: Stack) -> list[str]:

@@ -214,6 +214,7 @@ class TFBuild(Build):
     cuda: Version
     cudnn: Version
     code: GpuCode  # read from the wheel where known, else derived from the build info
+    releases: tuple[str, ...] = ()  # every final release of the minor series on PyPI (empty: not in the data)
     build_cuda: str
     build_cudnn: str
     native: tuple[Version, ...]  # build info: sm_XY entries
@@ -230,12 +231,41 @@ class TorchBuild(Build):
     nccl: Version | None = None
     indexes: tuple[str, ...] | None = None  # cuXYZ indexes with wheels of this release (None: not known)
     indexes_confirmed: bool = True
+    releases: tuple[str, ...] = ()  # every final release of the minor series on PyPI (empty: not in the data)
+    index_code: dict[str, IndexCode] = field(default_factory=dict)  # cuXYZ → its wheels' GPU code, where known
+    find_links: str = ""  # the find-links page its index wheels were installed from (1.x), "" for index URLs
+
+
+@dataclass(frozen=True)
+class IndexCode:
+    """The GPU code of one PyTorch index's wheels of a release (from the build scripts' TORCH_CUDA_ARCH_LIST)."""
+
+    index: str
+    code: GpuCode
+    confirmed: bool = True  # False: not read from the scripts of that very release
+
+    @property
+    def cuda(self) -> Version | None:
+        return index_cuda(self.index)
+
+
+@dataclass(frozen=True)
+class JaxExtra:
+    """A GPU extra of a JAX release before the PyPI plugins (jax[cuda], jax[cuda11_pip], jax[cuda12_local], …):
+    a jaxlib+cudaNN wheel from Google's find-links page, with CUDA from pip (local False) or from the system."""
+
+    name: str
+    cuda: Version | None  # the oldest CUDA its jaxlib works with (None: not known)
+    cudnn: Version | None  # the oldest cuDNN
+    local: bool  # True: CUDA and cuDNN must be on the system; False: pip brings them (nvidia-* wheels)
+    find_links: str
+    confirmed: bool = True
 
 
 def index_cuda(index: str) -> Version | None:
-    """PyTorch's wheel index name → its CUDA: cu118 → 11.8, cu130 → 13.0, cpu → None."""
+    """PyTorch's wheel index name → its CUDA: cu118 → 11.8, cu130 → 13.0, cu92 → 9.2, cpu → None."""
     digits = index[2:] if index.startswith("cu") else ""
-    return Version(f"{digits[:-1]}.{digits[-1]}") if digits.isdigit() and len(digits) >= 3 else None
+    return Version(f"{digits[:-1]}.{digits[-1]}") if digits.isdigit() and len(digits) >= 2 else None
 
 
 @dataclass(frozen=True)
@@ -279,6 +309,8 @@ class Knowledge:
         }
         self._torch = {release: _torch_build(release, entry) for release, entry in data["torch"].items()}
         self._jax = sorted(((Version(k), v) for k, v in data["jax"].items()), key=lambda kv: kv[0])
+        self._jax_releases = {str(first): _releases("jax", str(first), row) for first, row in self._jax}
+        self._jax_extras = {str(first): _jax_extras(str(first), row) for first, row in self._jax}
         self._jax_newest = Version(data["jax_newest"])
         self._image_sizes: dict[str, dict[str, float]] = data.get("image_sizes_gb") or {}
 
@@ -308,6 +340,37 @@ class Knowledge:
     def jax_rows(self) -> list[str]:
         """The first release of each JAX row, oldest first."""
         return [str(first) for first, _ in self._jax]
+
+    def release_versions(self, framework: str, series: str) -> list[str]:
+        """Every final release on PyPI of a row of the data: a minor series of TensorFlow or PyTorch ('2.9' →
+        ['2.9.0', '2.9.1']), a JAX row by its first release ('0.4.26' → 0.4.26 … 0.4.28); [] when not known."""
+        if framework == "jax":
+            return list(self._jax_releases.get(series, ()))
+        build = self._tf.get(series) if framework == "tensorflow" else self._torch.get(series)
+        return list(build.releases) if build else []
+
+    def series_of(self, framework: str, version: str) -> str | None:
+        """The row of the data a release belongs to ('2.9.1' → '2.9'; JAX '0.4.27' → '0.4.26'), or None."""
+        parsed = Version.lenient(version)
+        if parsed is None:
+            return None
+        if framework == "jax":
+            rows = [str(first) for first, _ in self._jax if first <= parsed]
+            return rows[-1] if rows and parsed <= self._jax_newest else None
+        series = str(parsed.prefix(2))
+        return series if series in (self._tf if framework == "tensorflow" else self._torch) else None
+
+    def torch_index_code(self, series: str, index: str) -> IndexCode | None:
+        """The GPU code of PyTorch's `index` wheels (cu126, …) of a minor release ('2.9' or '2.9.1'), or None
+        when the data does not know it (the PyPI default wheel's code is `torch_build(v, "pypi").code`)."""
+        parsed = Version.lenient(series)
+        build = self._torch.get(str(parsed.prefix(2))) if parsed else None
+        return build.index_code.get(index) if build else None
+
+    def jax_extras(self, version: str) -> dict[str, JaxExtra]:
+        """The GPU extras of a JAX release's row before PyPI's plugins (cuda, cuda11_pip, cuda12_pip, …), by name."""
+        series = self.series_of("jax", version)
+        return dict(self._jax_extras.get(series, {})) if series else {}
 
     def jax_releases(self) -> tuple[str, str]:
         """The first JAX release of the oldest row and the newest release the rows hold."""
@@ -444,7 +507,7 @@ def _wheel_code(wheel: dict[str, Any] | None) -> GpuCode | None:
         return None
     return GpuCode(
         tuple(Version(v) for v in wheel["sass"]),
-        {Version(arch): Version(isa) for arch, isa in (wheel.get("ptx") or {}).items()},
+        {Version(arch): Version(isa) if isa is not None else None for arch, isa in (wheel.get("ptx") or {}).items()},
     )
 
 
@@ -463,18 +526,80 @@ def _release(release: str, entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class KnowledgeError(ValueError):
+    """knowledge.yaml holds a row of the wrong shape; the message names the row."""
+
+
+def _releases(framework: str, key: str, entry: dict[str, Any]) -> tuple[str, ...]:
+    """A row's `releases`: a list of release versions, each within the row (same minor, or for JAX not before
+    the row's first release), oldest first."""
+    releases = entry.get("releases")
+    if releases is None:
+        return ()
+    if not isinstance(releases, list) or not all(isinstance(r, str) and Version.lenient(r) for r in releases):
+        raise KnowledgeError(f"{framework} {key}: releases must be a list of version strings, not {releases!r}")
+    first = Version(key)
+    for release in releases:
+        version = Version(release)
+        outside = version < first if framework == "jax" else version.prefix(2) != first.prefix(2)
+        if outside:
+            raise KnowledgeError(f"{framework} {key}: release {release} is not in this row")
+    if [Version(r) for r in releases] != sorted(Version(r) for r in releases):
+        raise KnowledgeError(f"{framework} {key}: releases must be listed oldest first")
+    return tuple(releases)
+
+
+def _index_code(release: str, entry: dict[str, Any]) -> dict[str, IndexCode]:
+    found = {}
+    for index, wheel in (entry.get("index_code") or {}).items():
+        if index_cuda(str(index)) is None or not isinstance(wheel, dict) or not isinstance(wheel.get("sass"), list):
+            raise KnowledgeError(f"torch {release}: index_code {index!r} must be cuXYZ: {{sass: [...], ptx: {{...}}}}")
+        try:
+            code = _wheel_code(wheel)
+        except ValueError as error:
+            raise KnowledgeError(f"torch {release}: index_code {index}: {error}") from error
+        assert code is not None
+        found[str(index)] = IndexCode(str(index), code, bool(wheel.get("confirmed", True)))
+    return found
+
+
+def _jax_extras(first: str, row: dict[str, Any]) -> dict[str, JaxExtra]:
+    """A JAX row's `extras`: name → {cuda, cudnn, local, find_links[, confirmed]}."""
+    found = {}
+    for name, extra in (row.get("extras") or {}).items():
+        if not isinstance(extra, dict) or not isinstance(extra.get("local"), bool) or not extra.get("find_links"):
+            raise KnowledgeError(f"jax {first}: extras {name!r} must be {{cuda, cudnn, local: bool, find_links: URL}}")
+        try:
+            cuda = Version(extra["cuda"]) if extra.get("cuda") is not None else None
+            cudnn = Version(extra["cudnn"]) if extra.get("cudnn") is not None else None
+        except ValueError as error:
+            raise KnowledgeError(f"jax {first}: extras {name}: {error}") from error
+        found[str(name)] = JaxExtra(
+            str(name), cuda, cudnn, extra["local"], str(extra["find_links"]), bool(extra.get("confirmed", True))
+        )
+    return found
+
+
 def _torch_build(release: str, entry: dict[str, Any]) -> TorchBuild:
     return TorchBuild(
-        **_release(release, entry),
+        release=release,
+        python=_python(entry),
+        cuda=Version(entry["cuda"]),
+        cudnn=Version(entry["cudnn"]) if entry.get("cudnn") is not None else None,  # null: bundled, not read
+        confirmed=bool(entry.get("confirmed", True)),
         code=_wheel_code(entry["wheel_code"]),
-        nccl=Version(entry["nccl"]),
+        nccl=Version(entry["nccl"]) if entry.get("nccl") is not None else None,
         indexes=tuple(entry["indexes"]) if entry.get("indexes") is not None else None,
         indexes_confirmed=bool(entry.get("indexes_confirmed", True)),
+        releases=_releases("torch", release, entry),
+        index_code=_index_code(release, entry),
+        find_links=str(entry.get("find_links") or ""),
     )
 
 
 def _torch_variant(build: TorchBuild | None, variant: str, index: str | None) -> TorchBuild | None:
-    """The default PyPI wheel as read; an index's wheel has that index's CUDA (its GPU code was not read)."""
+    """The default PyPI wheel as read; an index's wheel has that index's CUDA, and the GPU code its build script
+    gave it where the data holds that (`index_code`; else unknown)."""
     if build is None or variant == "pypi" or not index:
         return build
     if index == "cpu":
@@ -484,7 +609,15 @@ def _torch_variant(build: TorchBuild | None, variant: str, index: str | None) ->
         unavailable = (
             f"PyTorch {build.release} has no {index} wheels (its indexes: {', '.join(['cpu', *build.indexes])})"
         )
-    return replace(build, cuda=index_cuda(index), cudnn=None, code=None, unavailable=unavailable)
+    code = build.index_code.get(index)
+    return replace(
+        build,
+        cuda=index_cuda(index),
+        cudnn=None,
+        code=code.code if code else None,
+        confirmed=build.confirmed and (code is None or code.confirmed),
+        unavailable=unavailable,
+    )
 
 
 def _tf_build(release: str, entry: dict[str, Any], sets: dict[str, tuple[str, ...]]) -> TFBuild:
@@ -509,6 +642,7 @@ def _tf_build(release: str, entry: dict[str, Any], sets: dict[str, tuple[str, ..
         )
     return TFBuild(
         **_release(release, entry),
+        releases=_releases("tensorflow", release, entry),
         build_cuda=str(entry["build_cuda"]),
         build_cudnn=str(entry["build_cudnn"]),
         native=native,
