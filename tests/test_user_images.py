@@ -74,6 +74,7 @@ NONROOT = TAG.format("nonroot-jax")  # VENV as USER 1000
 FALSE = TAG.format("false-jax")  # VENV with ENTRYPOINT ["/bin/false"]
 GATED = TAG.format("gated-jax")  # VENV with the preflight as an ENTRYPOINT wrapper
 TORCH = TAG.format("system-torch")  # PyTorch's CPU wheel in the system Python
+BROKEN = TAG.format("broken-jax")  # PYTHON + a fake JAX 0.4.35 that fails at import as the real one does (issue 27)
 PIP_JAX = f"--no-index --find-links /wheels jax=={JAX_VERSION} jaxlib=={JAX_VERSION}"
 USER_WORD = "USER-COMMAND-RAN-7f3c"  # what the user's command prints (and writes to a marker file)
 USER_COMMAND = f"echo {USER_WORD} > /tmp/user-command-ran && echo {USER_WORD}"
@@ -96,6 +97,8 @@ DOCKERFILES = {
     TORCH: f"FROM {PYTHON}\nCOPY wheels /wheels\nRUN pip3 install --break-system-packages --no-cache-dir "
     f"--no-index --find-links /wheels torch=={TORCH_VERSION} numpy && rm -rf /wheels\n",
 }
+# Debian's python3 looks in /usr/local/lib/python3.11/dist-packages first, where pip would have put the wheels.
+DOCKERFILES[BROKEN] = f"FROM {PYTHON}\nCOPY site-packages /usr/local/lib/python3.11/dist-packages/\n"
 JAX_IMAGES = [SYSTEM, VENV, CONDA, NONROOT, FALSE]  # probed together, in one `envcheck probe`
 EXPECTED_PYTHON = {
     SYSTEM: "/usr/bin/python3",
@@ -347,3 +350,37 @@ def test_the_gate_as_an_entrypoint_wrapper_stops_the_users_command(
     command = ["sh", "-c", f"{USER_COMMAND} && test -f /tmp/user-command-ran"]
     code, stdout, stderr = run_container(docker_api, GATED, gpus, entrypoint=passing, command=command)
     assert code == 0 and stdout.strip() == USER_WORD, (code, stdout, stderr)
+
+
+# -- an installed framework that fails at import (issue 27) ----------------------------------------------------
+
+
+@pytest.mark.docker
+def test_an_installed_jax_that_fails_at_import_is_framework_import_failed(
+    docker_api: Any,
+    user_images: dict[str, str],
+    gpus: bool,
+    tmp_path: Path,
+    no_leftover_containers: None,
+):
+    """JAX 0.4.35 with nvidia-cuda-nvcc-cu12 12.9 (a namespace package): `import jax` raises TypeError in
+    jax/_src/lib/__init__.py (tests/test_import_failures.py has the sources). Its dist-info and failing code are
+    faked (no registry here), so the probe in the image reads the same metadata and the same exception as in a real
+    one: framework-import-failed after no-gpu-runtime where this daemon gives no GPU, never framework-missing."""
+    from test_import_failures import jax_0_4_35_with_nvcc_12_9
+
+    jax_0_4_35_with_nvcc_12_9(tmp_path)
+    build(docker_api, BROKEN, tmp_path)
+    (result,) = probe(BROKEN)
+    where = (result["image"], result.get("error"))
+    codes = [d["code"] for d in result["diagnoses"]]
+    assert codes[: 2 - gpus] == ([] if gpus else ["no-gpu-runtime"]) + ["framework-import-failed"], where
+    assert "framework-missing" not in codes and result["status"] == "cpu-only", where
+    found = result["probe"]
+    assert (found["framework"], found["framework_version"], found["executable"]) == ("jax", None, "/usr/bin/python3")
+    failure = found["import_failure"]
+    assert failure["distributions"] == {"jax": "0.4.35", "jaxlib": "0.4.34", "jax-cuda12-plugin": "0.4.35"}
+    assert failure["exception"] == "TypeError"
+    assert failure["dependencies"]["nvidia-cuda-nvcc-cu12"]["installed"] == "12.9.86"
+    failed = next(d for d in result["diagnoses"] if d["code"] == "framework-import-failed")
+    assert "nvidia-cuda-nvcc-cu12<12.9" in failed["fix"] and "0.4.36" in failed["fix"]

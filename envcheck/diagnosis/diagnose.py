@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from envcheck import frameworks
-from envcheck.diagnosis import conflicts
+from envcheck.diagnosis import conflicts, imports
 from envcheck.diagnosis.logread import hides_all_gpus
 from envcheck.diagnosis.probe_facts import Facts, soname_major
 from envcheck.diagnosis.scan import HIDING_VALUES, where
@@ -88,8 +88,13 @@ def no_gpu_runtime(f: Facts) -> Diagnosis | None:
 
 @rule
 def framework_missing(f: Facts) -> Diagnosis | None:
-    """TensorFlow keeps its code of probe schema 1 (tensorflow-missing); PyTorch and JAX get framework-missing."""
-    if f.version or f.from_log:
+    """TensorFlow keeps its code of probe schema 1 (tensorflow-missing); PyTorch and JAX get framework-missing. Only
+    for a framework that is not there: one installed whose import raises is framework-import-failed."""
+    if f.from_log:
+        logged = f.log_codes.get("framework-missing", [])
+        fix = f"Install it in the Python that runs this: {f.fw.install_command()} {f.fw.install_note}."
+        return Diagnosis(f.fw.missing_code, ERROR, f"{f.name} is not installed.", fix, logged) if logged else None
+    if f.version or f.probe.get("import_failure"):
         return None
     error = f.probe.get("framework_error") or f.probe.get("tensorflow_error")
     if f.none_found:
@@ -109,6 +114,32 @@ def framework_missing(f: Facts) -> Diagnosis | None:
         f"Install it in this Python: {f.fw.install_command()} {f.fw.install_note}, or fix the import error shown.",
         [str(error or f"{f.framework} not importable")],
     )
+
+
+@rule
+def framework_import_failed(f: Facts) -> Diagnosis | None:
+    """Installed, but its import raises: the exception, the frame, the dependency it failed in, and the pin or
+    release that fixes it (imports.fix)."""
+    failure = f.probe.get("import_failure")
+    error_line = f.log_reading.revealed.import_error if f.log_reading is not None else None
+    logged = f.log_codes.get(imports.CODE, [])
+    if failure is not None:
+        version = next(iter(failure["distributions"].values()), None)
+        found = imports.Found(
+            f.framework, version, failure["exception"], failure["message"], failure["dependencies"],
+            failure["dependency_frame"],
+        )  # fmt: skip
+        evidence = imports.evidence(failure, f.framework)
+    elif logged and error_line is not None:
+        exception, _, message = error_line.text.strip().partition(": ")
+        found = imports.Found(f.framework, f.version, exception, message, {})
+        evidence = list(logged)
+    else:
+        return None
+    fix, more = imports.fix(found, f.knowledge, f.name)
+    label = f"{f.name} {found.version}" if found.version else f.name
+    summary = f"{label} is installed but `import {f.framework}` fails: {found.exception}: {found.message[:200]}"
+    return Diagnosis(imports.CODE, ERROR, summary.rstrip(": "), fix, [*evidence, *more])
 
 
 @rule

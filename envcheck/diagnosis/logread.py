@@ -111,6 +111,9 @@ class Revealed:
     wheel_needs: Line | None = None  # LD_DEBUG: a pip NVIDIA wheel's library asks the loader for a dependency
     ld_shadow: Line | None = None  # ... which the loader then looks for on LD_LIBRARY_PATH first
     said_no_gpu: list[Line] = field(default_factory=list)  # torch.cuda.is_available() and its False
+    import_frame: Line | None = None  # a traceback frame of a framework's __init__.py at import (<module>)
+    import_error: Line | None = None  # the exception line that ends that traceback
+    not_installed: Line | None = None  # ModuleNotFoundError: No module named 'torch' (the framework itself)
 
     @property
     def libcuda_version(self) -> Version | None:
@@ -296,6 +299,8 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         found.docker_run = line
     if ("is_available" in text or text.endswith("False")) and len(found.said_no_gpu) < 2 and NOT_AVAILABLE.search(text):
         found.said_no_gpu.append(line)
+    if "__init__" in text or "Error" in text or "Exception" in text:
+        _reveal_import(found, line)
 
 
 def _searched_first_elsewhere(text: str) -> bool:
@@ -519,6 +524,7 @@ def _resolve(reading: Reading, hits: list[_Hit], k: Knowledge, known: Known) -> 
         resolver = RESOLVERS.get(hit.message.resolve or "")
         for line in hit.lines:
             _add(reading, (resolver(line, reading, k, known) if resolver else None) or hit.message.code, [line])
+    _import_failed(reading, k)
     _add_context(reading, known)
 
 
@@ -548,3 +554,43 @@ def _add_context(reading: Reading, known: Known) -> None:
     if revealed.docker_run and said_false and not reading.codes:
         # Nothing but a container started without a GPU request and the framework finding none in it.
         _add(reading, "no-gpu-runtime", [revealed.docker_run, *revealed.said_no_gpu])
+
+
+# -- a framework that is installed but fails at import, and one that is not installed -------------------------------
+
+# A traceback frame in a framework's own __init__.py while it is imported: `File ".../torch/__init__.py", line 237,
+# in <module>`, and IPython's `.../torch/__init__.py in <module>` / `File .../torch/__init__.py:237`.
+IMPORT_FRAME = re.compile(
+    r"[/\\](torch|jax|tensorflow)[/\\]__init__\.py(?:\"?, line \d+, in <module>| in <module>|:\d+\s*$)"
+)
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception)(?::\s|$)")
+NOT_INSTALLED = re.compile(r"ModuleNotFoundError: No module named '(torch|jax|tensorflow)'")
+
+
+def _reveal_import(found: Revealed, line: Line) -> None:
+    """The frame of a framework's import in a traceback, the exception line after it, and the framework missing."""
+    text = line.text
+    if found.not_installed is None and NOT_INSTALLED.search(text):
+        found.not_installed = line
+        return
+    if found.import_frame is None:
+        if IMPORT_FRAME.search(text):
+            found.import_frame = line
+    elif found.import_error is None and EXCEPTION_LINE.match(text):
+        found.import_error = line
+
+
+def _import_failed(reading: Reading, k: Knowledge) -> None:
+    """framework-import-failed: a traceback through a framework's __init__.py that ends in an exception no known
+    message explains (a library that failed to load is its own cause); framework-missing: Python has no such module."""
+    revealed = reading.revealed
+    frame, error = revealed.import_frame, revealed.import_error
+    if (
+        frame is not None
+        and error is not None
+        and k.classify(error.text) is None
+        and not NOT_INSTALLED.search(error.text)
+    ):
+        _add(reading, "framework-import-failed", [frame, error])
+    if revealed.not_installed is not None and not reading.codes:
+        _add(reading, "framework-missing", [revealed.not_installed])

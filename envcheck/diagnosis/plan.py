@@ -41,6 +41,7 @@ VERDICTS = {Level.OK: Status.OK, Level.WARN: Status.WARN, Level.FAILS: Status.FA
 # What a probe found wrong with an image itself, on any host: carried from a saved probe into the verdict.
 IMAGE_CODES = (
     "framework-missing",
+    "framework-import-failed",
     "tensorflow-missing",
     "cpu-only-build",
     "cuda-libs-missing",
@@ -51,7 +52,8 @@ IMAGE_CODES = (
     "python-unsupported",
     "library-conflict",
 )
-NO_GPU_CODE = ("framework-missing", "tensorflow-missing", "cpu-only-build")  # then no driver or GPU matters
+# Then no driver or GPU matters.
+NO_GPU_CODE = ("framework-missing", "framework-import-failed", "tensorflow-missing", "cpu-only-build")
 FULL_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in a GPU name: found by a search, so "A100\n" would pass and be saved
 

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from envcheck import frameworks
+from envcheck.diagnosis.imports import typed_failure
 from envcheck.diagnosis.logread import Known, Reading, read_log
 from envcheck.frameworks import Framework
 from envcheck.knowledge import GpuCode, Knowledge, TFBuild, Version
@@ -82,6 +83,8 @@ def typed_probe(probe: Any) -> dict[str, Any]:
     }
     libs["runtime_versions"] = _texts(libs.get("runtime_versions"))
     probe["cuda_libs"] = libs
+    if (failure := typed_failure(probe.pop("import_failure", None))) is not None:
+        probe["import_failure"] = failure
     return probe
 
 
@@ -91,7 +94,7 @@ PER_FRAMEWORK = frozenset(
     {
         "framework", "framework_version", "framework_error", "is_cuda_build", "build_cuda", "build_cudnn",
         "compute_capabilities", "build_info", "gpus", "log", "tf32_enabled", "placement", "cuda_libs", "gpu_code",
-        "benchmark", "tensorflow", "tensorflow_error", "tf_log",
+        "benchmark", "tensorflow", "tensorflow_error", "tf_log", "import_failure",
     }
 )  # fmt: skip
 

@@ -116,6 +116,46 @@ class GpuCode:
 
 
 @dataclass(frozen=True)
+class ImportBreak:
+    """Framework releases that a newer version of a dependency they leave unpinned breaks at import
+    (knowledge.yaml `import_breaks`)."""
+
+    framework: str
+    versions: tuple[SpecifierSet, ...]  # any of them
+    dependency: str
+    first_bad: Version
+    message: re.Pattern[str]
+    pin: str
+    fixed_in: tuple[Version, ...]
+    why: str
+    source: str
+
+    @classmethod
+    def from_data(cls, row: dict[str, Any]) -> ImportBreak:
+        return cls(
+            row["framework"],
+            tuple(SpecifierSet(spec) for spec in row["versions"]),
+            row["dependency"],
+            Version(row["from"]),
+            re.compile(row["message"]),
+            row["pin"],
+            tuple(Version(v) for v in row.get("fixed_in") or ()),
+            " ".join(str(row["why"]).split()),
+            row["source"],
+        )
+
+    def affects(self, version: str | None) -> bool:
+        """Whether this framework release is one the break hits (an unknown release: not known to be)."""
+        found = Version.lenient(version)
+        return found is not None and any(found in spec for spec in self.versions)
+
+    def fixed_after(self, version: str | None) -> Version | None:
+        """The first release that fixes it, newer than `version` (the first of all when that is unknown)."""
+        found = Version.lenient(version)
+        return next((v for v in sorted(self.fixed_in) if found is None or v > found), None)
+
+
+@dataclass(frozen=True)
 class Message:
     """A message a framework, CUDA or Docker prints, and the diagnosis it is evidence for (None: harmless).
 
@@ -301,6 +341,7 @@ class Knowledge:
         }
         self.off_loader_path: dict[str, str] = dict(data["cuda_libraries"].get("off_loader_path") or {})
         self.messages = tuple(Message.from_data(m) for m in data["messages"])
+        self.import_breaks = tuple(ImportBreak.from_data(row) for row in data.get("import_breaks") or ())
         # One pass of one expression rejects the many lines no message is in; only the rest are tried in order.
         self._any_message = re.compile("|".join(f"(?:{m.regex})" for m in self.messages))
         self.ptx_jit_fails = {

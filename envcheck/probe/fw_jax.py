@@ -25,6 +25,10 @@ OBJECTS = (
 CODE_OBJECTS = ("xla_cuda12/xla_cuda_plugin.so", "xla_cuda13/xla_cuda_plugin.so")
 LIBRARIES = ("cudart", "cublas", "cublasLt", "cufft", "cusolver", "cusparse", "cudnn", "nccl", "cupti", "cuda")
 PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda12-pjrt", "jax-cuda13-pjrt")
+# Installed with jax and read with it (versions, requirements) when `import jax` fails: its nvidia-* pins are the
+# plugin's (jax-cuda12-plugin[with_cuda]).
+COMPANIONS = ("jaxlib", *PLUGINS)
+OWN_PACKAGES = ("jaxlib", "jax_plugins")  # top-level packages of JAX's own (jax_cuda12_plugin: by its jax_ prefix)
 
 
 def _installed(name: str) -> str | None:

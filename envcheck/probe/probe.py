@@ -36,7 +36,8 @@ import types
 import warnings
 
 # 2: every framework (framework, framework_version, log, gpu_code); TF keeps its keys of 1. Keys added since, none
-# renamed: executable, frameworks_found, and gate under --require.
+# renamed: executable, frameworks_found, gate under --require, and import_failure (an installed framework whose
+# import raised: its distributions' versions read without importing, the exception, its frames, its dependencies).
 PROBE_SCHEMA = 2
 FRAMEWORKS = ("tensorflow", "torch", "jax")
 ENV_PREFIXES = ("CUDA_", "NVIDIA_", "TF_", "LD_LIBRARY_PATH", "XLA_", "JAX_", "PYTORCH_", "TORCH_")
@@ -404,14 +405,145 @@ def framework_facts(name: str | None) -> dict:
 
 
 def probe_framework(facts: dict, adapter, echo: bool = True):
-    """Import the framework with its log captured; returns the module, or None with the reason recorded."""
+    """Import the framework with its log captured; returns the module, or None with the reason recorded. Its
+    distributions are read from their metadata first, so an import that raises still says what is installed."""
     facts.update(framework_facts(adapter.NAME))
+    try:
+        installed = installed_framework(adapter)
+    except Exception as exc:
+        installed = {"distributions": {}, "dependencies": {}, "error": _error(exc)[:300]}
     with captured(facts["log"], echo):
         try:
             return adapter.load(facts)
         except Exception as exc:
             facts["framework_error"] = f"import {adapter.NAME} failed: {_error(exc)}"  # NAME is the module
+            if not _framework_absent(exc, adapter, installed):
+                try:
+                    facts["import_failure"] = import_failure(exc, adapter, installed)
+                except Exception as inner:
+                    facts["errors"].append(f"import_failure: {_error(inner)}")
             return None
+
+
+# -- an installed framework whose import raises: what is installed (metadata, no import) and where it failed ---------
+
+MAX_FRAMES = 12  # the innermost frames kept of a failed import
+MAX_DEPENDENCIES = 200
+
+
+def _normalized(name: str) -> str:
+    """A distribution's name as PEP 503 compares names (Nvidia_CUDA.nvcc-cu12 → nvidia-cuda-nvcc-cu12)."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _distributions() -> dict:
+    """Every installed distribution by its normalized name (the first found on sys.path wins, as import does)."""
+    from importlib import metadata
+
+    found: dict = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if isinstance(name, str) and name:
+            found.setdefault(_normalized(name), dist)
+    return found
+
+
+def _requirement(line: str):
+    """(name, specifier, marker) of one Requires-Dist line ("protobuf (>=3.9.2)", "numpy>=1.22; extra == 'x'")."""
+    import re
+
+    text, _, marker = line.partition(";")
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*\(?([^()]*)\)?\s*$", text)
+    if not match:
+        return None
+    return match.group(1), match.group(2).strip(), marker.strip()
+
+
+def installed_framework(adapter) -> dict:
+    """The framework's distributions (and companions: jaxlib, the CUDA plugins) with their versions, and the installed
+    version of each distribution they require, all read from package metadata without importing anything."""
+    every = _distributions()
+    names = tuple(getattr(adapter, "DISTRIBUTIONS", ())) + tuple(getattr(adapter, "COMPANIONS", ()))
+    mine = {name: every[_normalized(name)] for name in names if _normalized(name) in every}
+    dependencies: dict = {}
+    for owner, dist in mine.items():
+        for line in dist.requires or []:
+            parsed = _requirement(line)
+            if parsed is None or _normalized(parsed[0]) in {_normalized(n) for n in mine}:
+                continue
+            name, spec, marker = parsed
+            found = every.get(_normalized(name))
+            if found is None or _normalized(name) in dependencies or len(dependencies) >= MAX_DEPENDENCIES:
+                continue  # not installed: nothing of it can break the import
+            dependencies[_normalized(name)] = {"installed": found.version, "required": spec, "by": owner}
+            if marker:
+                dependencies[_normalized(name)]["marker"] = marker
+    return {"distributions": {name: dist.version for name, dist in mine.items()}, "dependencies": dependencies}
+
+
+def _framework_absent(exc: BaseException, adapter, installed: dict) -> bool:
+    """The framework is simply not there: its own module is not found and no distribution of it is installed."""
+    missing = isinstance(exc, ModuleNotFoundError) and str(getattr(exc, "name", "") or "").split(".")[0] == adapter.NAME
+    return missing and not installed.get("distributions")
+
+
+def _frame(frame, where: list) -> dict:
+    """One traceback frame, with the installed package it lies in (None: the standard library, the script)."""
+    entry = {"file": str(frame.filename)[:500], "line": frame.lineno, "function": str(frame.name)[:200]}
+    path = os.path.abspath(str(frame.filename))
+    for root in where:
+        if path.startswith(root + os.sep):
+            top = path[len(root) + 1 :].split(os.sep)[0]
+            entry["package"] = top[:-3] if top.endswith(".py") else top
+            break
+    return entry
+
+
+def _package_roots() -> list:
+    """The sys.path entries that hold installed packages (site-packages, dist-packages), longest first."""
+    roots = {os.path.abspath(p) for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)}
+    return sorted(roots, key=len, reverse=True)
+
+
+def import_failure(exc: BaseException, adapter, installed: dict) -> dict:
+    """What an import that raised leaves to diagnose: the installed versions, the exception, the innermost frame,
+    the innermost frame inside the framework's own packages and the innermost inside another installed package (the
+    dependency the failure is in, with the distributions that ship it), and the installed dependencies."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frames = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in frames if os.path.dirname(os.path.abspath(f.filename)) != here]  # not the probe's own
+    roots = _package_roots()
+    typed = [_frame(frame, roots) for frame in frames]
+    own = {adapter.NAME, getattr(adapter, "PACKAGE", adapter.NAME), *getattr(adapter, "OWN_PACKAGES", ())}
+    own |= {n for n in (e.get("package") for e in typed) if n and n.startswith(f"{adapter.NAME}_")}
+    theirs = [e for e in typed if e.get("package") and e["package"] not in own]
+    dependency = dict(theirs[-1]) if theirs else None
+    if dependency is not None:
+        dependency["distributions"] = _shipping(dependency["package"])
+    kind = type(exc)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return {
+        "distributions": installed.get("distributions") or {},
+        "dependencies": installed.get("dependencies") or {},
+        "exception": name[:200],
+        "message": str(exc)[:2000],
+        "frame": typed[-1] if typed else None,
+        "framework_frame": next((e for e in reversed(typed) if e.get("package") in own), None),
+        "dependency_frame": dependency,
+        "frames": typed[-MAX_FRAMES:],
+    }
+
+
+def _shipping(package: str) -> list:
+    """The distributions that install a top-level package (google → protobuf, nvidia → the nvidia-* wheels)."""
+    try:
+        from importlib import metadata
+
+        return sorted(metadata.packages_distributions().get(package, []))[:10]  # Python 3.10+
+    except Exception:
+        return []
 
 
 def _median_seconds(run, repeats: int) -> float:
@@ -520,6 +652,8 @@ def _also(facts: dict, label: str) -> str:
     one run rather than one after the other."""
     if facts.get("framework") is None:
         return f"; and this Python has none of {', '.join(FRAMEWORKS)} either"
+    if facts.get("framework_version") is None and isinstance(facts.get("import_failure"), dict):
+        return f"; and {facts['framework']} is installed here but its import fails (framework-import-failed)"
     if facts.get("framework_version") is None:
         return f"; and {facts['framework']} cannot be imported here either"
     if facts.get("is_cuda_build") is False:
@@ -550,6 +684,9 @@ def judge(facts: dict, min_tflops: float | None = None) -> dict:
                 f"this Python ({facts.get('executable')}) has none of {', '.join(FRAMEWORKS)}: install the "
                 "framework here, or run the check with the Python that has it",
             )
+        failure = facts.get("import_failure")
+        if isinstance(failure, dict):
+            return _failed("framework-import-failed", _import_reason(name, failure))
         return _failed(
             "tensorflow-missing" if name == "tensorflow" else "framework-missing",  # diagnose.py's codes
             f"{name} cannot be imported by this Python ({facts.get('executable')}): {facts.get('framework_error')}",
@@ -587,6 +724,19 @@ def judge(facts: dict, min_tflops: float | None = None) -> dict:
     return _failed(
         "placement-forced-cpu",
         f"{label} lists {_gpu_name(facts)} but a matmul asked for on {placement.get('requested')} ran on {where}",
+    )
+
+
+def _import_reason(name: str, failure: dict) -> str:
+    """framework-import-failed's paragraph: what is installed, what raised, and where."""
+    installed = ", ".join(f"{d} {v}" for d, v in (failure.get("distributions") or {}).items()) or name
+    frame = failure.get("frame") or {}
+    where = f" in {frame.get('file')}:{frame.get('line')} ({frame.get('function')})" if frame else ""
+    dependency = failure.get("dependency_frame") or {}
+    inside = f", inside {dependency.get('package')}" if dependency.get("package") else ""
+    return (
+        f"{installed} is installed but `import {name}` raised {failure.get('exception')}: "
+        f"{str(failure.get('message'))[:300]}{where}{inside}; `envcheck explain` or `envcheck doctor` names the fix"
     )
 
 
@@ -759,7 +909,7 @@ def _probe_apart(name: str) -> dict:
         said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["nothing on stderr"]
         facts["framework_error"] = f"{name}'s own probe gave no facts (exit {done.returncode}): {said[0][:300]}"
         return facts
-    own_keys = (*framework_facts(name), "cuda_libs", "gpu_code", "errors")
+    own_keys = (*framework_facts(name), "import_failure", "cuda_libs", "gpu_code", "errors")
     return {key: own.get(key) for key in own_keys if key in own}
 
 
