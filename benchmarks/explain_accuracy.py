@@ -27,7 +27,15 @@ sys.path.insert(0, str(REPO))
 from envcheck.diagnosis.explain import ExplainOptions, explain  # noqa: E402
 
 CORPORA = REPO / "benchmarks" / "corpora"
-LOGS = ("torch-github.yaml", "torch-elsewhere.yaml", "torch-more.yaml", "jax.yaml", "jax-more.yaml", "jax-third.yaml")
+LOGS = (
+    "torch-github.yaml",
+    "torch-elsewhere.yaml",
+    "torch-more.yaml",
+    "jax.yaml",
+    "jax-more.yaml",
+    "jax-third.yaml",
+    "tf-fresh.yaml",
+)
 
 
 def held_aside(case: dict[str, Any]) -> bool:

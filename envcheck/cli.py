@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
 
 from envcheck import __version__, commands, frameworks, log
-from envcheck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EnvcheckError, Terminated
+from envcheck.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EnvcheckError, Terminated
 from envcheck.inputs import options
 from envcheck.inputs.hosts import scrub
 from envcheck.inputs.matrix import INTERPRETER_RE, REFERENCE_RE
@@ -568,3 +570,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.info("envcheck: interrupted; finished results are kept under results/")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left (`| head`): what it took was printed; no traceback for the rest
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
