@@ -158,3 +158,30 @@ def test_without_a_driver_on_this_host_it_asks_for_one():
         pytest.skip("this host has an NVIDIA driver: pick uses it")
     done = run("torch")
     assert done.returncode == 2 and "--driver" in done.stderr and "Traceback" not in done.stderr
+
+
+FOOOCUS_1313 = """\
+RuntimeError: The NVIDIA driver on your system is too old (found version 11040). Please update your GPU driver by \
+downloading and installing a new version from the URL: http://www.nvidia.com/Download/index.aspx Alternatively, go \
+to: https://pytorch.org to install a PyTorch version that has been compiled with your version of the CUDA driver.
+
+Ubuntu 21.04
+Nvidia GeForce RTX 3050 laptop GPU
+
+-nvidia-smi
+
++-----------------------------------------------------------------------------+
+| NVIDIA-SMI 470.86       Driver Version: 470.86       CUDA Version: 11.4
+|-------------------------------+----------------------+----------------------+
+"""  # github.com/lllyasviel/Fooocus/issues/1313, as the reporter posted it
+
+
+def test_explain_puts_the_install_that_works_into_a_version_problem_fix():
+    from envcheck.diagnosis.explain import ExplainOptions, explain
+
+    found = explain(FOOOCUS_1313.splitlines(keepends=True), ExplainOptions())
+    first = found.diagnoses[0]
+    assert first.code == "driver-too-old"
+    # The host the log shows (driver 470.86, an RTX 3050: compute capability 8.6) and the cu118 answer above.
+    assert "pip install torch==2.7.1+cu118" in first.fix
+    assert "envcheck pick torch --driver 470.86 --compute-capability 8.6" in first.fix

@@ -210,6 +210,15 @@ def format_text(found: Pick) -> str:
     return "\n".join(out)
 
 
+def pick_command(fw: Framework, host: PlannedHost, python: str | None) -> str:
+    """The `envcheck pick` command line that answers for this host."""
+    ccs = dict.fromkeys(str(cc) for _, cc in host.gpus)
+    return " ".join(
+        [f"envcheck pick {fw.name} --driver {host.driver}", *(f"--compute-capability {cc}" for cc in ccs)]
+        + ([f"--python {Version(python).prefix(2)}"] if python else [])
+    )
+
+
 def this_python() -> str:
     """The Python envcheck runs on: pick's default."""
     return f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -234,7 +243,7 @@ def with_install_hint(
     on = f"driver {host.driver}" + (f" and {', '.join(name for name, _ in host.gpus)}" if host.gpus else "")
     hint = (
         f"The newest {fw.display_name} that works with {on}: `{found.chosen.option.command}` "
-        f"({found.chosen.option.what}; `envcheck pick {fw.name}` says why newer ones do not)."
+        f"({found.chosen.option.what}; `{pick_command(fw, host, python)}` says why newer ones do not)."
     )
     return [
         replace(d, fix=f"{d.fix.rstrip()} {hint}") if d.code in VERSION_PROBLEMS and hint not in d.fix else d
