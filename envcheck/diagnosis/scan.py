@@ -7,11 +7,17 @@ or place work on the CPU, each with the framework it affects ("any" for all):
   placement with tf.device, OneDeviceStrategy or a strategy over CPUs;
 - jax: JAX_PLATFORMS / JAX_PLATFORM_NAME = cpu, jax.config.update('jax_platforms'|'jax_platform_name', 'cpu'),
   jax.default_device(<a CPU device>) and numpyro.set_platform('cpu');
-- torch: a name bound to a hard-wired torch.device('cpu'), and torch.set_default_device('cpu').
-Keys, values and device strings are followed through simple data flow (a constant or a variable holding one). A
-CPU fallback that applies only when no GPU exists (`torch.device("cuda" if torch.cuda.is_available() else
-"cpu")`, the widely copied try_gpu()/cpu() helpers) is not reported, nor is moving data to the CPU (`.to("cpu")`,
-map_location, jax.device_put). Files that cannot be read or parsed are named, not silently skipped.
+- torch: a name bound to a hard-wired torch.device('cpu') (or to "cpu" and then used as a device),
+  torch.set_default_device('cpu'), `.to("cpu")`/`.cpu()` of a model that is then run, and library arguments that
+  place the work: Lightning `Trainer(accelerator="cpu")` (also through a dict, or a helper's default a call relies
+  on), stable-baselines3 `PPO(..., device="cpu")`, `use_cpu=True`.
+Keys, values and device strings are followed through simple data flow (a constant or a variable holding one). Not
+reported: a CPU fallback that applies only when no GPU exists (`torch.device("cuda" if torch.cuda.is_available()
+else "cpu")`, the widely copied try_gpu()/cpu() helpers) or only on MPS; a CPU chosen by a command-line option or
+behind a constant that makes it dead; a CPU default that a later line replaces; moving results to the CPU
+(`.cpu()`, map_location, jax.device_put); a TF CPU scope that only gathers what nested GPU scopes computed; a JAX
+platform set after the backend started. Files that cannot be read or parsed are named, not silently skipped; the
+part of a file before a syntax error is still read.
 """
 
 from __future__ import annotations
@@ -43,7 +49,37 @@ AVAILABILITY = {
     "get_available_gpus",
     "default_backend",  # jax: `if jax.default_backend() != "cpu":`
 }
-MAX_SOURCE = 2_000_000  # characters: larger "scripts" are data, not code to scan
+MAX_SOURCE = 2_000_000  # characters of code (a notebook's code cells, not its outputs): more is data, not a script
+MAX_FILE = 200_000_000  # bytes read at all: a notebook's stored outputs may be large, its code rarely is
+# Keyword arguments and dict keys that place a library's work on a device (Lightning's Trainer(accelerator=...),
+# stable-baselines3's PPO(device=...), Hugging Face's from_pretrained(device_map=...)), and flags that ask a library
+# for the CPU (HF/levanter `use_cpu=True`).
+PLACING_KEYWORDS = {"device", "accelerator", "device_map"}
+CPU_FLAG_KEYWORDS = {"use_cpu", "no_cuda", "force_cpu"}
+# Parameters whose CPU default in a helper counts where a call relies on it (Lightning test helpers'
+# `accelerator="cpu"`); `device="cpu"` defaults are the convention of PyTorch-style signatures, not a choice.
+PLACING_DEFAULTS = {"accelerator"}
+# Callees whose device= places no work: buffers only store data, safetensors/torch loaders read a file, tensor
+# factories make data that code moves on, argparse defaults are the command line's choice; `.to` is read apart.
+NOT_PLACING = re.compile(
+    r"buffer|^(safe_open|load_file|add_argument|set_defaults|to|zeros|ones|empty|full|tensor|as_tensor|arange|"
+    r"linspace|rand|randn|randint|eye|Generator)$",
+    re.IGNORECASE,
+)
+# Keyword arguments whose dict holds defaults the command line overrides (LightningCLI(trainer_defaults={...})).
+CLI_DEFAULTS = {"trainer_defaults"}
+# Names that usually hold parsed command-line options, and the calls that parse them: a CPU chosen in a branch on
+# them is the user's choice at run time, which a scan of the code cannot see.
+OPTION_NAMES = {"args", "opt", "opts", "options", "flags", "FLAGS", "hparams", "cli_args", "cfg", "config"}
+OPTION_PARSERS = {"parse_args", "parse_known_args", "cli", "parse_flags", "parse_args_into_dataclasses"}
+# Methods that run a model: an object moved to the CPU and then used so does its work there.
+WORK_METHODS = {"generate", "forward", "predict", "learn", "fit", "sample", "predict_step"}
+# Platforms whose known problems have the CPU as workaround: `if model.device.type == "mps": model.cpu()`.
+WORKAROUND_PLATFORMS = {"mps"}
+# jax.<call>s that start JAX's backend: a platform chosen after one of them takes no effect.
+JAX_BACKEND_STARTERS = {"devices", "local_devices", "device_count", "local_device_count", "process_index", "initialize"}
+# Top-level modules that say which framework a library argument (device=, use_cpu=) belongs to.
+JAX_MODULES = {"jax", "flax", "numpyro", "optax", "equinox", "haiku", "levanter", "haliax", "netket", "diffrax"}
 
 
 @dataclass
@@ -127,7 +163,14 @@ class Scanner(ast.NodeVisitor):
         self.tf_names: set[str] = set()
         self.tf_device_names: set[str] = set()  # `device` imported from tensorflow
         self.found: list[tuple[int, str]] = []  # (line, framework it affects)
-        self.cpu_devices: set[str] = set()  # names bound to a JAX CPU device (jax.devices("cpu")[0])
+        self.cpu_devices: set[str] = set()  # names bound to a JAX CPU device (jax.devices("cpu")[0]) or None
+        self.not_cpu_devices: set[str] = set()  # names also bound to something else
+        self.flags: dict[str, bool] = {}  # names bound to a True/False/number constant (`USE_CPU = False`)
+        self.stores: dict[str, int] = {}  # how often each name is bound in any way (for, with, +=, ...)
+        self.option_names: set[str] = set(OPTION_NAMES)  # names bound to parsed command-line options
+        self.device_uses: set[str] = set()  # names passed where a device goes (.to(x), device=x, torch.device(x))
+        self.calls: list[ast.Call] = []
+        self.modules: set[str] = set()  # top-level modules imported
         self.parents: dict[ast.AST, ast.AST] = {}
         self.bound: set[str] = set()  # every name the code binds, by import or assignment
         for node in ast.walk(tree):
@@ -136,14 +179,22 @@ class Scanner(ast.NodeVisitor):
             self.learn(node)
         if "tf" not in self.bound:
             self.tf_names.add("tf")
+        self.cpu_devices -= self.not_cpu_devices
+        self.library = "jax" if self.modules & JAX_MODULES and not self.modules & {"torch", "lightning"} else "torch"
 
     # -- what the module binds ---------------------------------------------------------------------------------
 
     def learn(self, node: ast.AST) -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             self.bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            self.modules.update(n.split(".")[0] for n in names)
+        elif isinstance(node, ast.Call):
+            self.calls.append(node)
+            self.learn_device_use(node)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             self.bound.add(node.id)
+            self.stores[node.id] = self.stores.get(node.id, 0) + 1
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "tensorflow" or alias.name.startswith("tensorflow."):
@@ -169,6 +220,21 @@ class Scanner(ast.NodeVisitor):
                 self.gpu_names.add(name)
             if self.is_jax_cpu_device(node.value):
                 self.cpu_devices.add(name)
+            elif not (isinstance(node.value, ast.Constant) and node.value.value is None):
+                self.not_cpu_devices.add(name)
+            value = node.value.value if isinstance(node.value, ast.Constant) else None
+            if isinstance(value, (bool, int)):
+                self.flags[name] = bool(value)
+            if isinstance(node.value, ast.Call) and _attr(node.value.func) in OPTION_PARSERS:
+                self.option_names.add(name)
+
+    def learn_device_use(self, call: ast.Call) -> None:
+        """Names handed over as a device: `.to(x)`, `device=x`/`accelerator=x`, torch.device(x)."""
+        name = _attr(call.func)
+        used = [k.value for k in call.keywords if k.arg in PLACING_KEYWORDS]
+        if name in ("to", "device", "set_default_device") and call.args:
+            used.append(call.args[0])
+        self.device_uses.update(n.id for n in used if isinstance(n, ast.Name))
 
     def text(self, node: ast.AST | None) -> str | None:
         """The string a node stands for: a literal, a name bound to one, or an f-string of such parts."""
@@ -195,7 +261,7 @@ class Scanner(ast.NodeVisitor):
     def is_jax_cpu_device(self, node: ast.AST | None) -> bool:
         """jax.devices("cpu")[i], jax.local_devices(backend="cpu")[i], or a name bound to one."""
         if isinstance(node, ast.Name):
-            return node.id in self.cpu_devices and self.assigned.get(node.id, 0) <= 1
+            return node.id in self.cpu_devices
         if isinstance(node, ast.Subscript):
             node = node.value
         if not isinstance(node, ast.Call) or _attr(node.func) not in ("devices", "local_devices"):
@@ -213,22 +279,148 @@ class Scanner(ast.NodeVisitor):
         for target in node.targets:
             if isinstance(target, ast.Subscript) and _is_environ(target.value):
                 framework = self.hides_gpus(target.slice, node.value)
-                if framework:
+                if framework and not (framework == "jax" and self.after_jax_started(node)):
                     self.report(node, framework)
-        if (
-            len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-            and isinstance(node.value, ast.Call)
-            and self.is_torch_cpu(node.value)
-        ):
-            self.report(node, "torch")  # a hard-wired DEVICE = torch.device("cpu")
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and self.names_cpu_device(node):
+            self.report(node, "torch")  # DEVICE = torch.device("cpu"), or DEVICE = "cpu" later used as a device
         self.generic_visit(node)
+
+    def names_cpu_device(self, node: ast.Assign) -> bool:
+        """A name bound to torch.device("cpu"), or to "cpu" and passed as a device, and not replaced later in the
+        same function (`device = torch.device("cpu")` then `if cuda: device = ...` is a default)."""
+        name = node.targets[0].id  # type: ignore[attr-defined]
+        torch_cpu = isinstance(node.value, ast.Call) and self.is_torch_cpu(node.value)
+        plain_cpu = isinstance(node.value, ast.Constant) and self.is_torch_cpu_text(node.value)
+        if not (torch_cpu or (plain_cpu and name in self.device_uses)):
+            return False
+        scope = self.scope_of(node)
+        return not any(
+            isinstance(later, ast.Assign)
+            and later.lineno > node.lineno
+            and any(isinstance(t, ast.Name) and t.id == name for t in later.targets)
+            and not self.is_cpu_value(later.value)
+            and not self.exclusive(node, later)
+            for later in ast.walk(scope)
+        )
+
+    def exclusive(self, first: ast.AST, second: ast.AST) -> bool:
+        """Two statements in different branches of one `if`: never both run."""
+        ancestors = {}
+        child, parent = first, self.parents.get(first)
+        while parent is not None:
+            ancestors[parent] = child
+            child, parent = parent, self.parents.get(parent)
+        child, parent = second, self.parents.get(second)
+        while parent is not None and parent not in ancestors:
+            child, parent = parent, self.parents.get(parent)
+        if not isinstance(parent, ast.If):
+            return False
+        return (ancestors[parent] in parent.body) != (child in parent.body)
 
     def visit_Call(self, node: ast.Call) -> None:
         framework = self.forces_cpu(node)
         if framework:
             self.report(node, framework)
+        for keyword in node.keywords:
+            framework = self.placing_keyword(node, keyword)
+            if framework:
+                self.report(keyword.value, framework)
+        if self.moves_worker_to_cpu(node):
+            self.report(node, "torch")
         self.generic_visit(node)
+
+    def placing_keyword(self, call: ast.Call, keyword: ast.keyword) -> str | None:
+        """`Trainer(accelerator="cpu")`, `PPO(..., device="cpu")`, `dict(device="cpu")` handed on, `use_cpu=True`:
+        the framework whose work the argument puts on the CPU. A name holding "cpu" is reported where it is bound."""
+        if NOT_PLACING.search(_attr(call.func)) or isinstance(keyword.value, ast.Name):
+            return None
+        if keyword.arg in PLACING_KEYWORDS and self.is_cpu_value(keyword.value):
+            return self.library
+        if keyword.arg in CPU_FLAG_KEYWORDS and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
+            return self.library
+        return None
+
+    def visit_Dict(self, node: ast.Dict) -> None:
+        """{"accelerator": "cpu", ...} handed to Trainer(**kwargs); not LightningCLI's trainer_defaults, which the
+        command line overrides."""
+        parent = self.parents.get(node)
+        if not (isinstance(parent, ast.keyword) and parent.arg in CLI_DEFAULTS):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if self.text(key) in PLACING_KEYWORDS and not isinstance(value, ast.Name) and self.is_cpu_value(value):
+                    self.report(value, self.library)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        """A helper's `accelerator="cpu"` default, where a call in the same file relies on it."""
+        positional = node.args.posonlyargs + node.args.args
+        pairs = list(zip(positional[len(positional) - len(node.args.defaults) :], node.args.defaults, strict=True))
+        pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d is not None]
+        for arg, default in pairs:
+            if arg.arg in PLACING_DEFAULTS and self.is_cpu_value(default) and self.relied_on(node, arg.arg):
+                self.report(default, self.library)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def relied_on(self, function: ast.FunctionDef | ast.AsyncFunctionDef, parameter: str) -> bool:
+        """Some call of this function in the file leaves `parameter` to its default (`__init__` and other
+        special methods are called by other names)."""
+        if function.name.startswith("__"):
+            return False
+        names = [a.arg for a in function.args.posonlyargs + function.args.args]
+        index = names.index(parameter) if parameter in names else len(names)
+        return any(
+            _attr(call.func) == function.name
+            and len(call.args) <= index - (1 if names[:1] in (["self"], ["cls"]) else 0)
+            and not any(isinstance(a, ast.Starred) for a in call.args)
+            and all(k.arg not in (parameter, None) for k in call.keywords)
+            for call in self.calls
+        )
+
+    def moves_worker_to_cpu(self, call: ast.Call) -> bool:
+        """`model = model.to("cpu")` / `pipe.cpu()` of an object that is run afterwards (called, or asked to
+        generate/predict/learn) and not moved again: the work runs on the CPU. Results moved back are not."""
+        func = call.func
+        if not isinstance(func, ast.Attribute):
+            return False
+        target = call.args[0] if call.args else _keyword(call, "device")
+        if not (func.attr == "cpu" or (func.attr == "to" and target is not None and not isinstance(target, ast.Name)
+                                       and self.is_cpu_value(target))):  # fmt: skip
+            return False
+        parent = self.parents.get(call)
+        if isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name):
+            name = parent.targets[0].id
+        elif isinstance(parent, ast.Expr):
+            name = _root_name(func.value)
+        else:
+            return False
+        later = [c for c in ast.walk(self.scope_of(call)) if isinstance(c, ast.Call) and c.lineno > call.lineno]
+        run = any(
+            (isinstance(c.func, ast.Name) and c.func.id == name)
+            or (isinstance(c.func, ast.Attribute) and c.func.attr in WORK_METHODS and _root_name(c.func.value) == name)
+            for c in later
+        )
+        moved_again = any(
+            isinstance(c.func, ast.Attribute) and c.func.attr in ("to", "cuda") and _root_name(c.func.value) == name
+            for c in later
+        )
+        return bool(name) and run and not moved_again
+
+    def is_cpu_value(self, node: ast.AST | None) -> bool:
+        """ "cpu"/"cpu:0" (or a name holding it), or torch.device("cpu")."""
+        if isinstance(node, ast.Call):
+            return self.is_torch_cpu(node)
+        return node is not None and self.is_torch_cpu_text(node)
+
+    def is_torch_cpu_text(self, node: ast.AST) -> bool:
+        return (self.text(node) or "").lower() in ("cpu", "cpu:0")
+
+    def scope_of(self, node: ast.AST) -> ast.AST:
+        """The function (or module) a node is in."""
+        parent = self.parents.get(node)
+        while parent is not None and not isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
+            parent = self.parents.get(parent)
+        return parent or node
 
     def is_torch_cpu(self, call: ast.Call) -> bool:
         """torch.device("cpu") (or "cpu:0"), spelled through the torch module."""
@@ -239,7 +431,7 @@ class Scanner(ast.NodeVisitor):
             and isinstance(func.value, ast.Name)
             and func.value.id == "torch"
             and bool(call.args)
-            and (self.text(call.args[0]) or "").lower() in ("cpu", "cpu:0")
+            and self.is_torch_cpu_text(call.args[0])
         )
 
     def forces_cpu(self, node: ast.Call) -> str | None:
@@ -252,7 +444,10 @@ class Scanner(ast.NodeVisitor):
             for k, v in zip(count.keys, count.values, strict=True)
         ):
             return "tensorflow"
-        if name in ("setdefault", "putenv"):
+        environ_call = name == "putenv" or (
+            name == "setdefault" and isinstance(node.func, ast.Attribute) and _is_environ(node.func.value)
+        )  # .setdefault on any other dict sets no environment variable
+        if environ_call:
             return self.hides_gpus(first, node.args[1]) if len(node.args) >= 2 else None
         if name == "update" and isinstance(node.func, ast.Attribute) and _is_environ(node.func.value):
             pairs = list(zip(first.keys, first.values, strict=True)) if isinstance(first, ast.Dict) else []
@@ -260,7 +455,8 @@ class Scanner(ast.NodeVisitor):
             hidden = [found for k, v in pairs if (found := self.hides_gpus(k, v))]
             return hidden[0] if hidden else None
         if name == "update" and (self.text(first) or "") in JAX_PLATFORM_KEYS and len(node.args) >= 2:
-            return "jax" if cpu_only_platforms(self.text(node.args[1])) else None  # jax.config.update(...)
+            cpu = cpu_only_platforms(self.text(node.args[1]))  # jax.config.update(...)
+            return "jax" if cpu and not self.after_jax_started(node) else None
         if name == "update" and self.text(first) == "jax_default_device" and len(node.args) >= 2:
             return "jax" if self.is_jax_cpu_device(node.args[1]) else None
         if name == "default_device" and self.is_jax_cpu_device(first):
@@ -271,7 +467,7 @@ class Scanner(ast.NodeVisitor):
             return "torch"
         if name == "device":
             tf_cpu = self.is_tf_device(node.func) and self.is_cpu(first) and not self.returned(node)
-            return "tensorflow" if tf_cpu else None
+            return "tensorflow" if tf_cpu and not self.gathers_gpu_work(node) else None
         if name == "OneDeviceStrategy":
             return "tensorflow" if self.is_cpu(first or _keyword(node, "device")) else None
         if name in ("MirroredStrategy", "CentralStorageStrategy"):  # a strategy over CPUs only
@@ -286,6 +482,42 @@ class Scanner(ast.NodeVisitor):
             kinds = [self.text(a) for a in node.args[1:]] + [self.text(_keyword(node, "device_type"))]
             return "tensorflow" if any((k or "").upper() == "GPU" for k in kinds) else None
         return None
+
+    def gathers_gpu_work(self, call: ast.Call) -> bool:
+        """`with tf.device("/cpu:0"):` around `with tf.device(f"/gpu:{i}"):` scopes (the multi-GPU parameter-server
+        pattern): the CPU only holds variables and averages what the GPUs computed."""
+        item = self.parents.get(call)
+        scope = self.parents.get(item) if isinstance(item, ast.withitem) else None
+        return isinstance(scope, ast.With) and any(
+            isinstance(inner, ast.With)
+            and any(
+                isinstance(i.context_expr, ast.Call)
+                and _attr(i.context_expr.func) == "device"
+                and i.context_expr.args
+                and not self.is_cpu(i.context_expr.args[0])
+                for i in inner.items
+            )
+            for stmt in scope.body
+            for inner in ast.walk(stmt)
+        )
+
+    def after_jax_started(self, node: ast.AST) -> bool:
+        """A JAX platform set after a call that started JAX's backend (jax.devices(), jax.distributed.initialize())
+        in the same block or an enclosing one: JAX keeps the platform it started with."""
+        child, parent = node, self.parents.get(node)
+        while parent is not None:
+            for body in (getattr(parent, f, None) for f in ("body", "orelse", "finalbody")):
+                if isinstance(body, list) and child in body:
+                    for earlier in body[: body.index(child)]:
+                        if any(
+                            isinstance(c, ast.Call)
+                            and _attr(c.func) in JAX_BACKEND_STARTERS
+                            and _root_name(c.func) == "jax"
+                            for c in ast.walk(earlier)
+                        ):
+                            return True
+            child, parent = parent, self.parents.get(parent)
+        return False
 
     def is_tf_device(self, func: ast.AST) -> bool:
         if isinstance(func, ast.Name):
@@ -313,6 +545,8 @@ class Scanner(ast.NodeVisitor):
         while parent is not None:
             if isinstance(parent, ast.ExceptHandler) and self.rebinds_tried(node, self.parents.get(parent)):
                 return True
+            if isinstance(parent, (ast.If, ast.IfExp)) and self.chosen_elsewhere(parent, child):
+                return True
             if isinstance(parent, (ast.If, ast.IfExp)) and self.asks_for_gpus(parent.test) is not None:
                 gpu_first = self.asks_for_gpus(parent.test)
                 in_body = child is parent.body or (isinstance(parent.body, list) and child in parent.body)
@@ -329,6 +563,36 @@ class Scanner(ast.NodeVisitor):
                         return True
             child, parent = parent, self.parents.get(parent)
         return False
+
+    def chosen_elsewhere(self, branch: ast.If | ast.IfExp, child: ast.AST) -> bool:
+        """A branch the code does not hard-wire: one on a command-line option (`if args.accel: ... else: cpu`), an
+        MPS workaround, or the dead side of a constant (`USE_CPU = False` then `if USE_CPU:`)."""
+        test = branch.test
+        names = [n for n in ast.walk(test) if isinstance(n, ast.Name)]
+        if any(n.id in self.option_names for n in names):
+            return True
+        if any(
+            (isinstance(n, ast.Constant) and n.value in WORKAROUND_PLATFORMS)
+            or (isinstance(n, ast.Attribute) and n.attr in WORKAROUND_PLATFORMS)
+            for n in ast.walk(test)
+        ):
+            return True
+        truth = self.truth(test)
+        if truth is None:
+            return False
+        in_body = child is branch.body or (isinstance(branch.body, list) and child in branch.body)
+        return in_body != truth
+
+    def truth(self, test: ast.AST) -> bool | None:
+        """The value of a condition that is a constant (`False`, `USE_CPU` bound once to False, `not USE_GPU`)."""
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            inner = self.truth(test.operand)
+            return None if inner is None else not inner
+        if isinstance(test, ast.Constant) and isinstance(test.value, (bool, int)):
+            return bool(test.value)
+        if isinstance(test, ast.Name) and self.stores.get(test.id) == 1:
+            return self.flags.get(test.id)
+        return None
 
     @staticmethod
     def rebinds_tried(node: ast.AST, handler_of: ast.AST | None) -> bool:
@@ -370,6 +634,13 @@ class Scanner(ast.NodeVisitor):
 
 def _attr(node: ast.AST) -> str:
     return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
+def _root_name(node: ast.AST) -> str:
+    """The name an attribute or method chain starts from: `model` for model.eval().cpu()."""
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else ""
 
 
 def _keyword(call: ast.Call, name: str) -> ast.AST | None:
@@ -422,18 +693,22 @@ def analyse(text: str, filename: str, notebook: bool = False) -> tuple[list[dict
     """Places in one file's source that force a framework onto the CPU, as {file, line, text, framework[, cell]},
     and why the Python in it could not be parsed, if it could not (magics are still read then)."""
     source = notebook_source(text) if notebook else python_source(text)
+    if len(source.text) > MAX_SOURCE:
+        raise ValueError(f"more than {MAX_SOURCE:,} characters of code")
     lines = source.text.splitlines()
     found: dict[int, tuple[str, str]] = {}  # line → (text, framework)
     problem = None
     try:
         tree = ast.parse(source.text, filename=filename)
+    except SyntaxError as exc:
+        problem = f"not Python: {exc.msg} (line {exc.lineno})"
+        tree = _prefix_tree(lines, exc.lineno or 1)
+    except (RecursionError, MemoryError):
+        problem, tree = "too deeply nested to parse", None
+    if tree is not None:
         scanner = Scanner(tree)
         scanner.visit(tree)
         found.update((line, (lines[line - 1], framework)) for line, framework in scanner.found)
-    except SyntaxError as exc:
-        problem = f"not Python: {exc.msg} (line {exc.lineno})"
-    except (RecursionError, MemoryError):
-        problem = "too deeply nested to parse"
     for line, magic in source.magics:
         match = MAGIC_ENV.match(magic)
         framework = hiding_variable(match["name"], match["value"].strip("\"'")) if match else None
@@ -450,6 +725,25 @@ def analyse(text: str, filename: str, notebook: bool = False) -> tuple[list[dict
     return findings, problem
 
 
+def _prefix_tree(lines: list[str], error_line: int) -> ast.Module | None:
+    """The file up to the top-level statement a syntax error is in (an unfinished `try:` at the end of a test
+    script): what runs before it still forces the CPU."""
+    cut = error_line
+    for _ in range(10):  # each try drops the top-level statement the error was found in
+        cut = min(cut, len(lines)) - 1
+        while cut > 0 and (not lines[cut].strip() or lines[cut][:1].isspace()):
+            cut -= 1
+        if cut <= 0:
+            return None
+        try:
+            return ast.parse("\n".join(lines[:cut]))
+        except SyntaxError as exc:
+            cut = min(cut, exc.lineno or cut)
+        except (ValueError, RecursionError, MemoryError):
+            return None
+    return None
+
+
 def scan_source(text: str, filename: str, notebook: bool = False) -> list[dict[str, Any]]:
     return analyse(text, filename, notebook)[0]
 
@@ -461,9 +755,9 @@ def scan_paths(paths: list[Path]) -> Scan:
         files = sorted(p for p in path.rglob("*") if p.suffix in (".py", ".ipynb")) if path.is_dir() else [path]
         for file in files:
             try:
+                if file.stat().st_size > MAX_FILE:
+                    raise ValueError(f"larger than {MAX_FILE:,} bytes")
                 text = file.read_text(encoding="utf-8", errors="replace")
-                if len(text) > MAX_SOURCE:
-                    raise ValueError(f"larger than {MAX_SOURCE:,} characters")
                 findings, problem = analyse(text, str(file), notebook=file.suffix == ".ipynb")
             except OSError as exc:
                 findings, problem = [], exc.strerror or str(exc)
