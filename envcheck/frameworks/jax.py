@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from envcheck.frameworks.base import Framework, InstallOption
-from envcheck.knowledge.facts import Build, Knowledge, Version
+from envcheck.knowledge.facts import Build, JaxExtra, Knowledge, Version
 
 RELEASE = re.compile(r"0\.[0-9]+\.[0-9]+(\.[0-9]+)?((a|b|rc)[0-9]+)?\Z")
 
@@ -22,7 +22,9 @@ class Jax(Framework):
 
     def install_options(self, k: Knowledge) -> list[InstallOption]:
         """Per row, its newest release: jax[cuda13] first (newer CUDA), then jax[cuda12]; jax[cuda12-local] needs
-        CUDA from elsewhere, so it is not an install that works by itself."""
+        CUDA from elsewhere, so it is not an install that works by itself. Then the row's extras of the releases
+        before PyPI's plugins (jaxlib+cudaNN from Google's find-links page): pip extras first, newest CUDA first,
+        then those that need CUDA and cuDNN installed on the machine."""
         options = []
         for row in reversed(k.jax_rows()):
             versions = k.release_versions(self.name, row)
@@ -34,10 +36,35 @@ class Jax(Framework):
                 if build is not None and not build.unavailable:
                     command = f"pip install '{self.variants[variant]}=={version}'"
                     options.append(InstallOption(version, variant, None, command, self.variants[variant]))
+            for extra in _extra_order(list(k.jax_extras(version).values())):
+                command = f"pip install 'jax[{extra.name}]=={version}' -f {extra.find_links}"
+                options.append(InstallOption(version, extra.name, None, command, _extra_what(extra)))
         return options
 
     def cudnn_fits(self, loaded: Version, built: Version, known_release: bool) -> bool:
         return loaded.major == built.major and loaded >= built
+
+
+def _extra_order(extras: list[JaxExtra]) -> list[JaxExtra]:
+    """pip extras before local ones; within each, the newest CUDA (then cuDNN) first."""
+    newest_first = sorted(extras, key=lambda e: (_rank(e.cuda), _rank(e.cudnn), e.name), reverse=True)
+    return sorted(newest_first, key=lambda e: e.local)  # stable: keeps newest first within each
+
+
+def _rank(version: Version | None) -> Version:
+    return version if version is not None else Version(0)
+
+
+def _extra_what(extra: JaxExtra) -> str:
+    """How `pick` names an old extra: where its CUDA comes from."""
+    if not extra.local:
+        cuda = f"CUDA {extra.cuda.major}" if extra.cuda else "CUDA"
+        return f"jax[{extra.name}] (jaxlib from Google's find-links page, {cuda} from pip)"
+    needs = " and ".join(f"{what} {v}+" for what, v in (("CUDA", extra.cuda), ("cuDNN", extra.cudnn)) if v is not None)
+    return (
+        f"jax[{extra.name}] (jaxlib from Google's find-links page; {needs or 'CUDA and cuDNN'} must be installed on "
+        "the machine)"
+    )
 
 
 JAX = Jax(

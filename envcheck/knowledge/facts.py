@@ -440,9 +440,21 @@ class Knowledge:
         if not rows or parsed > self._jax_newest:
             return None
         row = rows[-1]
-        bare = Build(framework="jax", release=version, python=_python(row), cuda=None, cudnn=None, code=None)
+        confirmed = bool(row.get("confirmed", True))
+        bare = Build(
+            framework="jax", release=version, python=_python(row), cuda=None, cudnn=None, code=None, confirmed=confirmed
+        )
         if variant == "cpu":
             return bare
+        extra = self.jax_extras(version).get(variant)
+        if extra is not None:  # a jaxlib+cudaNN wheel from Google's find-links page: its GPU code was never read
+            return replace(
+                bare,
+                cuda=extra.cuda,
+                cudnn=extra.cudnn,
+                cuda_range=not extra.local,  # *_pip: nvidia-*-cuNN ranges; local: the machine's CUDA, at least this
+                confirmed=confirmed and extra.confirmed,
+            )
         if variant == "cuda12-local":  # the plugin without CUDA libraries: the image brings them
             unavailable = (
                 ""
