@@ -185,3 +185,13 @@ def test_explain_puts_the_install_that_works_into_a_version_problem_fix():
     # The host the log shows (driver 470.86, an RTX 3050: compute capability 8.6) and the cu118 answer above.
     assert "pip install torch==2.7.1+cu118" in first.fix
     assert "envcheck pick torch --driver 470.86 --compute-capability 8.6" in first.fix
+
+
+def test_an_old_driver_with_a_gpu_gets_an_old_jax_said_as_unchecked():
+    # JAX CHANGELOG, jaxlib 0.4.26: "Support for CUDA 11.8 has been dropped"; driver 470.86 (CUDA 11.4) runs CUDA 11.x
+    # only. Old jaxlib's GPU code is not in the data, so the answer says it could not check the GPU.
+    found = chosen("jax", "470.86", cc="8.6", python="3.10")
+    assert Version(found.chosen.option.version) < Version("0.4.26")
+    assert found.chosen.cuda is not None and found.chosen.cuda.major == 11
+    assert not found.chosen.checked and "unverified" in found.chosen.codes
+    assert found.to_dict()["pick"]["checked"] is False

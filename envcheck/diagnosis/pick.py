@@ -34,7 +34,8 @@ VERSION_PROBLEMS = frozenset(
 )  # diagnosis codes another release or install fixes: doctor and explain add pick's command to their fix
 
 
-UNCHECKED = frozenset({"unverified", "unknown"})  # what the data could not check: such an option is not picked
+UNCHECKED = frozenset({"unverified", "unknown"})  # what the data could not check: picked only when nothing checked is
+MAX_UNCHECKED_NOTES = 3
 
 
 @dataclass
@@ -69,6 +70,11 @@ class Weighed:
     def works(self) -> bool:
         return self.level < Level.FAILS
 
+    @property
+    def checked(self) -> bool:
+        """Every check could be made: the data holds its GPU code and its CUDA's minimum driver."""
+        return not set(self.codes) & UNCHECKED
+
     def to_dict(self) -> dict[str, Any]:
         o = self.option
         return {
@@ -79,6 +85,7 @@ class Weighed:
             "command": o.command,
             "cuda": str(self.cuda) if self.cuda else None,
             "verdict": "fails" if not self.works else "warn" if self.level == Level.WARN else "ok",
+            "checked": self.checked,
             "codes": self.codes,
             "reasons": self.reasons,
         }
@@ -160,20 +167,22 @@ def weigh(option: InstallOption, fw: Framework, host: PlannedHost, python: str |
 
 
 def pick(fw: Framework, host: PlannedHost, python: str | None = None, k: Knowledge | None = None) -> Pick:
-    """The first option, newest release first, that works here by every check the data allows. One that passes
-    only because the data cannot check something (a wheel's GPU code, a CUDA's minimum driver) is named in a note,
-    not picked: pick's answer is one the data stands behind."""
+    """The first option, newest release first, that works here by every check the data can make. One that passes
+    only because the data cannot check something (a wheel's GPU code, a CUDA's minimum driver) is named in a note;
+    it is the answer only where no fully checked option works, and then says what was not checked."""
     k = k or Knowledge.load()
     weighed = [weigh(option, fw, host, python, k) for option in fw.install_options(k)]
     working = [w for w in weighed if w.works]
-    chosen = next((w for w in working if not set(w.codes) & UNCHECKED), None)
+    chosen = next((w for w in working if w.checked), None) or next(iter(working), None)
     newer = [w for w in weighed if chosen is None or Version(w.option.version) > Version(chosen.option.version)]
+    unchecked = [w for w in newer if w.works]
     notes = [
         f"{fw.display_name} {w.option.version} ({w.option.what}) may work too, unchecked: "
         + "; ".join(c.message for c in w.checks if c.code in UNCHECKED)
-        for w in newer
-        if w.works
+        for w in unchecked[:MAX_UNCHECKED_NOTES]
     ]
+    if len(unchecked) > MAX_UNCHECKED_NOTES:
+        notes.append(f"and {len(unchecked) - MAX_UNCHECKED_NOTES} more newer options the data cannot check (--json)")
     if python is None:
         notes.append("Python version not known: which releases have wheels for it was not checked")
     if not host.gpus:
@@ -192,7 +201,8 @@ def format_text(found: Pick) -> str:
     if found.chosen:
         c = found.chosen
         cuda = f", CUDA {c.cuda}" if c.cuda else ""
-        out += [f"  newest that works: {fw.display_name} {c.option.version} ({c.option.what}{cuda})"]
+        said = "newest that works" if c.checked else "newest that may work (not every check could be made)"
+        out += [f"  {said}: {fw.display_name} {c.option.version} ({c.option.what}{cuda})"]
         out += ["", f"    {c.option.command}", ""]
         out += [f"  note: {reason}" for reason in c.reasons]
     else:
@@ -238,7 +248,7 @@ def with_install_hint(
         return diagnoses
     host = PlannedHost(Version(driver), tuple((name, cc) for name, cc in gpus if cc is not None))
     found = pick(fw, host, python, k)
-    if found.chosen is None:
+    if found.chosen is None or not found.chosen.checked:  # a fix names only what the data stands behind
         return diagnoses
     on = f"driver {host.driver}" + (f" and {', '.join(name for name, _ in host.gpus)}" if host.gpus else "")
     hint = (
