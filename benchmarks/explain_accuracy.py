@@ -43,10 +43,11 @@ def held_aside(case: dict[str, Any]) -> bool:
 
 
 def cases() -> list[dict[str, Any]]:
+    """Every case of the corpora, each with the file it is in (`file`)."""
     found = []
     for name in LOGS:
         if (CORPORA / name).exists():
-            found += yaml.safe_load((CORPORA / name).read_text())
+            found += [{**case, "file": name} for case in yaml.safe_load((CORPORA / name).read_text())]
     return found
 
 
@@ -65,7 +66,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write every case's answer as JSON")
     parser.add_argument("--show", choices=("tune", "held", "all"), help="print the wrong cases of this part")
     options = parser.parse_args()
-    rows, score = [], {}
+    rows, score, per_file = [], {}, {}
     for case in cases():
         part = "held" if held_aside(case) else "tune"
         codes = explained(case)
@@ -73,13 +74,19 @@ def main() -> int:
         tally = score.setdefault((case["framework"], part), [0, 0])
         tally[0] += right
         tally[1] += 1
-        rows.append(dict(source=case["source"], framework=case["framework"], part=part, cause=case["cause"],
-                         got=codes[:3], right=right))  # fmt: skip
+        in_file = per_file.setdefault((case["file"], part), [0, 0])
+        in_file[0] += right
+        in_file[1] += 1
+        rows.append(dict(source=case["source"], file=case["file"], framework=case["framework"], part=part,
+                         cause=case["cause"], got=codes[:3], right=right))  # fmt: skip
         if options.show in (part, "all") and not right:
             print(f"  wrong ({part}): {case['source']}: {case['cause']} <- {codes[:3]}")
     print(f"explain accuracy, {datetime.date.today()}:")
     for (framework, part), (right, total) in sorted(score.items()):
         print(f"  {framework:10} {part}: {right}/{total} = {100 * right / total:.0f} %")
+    print("per file:")
+    for (name, part), (right, total) in sorted(per_file.items()):
+        print(f"  {name:20} {part}: {right}/{total} = {100 * right / total:.0f} %")
     if options.out:
         options.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

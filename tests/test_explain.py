@@ -84,6 +84,13 @@ VOCABULARY = {
     "gpu-too-new",
     "ptx-jit",
     "xla-toolchain-missing",
+    "ptxas-too-old",
+    "jax-plugin-mismatch",
+    "shm-too-small",
+    "wsl-libcuda",
+    "fabric-manager-missing",
+    "nvidia-uvm-broken",
+    "torch-abi-mismatch",
     "gpu-oom",
     "placement-forced-cpu",
 }

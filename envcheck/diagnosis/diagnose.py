@@ -46,7 +46,8 @@ TOOLKIT_MISSING = (
     "restart the Docker daemon; then `docker run --gpus all` works.",
 )
 NO_GPU_REQUESTED = (
-    "The container was started without a GPU: `docker run` asked for none, so the framework inside finds no GPU.",
+    "The container was started without a GPU: `docker run` (or the compose service) asked for none, so the "
+    "framework inside finds no GPU.",
     "Start it with `docker run --gpus all ...` (the NVIDIA Container Toolkit on the host; `nvidia-docker` or "
     "`--runtime=nvidia` on older setups); on Kubernetes, request nvidia.com/gpu.",
 )
@@ -70,7 +71,7 @@ def no_gpu_runtime(f: Facts) -> Diagnosis | None:
     logged = f.log_codes.get("no-gpu-runtime", [])
     if refused or logged:
         # A user's log that shows its `docker run` without a GPU request (logread) is that, not a missing toolkit.
-        unasked = not refused and f.log_reading is not None and f.log_reading.revealed.docker_run is not None
+        unasked = not refused and f.log_reading is not None and f.log_reading.revealed.container
         summary, fix = NO_GPU_REQUESTED if unasked else TOOLKIT_MISSING
         return Diagnosis("no-gpu-runtime", ERROR, summary, fix, refused or logged)
     docker = f.docker or {}
@@ -146,6 +147,19 @@ def framework_import_failed(f: Facts) -> Diagnosis | None:
 def python_unsupported(f: Facts) -> Diagnosis | None:
     python = f.probe.get("python")
     build = f.build
+    logged = f.log_codes.get("python-unsupported", [])
+    if logged:  # pip found no wheel for this Python, or a launcher refused it: the log says so
+        return Diagnosis(
+            "python-unsupported",
+            ERROR,
+            f"{f.name}{' ' + f.version if f.version else ''} has no build for this Python"
+            + (f" {python}" if isinstance(python, str) else "")
+            + ": pip finds no wheel of it (or the program refuses this Python).",
+            "Use a Python the release has wheels for (its PyPI file list names them: cp310 is Python 3.10), or a "
+            + (f"{build.label} with Python {build.python_range()}" if build else "newer release that supports it")
+            + f"; `envcheck plan` lists the {f.name} releases and the Pythons each supports.",
+            logged,
+        )
     if not build or not isinstance(python, str) or not Version.lenient(python):
         return None
     if not knowledge_rules.python_support(str(f.version), python, None, build):
@@ -177,6 +191,35 @@ def cpu_only_build(f: Facts) -> Diagnosis | None:
         f"Install the GPU-capable package instead: {f.fw.cpu_only_fix}.",
         [*probed, *logged],
     )
+
+
+wsl_libcuda = logged_rule(
+    "wsl-libcuda",
+    "On WSL the driver's libcuda comes from the Windows driver, in /usr/lib/wsl/lib, and the loader does not find "
+    "it there (not on the loader path, or its links are missing).",
+    "Do not install a Linux NVIDIA driver inside WSL; add the Windows driver's directory to the loader path "
+    "(`export LD_LIBRARY_PATH=/usr/lib/wsl/lib:$LD_LIBRARY_PATH`), or rebuild its links and the cache: "
+    "`cd /usr/lib/wsl/lib && sudo ln -sf libcuda.so.1.1 libcuda.so.1 && sudo ln -sf libcuda.so.1 libcuda.so && "
+    "sudo ldconfig` (the links are recreated when Windows updates its driver); `nvidia-smi` in WSL must list the GPU.",
+)
+fabric_manager_missing = logged_rule(
+    "fabric-manager-missing",
+    "CUDA reports the system not yet initialized (error 802): on an NVSwitch machine (HGX/DGX A100, H100, H200) "
+    "the NVIDIA Fabric Manager is not running or has not finished configuring the GPU fabric.",
+    "Install the nvidia-fabricmanager package of exactly the driver's version and start it (`sudo systemctl enable "
+    "--now nvidia-fabricmanager`; `nvidia-smi -q | grep -A2 Fabric` says State: Completed when ready); in a "
+    "managed service, wait for the fabric or report the node.",
+)
+
+
+nvidia_uvm_broken = logged_rule(
+    "nvidia-uvm-broken",
+    "CUDA cannot initialise (CUDA unknown error) though the GPU and driver are there: the nvidia_uvm kernel module "
+    "is not loaded or is in a broken state, most often after the machine slept (suspend/resume).",
+    "Reload the module: `sudo rmmod nvidia_uvm && sudo modprobe nvidia_uvm` (stop the programs using the GPU "
+    "first), or reboot; against suspend, enable the driver's power management services "
+    "(nvidia-suspend/nvidia-resume, NVreg_PreserveVideoMemoryAllocations=1) or avoid suspending with CUDA jobs.",
+)
 
 
 @rule
@@ -292,6 +335,16 @@ def _missing_libraries(f: Facts) -> tuple[list[str], list[str]]:
             continue
         (on_disk if entry.get("unreachable_on_disk") else nowhere).append(name)
     return nowhere, on_disk
+
+
+torch_abi_mismatch = logged_rule(
+    "torch-abi-mismatch",
+    "A compiled extension (or a library left by another install) was built against another PyTorch release: a "
+    "PyTorch C++ symbol it needs is not in the torch that is loaded.",
+    "Install the extension's build for this torch and CUDA (or rebuild it: `pip install --force-reinstall "
+    "--no-cache-dir --no-build-isolation PACKAGE`), or the torch release it was built for; remove libraries left "
+    "by older installs (e.g. /usr/local/lib/libc10.so) from the loader path.",
+)
 
 
 @rule
@@ -412,6 +465,17 @@ def _cudnn_mismatch_logged(f: Facts, evidence: list[str]) -> Diagnosis:
     )
 
 
+# Before the kernel-image rules: XLA falls back to the driver's JIT when its ptxas is too old, and that fails.
+ptxas_too_old = logged_rule(
+    "ptxas-too-old",
+    "XLA (or Triton) runs a ptxas older than the code it generates or the GPU: the PTX assembler of an older CUDA, "
+    "found first on PATH, is used instead of the one the framework installed.",
+    "Put a ptxas at least as new as the framework's CUDA first on PATH, or remove the older CUDA's bin directory "
+    "from PATH so the pip one (nvidia-cuda-nvcc-cu12, which jax[cuda12] and tensorflow[and-cuda] bring) is used; "
+    "`ptxas --version` shows which one runs.",
+)
+
+
 @rule
 def compute_capability_unsupported(f: Facts) -> Diagnosis | None:
     code = "compute-capability-unsupported"
@@ -438,7 +502,7 @@ def ptx_jit(f: Facts) -> Diagnosis | None:
     evidence = [
         f"{name}: compute capability {cc}; native kernels only for {native}"
         for name, cc, check in f.gpu_checks
-        if check.code == "ptx-jit"
+        if check.code == "ptx-jit" and "gpu-too-new" not in f.log_codes  # the log shows the JIT failing
     ]
     evidence += f.log_codes.get("ptx-jit", [])
     if not evidence:

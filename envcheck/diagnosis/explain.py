@@ -168,7 +168,8 @@ class Explanation:
 def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") -> Explanation:
     """Read a log, then diagnose what it and the options reveal (and say where a log too long was cut)."""
     k = Knowledge.load()
-    reading = read_log(lines, k, Known(options.framework, options.version))
+    named = tuple(cc for name in options.gpus if (cc := k.gpu_compute_capability(name)))
+    reading = read_log(lines, k, Known(options.framework, options.version, capabilities=named))
     revealed = reading.revealed
     fw = frameworks.framework(reading.framework(Known(options.framework)))
     framework = fw.name
@@ -176,7 +177,9 @@ def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") ->
     build = fw.build(k, version, fw.gpu_variant()) if version else None
     # The CUDA runtime it runs, as plan reckons it; without a known release, the CUDA the log says is installed.
     cuda = runtime_cuda(build, fw.gpu_variant(), k) if build else None
-    build_cuda = str(cuda) if cuda else next((text for text, _ in revealed.cuda), None)
+    # Else the CUDA its version says it was built with (+cu118), else the CUDA the log says is installed.
+    stated = revealed.build_cuda[0] if revealed.build_cuda else None
+    build_cuda = str(cuda) if cuda else stated or next((text for text, _ in revealed.cuda), None)
     gpus = [(name, k.gpu_compute_capability(name)) for name in options.gpus] or [
         (name, cc) for name, cc, _ in revealed.gpus
     ]
@@ -199,9 +202,9 @@ def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") ->
             ]
         },
     }
-    found = with_install_hint(
-        diagnose(Facts(probe=probe, in_container=False, log_reading=reading)), fw, driver, gpus, revealed.python, k
-    )
+    # Errors first (each in the rules' root-cause order): a cause the log proves before what the data predicts.
+    found = sorted(diagnose(Facts(probe=probe, in_container=False, log_reading=reading)), key=_severity_rank)
+    found = with_install_hint(found, fw, driver, gpus, revealed.python, k)
     read = {
         "framework": framework,
         "version": version,
@@ -232,6 +235,14 @@ def explain(lines: Iterable[str], options: ExplainOptions, source: str = "-") ->
             "that is not seen"
         )
     return Explanation(source, framework, version, read, found, reading, in_use, notes, cut_at)
+
+
+SEVERITY_ORDER = (Severity.ERROR, Severity.WARNING, Severity.INFO)
+
+
+def _severity_rank(diagnosis: Diagnosis) -> int:
+    severity = diagnosis.severity
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
 
 
 def format_text(found: Explanation) -> str:

@@ -23,6 +23,7 @@ from envcheck.knowledge.facts import Build, Message, TFBuild
 MAX_LINE = 4000  # characters of one line that are read: a log may hold megabyte-long lines
 MAX_EVIDENCE = 5  # lines kept as evidence per cause
 MAX_UNRECOGNISED = 20
+STRONG_VOTE = 10  # a line with a framework's strong marker counts as this many with plain markers
 MAX_FACTS = 50  # stated versions, capabilities, GPUs kept from one log (a huge log may repeat them endlessly)
 
 PYTHON = re.compile(r"\bPython(?:\s+version)?\s*[:=]?\s*(3\.\d+(?:\.\d+)?)", re.IGNORECASE)
@@ -60,7 +61,7 @@ FOUND_DEVICE = re.compile(r"Found device (\d+) with properties|StreamExecutor de
 VISIBLE = re.compile(r"\b(CUDA_VISIBLE_DEVICES|NVIDIA_VISIBLE_DEVICES)[\"']?\]?\s*=\s*[\"']?([^\s\"'`;)]*)")
 PIP_NVIDIA = re.compile(r"\[and-cuda\]|nvidia-[a-z-]+-cu1\d|site-packages/nvidia/", re.IGNORECASE)
 # A container started with `docker run` and no GPU request (--gpus, --runtime nvidia, nvidia-docker, CDI --device).
-DOCKER_RUN = re.compile(r"(?:^|[$#>]\s*|sudo\s+)docker\s+(?:container\s+)?run\b")
+DOCKER_RUN = re.compile(r"(?:^|[$#>`]\s*|sudo\s+)docker\s+(?:container\s+)?run\b")
 GPU_REQUEST = re.compile(r"--gpus|--runtime[= ]nvidia|nvidia-docker|--device[= ]nvidia\.com/gpu")
 # The framework saying, in the user's session, that it has no GPU: torch.cuda.is_available() → False.
 NOT_AVAILABLE = re.compile(r"is_available\(\)\s*(?:\)|$)|^(?:Out\[\d+\]:\s*)?False$")
@@ -69,6 +70,23 @@ ERRORISH = re.compile(
     r"^[EF]\d{4} |^\S*\s*[EF] \S+\.cc:\d+\]|\d [EF] \S+\.cc:\d+\]|\b(?:\w*Error|Exception|FAILED|CUDA_ERROR_\w+"
     r"|CUDNN_STATUS_\w+|failed)\b"
 )
+# The CUDA a framework build was made with, as its version or conda build string says it: torch 1.6.0+cu101,
+# jaxlib 0.4.6+cuda11.cudnn82, pytorch 1.7.1 py3.8_cuda10.2.89_cudnn7.6.5_0, collect_env's "CUDA used to build".
+BUILD_CUDA = re.compile(
+    r"\d\+cu(\d{2,3})\b|\d\+cuda(\d{2})\b|CUDA used to build PyTorch: (\d+\.\d+)|\bpy[\d.]+_cuda(\d+\.\d+)"
+)
+# Windows Subsystem for Linux: its kernel, the Windows driver's libraries, or the user saying so.
+WSL = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/|\bWSL2?\b")
+# docker compose's prefix of each line a service prints ("web-1  | ...", "abc123_backend | ...").
+COMPOSE_PREFIX = re.compile(r"^([A-Za-z0-9][\w.]*[-_][\w.-]*)\s+\|\s")
+NO_SMI = re.compile(r"nvidia-smi(?:: command|:)? not found")
+# ldd of a pip wheel's library, then one of its CUDA dependencies resolved outside the wheels.
+LDD_WHEEL = re.compile(r"^(?:\S*\$\s*)?ldd\s+\S*(?:site|dist)-packages/")
+LDD_RESOLVED = re.compile(
+    r"^lib(?:cublas\w*|cufft\w*|curand|cusolver\w*|cusparse|cudnn\w*|nvJitLink|nvrtc\w*|cudart)\.so\S*\s+=>\s+(/\S+)"
+)
+# The plugin's initialize() failing in jaxlib's API (a function or argument the jaxlib of another release lacks).
+PLUGIN_API = re.compile(r"\bxla_client\.\w+\(|has no attribute|incompatible function arguments")
 NOT_A_CAUSE = re.compile(r"^\s*(?:Traceback \(most recent call last\)|File \".*\", line \d+)")
 
 
@@ -108,12 +126,24 @@ class Revealed:
     gpu_in_use: Line | None = None
     docker_run: Line | None = None  # `docker run` without a GPU request
     plugin_failed: Line | None = None  # JAX's CUDA plugin is installed but raised while it initialised
+    plugin_api: Line | None = None  # ... in a call into jaxlib's API (not in its CUDA checks)
     wheel_needs: Line | None = None  # LD_DEBUG: a pip NVIDIA wheel's library asks the loader for a dependency
     ld_shadow: Line | None = None  # ... which the loader then looks for on LD_LIBRARY_PATH first
     said_no_gpu: list[Line] = field(default_factory=list)  # torch.cuda.is_available() and its False
     import_frame: Line | None = None  # a traceback frame of a framework's __init__.py at import (<module>)
     import_error: Line | None = None  # the exception line that ends that traceback
     not_installed: Line | None = None  # ModuleNotFoundError: No module named 'torch' (the framework itself)
+    no_smi: Line | None = None  # "nvidia-smi: command not found" (no driver utilities mounted, e.g. in a container)
+    build_cuda: tuple[str, Line] | None = None  # the CUDA the framework build says it was made with (+cu101)
+    wsl: Line | None = None  # the log comes from WSL
+    compose: Counter[str] = field(default_factory=Counter)  # docker compose service prefixes, by lines
+    ldd_wheel: Line | None = None  # `ldd` of a pip wheel's library (its dependencies follow)
+
+    @property
+    def container(self) -> bool:
+        """The log was written in a container started without a GPU request (`docker run` without --gpus, or a
+        compose service, whose lines carry its prefix)."""
+        return self.docker_run is not None or any(n >= 2 for n in self.compose.values())
 
     @property
     def libcuda_version(self) -> Version | None:
@@ -145,6 +175,7 @@ class Known:
     build: Build | None = None
     on_disk: dict[str, set[int]] = field(default_factory=dict)
     gpu_count: int | None = None
+    capabilities: tuple[Version, ...] = ()  # of the GPUs the caller names (explain's --gpu)
 
 
 @dataclass
@@ -236,9 +267,13 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
     runs only where a plain substring shows it can match, which keeps a dense log fast."""
     text = line.text
     lower = text.lower()
+    strong = {fw.name for fw in frameworks.FRAMEWORKS if any(m in lower for m in fw.log_strong_markers)}
     for fw in frameworks.FRAMEWORKS:
         voted = any(m in lower for m in fw.log_markers)
-        if voted:
+        if strong:  # a line only one framework's logs hold votes for it alone, and outweighs plain markers
+            if fw.name in strong:
+                found.framework_votes[fw.name] += STRONG_VOTE
+        elif voted:
             found.framework_votes[fw.name] += 1
         if (
             fw.name not in found.versions
@@ -291,6 +326,8 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         found.gpu_in_use = line
     if found.plugin_failed is None and "Jax plugin configuration error" in text:
         found.plugin_failed = line
+    elif found.plugin_failed and found.plugin_api is None and PLUGIN_API.search(text):
+        found.plugin_api = line
     if "needed by" in text and ("site-packages/nvidia/" in text or "_plugin/../nvidia/" in text):
         found.wheel_needs = line
     elif found.wheel_needs and found.ld_shadow is None and _searched_first_elsewhere(text):
@@ -301,6 +338,25 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         found.said_no_gpu.append(line)
     if "__init__" in text or "Error" in text or "Exception" in text:
         _reveal_import(found, line)
+    if found.no_smi is None and "nvidia-smi" in text and NO_SMI.search(text):
+        found.no_smi = line
+    if found.build_cuda is None and "cu" in lower and (match := BUILD_CUDA.search(text)):
+        wheel, major, stated, conda = match.groups()
+        found.build_cuda = (f"{wheel[:-1]}.{wheel[-1]}" if wheel else major or stated or conda, line)
+    if found.wsl is None and ("wsl" in lower) and WSL.search(text):
+        found.wsl = line
+    if " |" in text and len(found.compose) < MAX_FACTS and (match := COMPOSE_PREFIX.match(text)):
+        found.compose[match.group(1)] += 1
+    if text.startswith(("ldd", "$ ldd")) or "$ ldd " in text:
+        found.ldd_wheel = line if LDD_WHEEL.search(text) else None
+    elif (
+        found.ldd_wheel
+        and found.ld_shadow is None
+        and "=>" in text
+        and (match := LDD_RESOLVED.match(text))
+        and "-packages/" not in match.group(1)  # resolved outside the pip wheels
+    ):
+        found.wheel_needs, found.ld_shadow = found.ldd_wheel, line
 
 
 def _searched_first_elsewhere(text: str) -> bool:
@@ -372,12 +428,36 @@ def _off_path_release(reading: Reading, known: Known) -> bool:
     )
 
 
+# Libraries whose soname major is the CUDA major they belong to (libcufft, libcusolver, libcurand count their own).
+CUDA_MAJOR_SONAMES = ("cudart", "cublas", "cublasLt", "cusparse", "nvrtc", "nvJitLink")
+
+
+def _build_cuda_major(reading: Reading, known: Known) -> int | None:
+    """The CUDA major the framework build was made with: as the log's version says it (+cu118, +cuda11), else as
+    the data knows the release."""
+    stated = reading.revealed.build_cuda
+    version = _version(stated[0]) if stated else None
+    if version is not None:
+        return version.major
+    cuda = known.build.cuda if known.build else None
+    return cuda.major if cuda else None
+
+
 def resolve_library(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
     lib, major = _wanted(line)
-    if lib == "cuda":
-        return "no-driver"  # libcuda is the driver's own library
+    if lib == "cuda":  # libcuda is the driver's own library
+        if reading.revealed.wsl:
+            return "wsl-libcuda"  # WSL's comes from the Windows driver, in /usr/lib/wsl/lib
+        return "no-gpu-runtime" if reading.revealed.container else "no-driver"
     if lib is None:
         return None
+    if "undefined symbol" in line.text:
+        return "cuda-mismatch"  # found, but another version than its user was built against
+    build_major = _build_cuda_major(reading, known)
+    if lib in CUDA_MAJOR_SONAMES and major is not None and build_major is not None and major != build_major:
+        # The framework asks for its own CUDA's libraries: one of another major is wanted by something else, and
+        # "Could not load library X. Error:" is cuDNN's loader (a cuDNN built for that other CUDA).
+        return "cudnn-mismatch" if line.text.startswith("Could not load library") else "cuda-mismatch"
     subdir = k.off_loader_path.get(lib)
     if subdir and subdir.lower() not in line.text.lower():
         return "cuda-libs-not-on-path"  # installed with the toolkit, where the loader does not look
@@ -447,11 +527,12 @@ def resolve_compat(line: Line, reading: Reading, k: Knowledge, known: Known) -> 
     return "driver-library-mismatch" if reading.revealed.driver_versions_differ else None
 
 
-def _capability(line: Line, reading: Reading) -> Version | None:
+def _capability(line: Line, reading: Reading, known: Known | None = None) -> Version | None:
     found = CAPABILITY.search(line.text)
     if found:
         return _cc(found)
     gpus = [cc for _, cc, _ in reading.revealed.gpus if cc] + reading.revealed.capabilities
+    gpus += list(known.capabilities) if known else []
     return gpus[0] if gpus else None
 
 
@@ -463,16 +544,20 @@ def _newest_target(build: Build | None) -> Version | None:
 
 
 def resolve_capability(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
-    """Older or newer than the build: the wheel's own list where the line gives it, else the build's code, else
-    the oldest release envcheck knows of the framework (a GPU newer than its newest target is newer than that era)."""
-    cc = _capability(line, reading)
+    """Older or newer than the build: the wheel's own list where the line gives it, else the build's code, else the
+    newest architecture the CUDA the log says it was built with can target. A release the data does not know
+    borrows no other release's facts; only a log that names no release is judged by the oldest one the data knows
+    (a GPU newer than its newest target is newer than that era)."""
+    cc = _capability(line, reading, known)
     if cc is None:
         return None
     newest = max(reading.revealed.supported_archs) if reading.revealed.supported_archs else None
     if newest is None:
         newest = _newest_target(known.build)
-    if newest is None:
-        fw = frameworks.framework(reading.framework(known))
+    if newest is None and reading.revealed.build_cuda:
+        newest = k.newest_arch(reading.revealed.build_cuda[0])
+    fw = frameworks.framework(reading.framework(known))
+    if newest is None and not (known.version or reading.revealed.versions.get(fw.name)):
         oldest, _ = fw.known(k)
         newest = _newest_target(fw.build(k, oldest, fw.gpu_variant()))
     return "gpu-too-new" if newest is not None and cc.prefix(2) > newest else None
@@ -495,6 +580,28 @@ def resolve_dnn_init(line: Line, reading: Reading, k: Knowledge, known: Known) -
     return "cudnn-mismatch" if "cudnn-mismatch" in reading.codes else None
 
 
+SKIP = "-"  # what a resolver returns for a line that is only the consequence of another cause the log shows
+
+
+def resolve_fallback(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """JAX only says it runs on the CPU: a CPU-only jaxlib, unless the log names why its GPU backend failed."""
+    others = set(reading.codes) - {"cpu-only-build"}
+    return SKIP if others or reading.revealed.plugin_failed else None
+
+
+def resolve_alone(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """A warning that is the cause only where the log shows no other (WSL's ldconfig complaint is printed on
+    machines where CUDA works too)."""
+    return SKIP if set(reading.codes) else None
+
+
+def resolve_no_wheel(line: Line, reading: Reading, k: Knowledge, known: Known) -> str | None:
+    """pip found no wheel: CUDA jaxlib wheels exist for Linux only (asked for elsewhere, only a CPU jaxlib
+    installs); for any other requirement, none for this Python."""
+    lower = line.text.lower()
+    return "cpu-only-build" if "jax" in lower and "cuda" in lower else None
+
+
 RESOLVERS: dict[str, Resolver] = {
     "library": resolve_library,
     "dlopen": resolve_dlopen,
@@ -503,10 +610,13 @@ RESOLVERS: dict[str, Resolver] = {
     "capability": resolve_capability,
     "tf-kernels": resolve_tf_kernels,
     "dnn-init": resolve_dnn_init,
+    "fallback": resolve_fallback,
+    "alone": resolve_alone,
+    "no-wheel": resolve_no_wheel,
 }
 
 
-DEFERRED = ("dlopen", "dnn-init")  # summaries of other lines: resolved after the lines they sum up
+DEFERRED = ("dlopen", "dnn-init", "fallback", "alone")  # summaries of other lines: resolved after the lines they sum up
 LIBRARY_CAUSES = ("cuda-libs-missing", "cuda-libs-not-on-path", "cuda-mismatch", "cudnn-mismatch")
 
 
@@ -523,7 +633,9 @@ def _resolve(reading: Reading, hits: list[_Hit], k: Knowledge, known: Known) -> 
             continue
         resolver = RESOLVERS.get(hit.message.resolve or "")
         for line in hit.lines:
-            _add(reading, (resolver(line, reading, k, known) if resolver else None) or hit.message.code, [line])
+            code = (resolver(line, reading, k, known) if resolver else None) or hit.message.code
+            if code != SKIP:
+                _add(reading, code, [line])
     _import_failed(reading, k)
     _add_context(reading, known)
 
@@ -550,10 +662,15 @@ def _add_context(reading: Reading, known: Known) -> None:
     if revealed.plugin_failed and "cpu-only-build" in reading.codes and set(LIBRARY_CAUSES) & set(reading.codes):
         # The CUDA plugin is there and failed on a library: "a CUDA-enabled jaxlib is not installed" follows from it.
         del reading.codes["cpu-only-build"]
+    if revealed.plugin_failed and revealed.plugin_api and not reading.codes:
+        # JAX's CUDA plugin raised in a call into jaxlib's API while it initialised, and no library or version
+        # check says why: the plugin is of another release than jaxlib (left by an older or newer install).
+        _add(reading, "jax-plugin-mismatch", [revealed.plugin_failed, revealed.plugin_api])
     said_false = any(line.text.rstrip().endswith("False") for line in revealed.said_no_gpu)
-    if revealed.docker_run and said_false and not reading.codes:
-        # Nothing but a container started without a GPU request and the framework finding none in it.
-        _add(reading, "no-gpu-runtime", [revealed.docker_run, *revealed.said_no_gpu])
+    if revealed.container and (said_false or revealed.no_smi) and not reading.codes:
+        # Nothing but a container started without a GPU request and no GPU (nor nvidia-smi) in it.
+        shown = [revealed.docker_run, *revealed.said_no_gpu, revealed.no_smi]
+        _add(reading, "no-gpu-runtime", [line for line in shown if line])
 
 
 # -- a framework that is installed but fails at import, and one that is not installed -------------------------------

@@ -57,6 +57,9 @@ class Framework:
     log_markers: tuple[str, ...]  # a log line holding one (lower case) is a vote for this framework
     log_version: re.Pattern[str]  # the version a line of its log states
     log_version_hints: tuple[str, ...] = ()  # more words (lower case) after which log_version is tried, no vote
+    # Words (lower case) only this framework's logs hold: a line with one votes for it alone, and outweighs the
+    # plain markers (JAX's XLA lines carry tensorflow/ paths; a JAX log is not TensorFlow's for them).
+    log_strong_markers: tuple[str, ...] = ()
     default_variant: str | None = None  # what a stack naming no variant gets (None: it must name one)
     cpu_variants: frozenset[str] = frozenset()  # variants built without CUDA
     variants_without_cuda_libraries: frozenset[str] = frozenset()  # GPU builds that need the image's CUDA

@@ -86,6 +86,23 @@ JAX = Jax(
     forced_cpu_fix="Remove JAX_PLATFORMS=cpu, jax.config.update('jax_platforms'|'jax_platform_name', 'cpu'), "
     "jax.default_device(CPU) and numpyro.set_platform('cpu') calls",
     log_markers=("jax",),
+    # jaxlib vendored TensorFlow's XLA as external/org_tensorflow, later XLA as external/xla: TF's own logs have
+    # neither (they say tensorflow/compiler/xla or external/local_xla).
+    log_strong_markers=(
+        "jaxlib",
+        "jax._src",
+        "import jax",
+        "jax.devices",
+        "jax.numpy",
+        "jax.config",
+        "jax_plugins",
+        "jax_platforms",
+        "xlaruntimeerror",
+        "xla_bridge",
+        "xla_extension",
+        "external/org_tensorflow",
+        "external/xla/xla",
+    ),
     log_version=re.compile(
         r"\bjax(?:lib)?(?:\[\w+\])?(?:\s+version)?\s*(?:==?|:|\s)\s*(\d+\.\d+(?:\.\d+)?)", re.IGNORECASE
     ),

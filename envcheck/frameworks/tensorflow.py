@@ -85,6 +85,7 @@ TENSORFLOW = TensorFlow(
         r"(?:tf-nightly\s*\(|v)?(\d+\.\d+(?:\.\d+)?)",
         re.IGNORECASE,
     ),
+    log_strong_markers=("import tensorflow", "tensorflow/python/", "tf.config.", "tf.test.", "tf.__version__"),
     log_version_hints=("tf ",),  # "TF 2.15": the version, though "tf" alone does not say the log is TensorFlow's
     cpu_variants=frozenset({"cpu"}),
     variants_without_cuda_libraries=frozenset({"plain"}),

@@ -77,6 +77,7 @@ TORCH = Torch(
     forced_cpu_fix="Remove hard-wired torch.device('cpu') / .to('cpu') placements and CUDA_VISIBLE_DEVICES=''/-1 "
     "assignments; pick the device with torch.cuda.is_available()",
     log_markers=("torch", "cudagetdevicecount"),
+    log_strong_markers=("import torch", "torch.cuda", "torch/", "torch.__version__", "pytorch", "c10/cuda", "libtorch"),
     log_version=re.compile(
         r"\b(?:torch|pytorch)(?:\s+version)?(?:\s*\([^)]*\))?\s*(?:==?|:|\s)\s*(?:nightly\s*\()?'?(\d+\.\d+(?:\.\d+)?)",
         re.IGNORECASE,

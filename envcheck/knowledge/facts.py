@@ -325,6 +325,7 @@ class Knowledge:
         self._driver_updates = {Version(k): Version(v) for k, v in data["cuda_driver_updates"].items()}
         self._floors = {int(k): Version(v) for k, v in data["minor_compat_floor"].items()}
         self._ptx_isa = {Version(k): Version(v) for k, v in data["ptx_isa"].items()}
+        self._newest_arch = {Version(k): Version(v) for k, v in (data.get("cuda_newest_arch") or {}).items()}
         self._cudnn_cuda = {int(k): set(v) for k, v in data["cudnn_cuda_majors"].items()}
         # Longest names first so "A100" wins over "A10" and "GTX TITAN X" over "GTX TITAN".
         self._gpus = sorted(((k, Version(v)) for k, v in data["gpus"].items()), key=lambda kv: -len(kv[0]))
@@ -507,6 +508,20 @@ class Knowledge:
     def ptx_isa(self, cuda: Version) -> Version | None:
         """The newest PTX ISA a CUDA version knows (what its nvcc writes, what its driver JIT-compiles)."""
         fitting = [isa for c, isa in self._ptx_isa.items() if c <= cuda.prefix(2)]
+        return max(fitting) if fitting else None
+
+    def newest_arch(self, cuda: str) -> Version | None:
+        """The newest GPU architecture a CUDA release's nvcc builds for (knowledge `cuda_newest_arch`); a bare
+        major ('11', as jaxlib's +cuda11 says it) stands for its newest minor, the most a build of it can have."""
+        parsed = Version.lenient(cuda)
+        if parsed is None:
+            return None
+        whole_major = "." not in cuda.strip()
+        fitting = [
+            arch
+            for release, arch in self._newest_arch.items()
+            if (release.major <= parsed.major if whole_major else release <= parsed.prefix(2))
+        ]
         return max(fitting) if fitting else None
 
     def driver_ptx_isa(self, driver: Version) -> Version | None:
