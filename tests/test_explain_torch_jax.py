@@ -44,14 +44,6 @@ WRONG = {
     "https://github.com/werner-duvaud/muzero-general/issues/139": "new:broken-release-build: a torch 1.8.0 bug",
     "https://github.com/jax-ml/jax/issues/29065": "new:cuda-wheels-inconsistent: no code (a cuSolver internal error)",
     # the label is questionable: explain's answer is the cause the thread describes, in envcheck's vocabulary
-    "https://github.com/pytorch/pytorch/issues/152783": QUESTIONABLE + "older libnvJitLink first: cuda-mismatch",
-    "https://github.com/pytorch/pytorch/issues/111469": QUESTIONABLE + "older libnvJitLink first: cuda-mismatch",
-    "https://github.com/lipzh5/ResearchProgress/issues/16": QUESTIONABLE + "another libcublasLt copy: cuda-mismatch",
-    "https://github.com/nanoporetech/dorado/issues/166": QUESTIONABLE + "the cluster's CUDA 8 libnvrtc: cuda-mismatch",
-    "https://github.com/pytorch/pytorch/issues/15800": QUESTIONABLE + "a stale libc10.so: torch-abi-mismatch",
-    "https://github.com/conda-forge/jaxlib-feedstock/issues/285": QUESTIONABLE + "no CUDA plugin: cpu-only-build",
-    "https://github.com/jax-ml/jax/issues/13570": QUESTIONABLE + "'needs a ptxas from CUDA >= 11.8': ptxas-too-old",
-    "https://github.com/jax-ml/jax/issues/23208": QUESTIONABLE + "a host without a GPU: no-driver",
 }
 
 
