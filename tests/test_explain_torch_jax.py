@@ -23,7 +23,6 @@ from envcheck.inputs.options import ExplainOptions  # noqa: E402
 
 FILES = [name for name in LOGS if name.startswith(("torch-", "jax"))]  # TensorFlow's fresh logs: test_explain_tf_fresh
 CASES = [c for name in FILES for c in yaml.safe_load((CORPORA / name).read_text()) if not held_aside(c)]
-QUESTIONABLE = "label questionable (see the benchmark's notes): "
 WRONG = {
     # log too thin: the cause is in the thread, not in the lines posted
     "https://github.com/vllm-project/vllm/issues/1718": "libcudart.so.12 missing; the torch's CUDA 11 not shown",
@@ -43,7 +42,6 @@ WRONG = {
     # no code fits
     "https://github.com/werner-duvaud/muzero-general/issues/139": "new:broken-release-build: a torch 1.8.0 bug",
     "https://github.com/jax-ml/jax/issues/29065": "new:cuda-wheels-inconsistent: no code (a cuSolver internal error)",
-    # the label is questionable: explain's answer is the cause the thread describes, in envcheck's vocabulary
 }
 
 
