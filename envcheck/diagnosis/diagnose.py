@@ -131,8 +131,9 @@ def framework_import_failed(f: Facts) -> Diagnosis | None:
             failure["dependency_frame"],
         )  # fmt: skip
         evidence = imports.evidence(failure, f.framework)
-    elif logged and error_line is not None:
-        exception, _, message = error_line.text.strip().partition(": ")
+    elif logged:  # the traceback's exception line, else the known message's own line (jax's jaxlib check)
+        text = error_line.text if error_line is not None else logged[0].partition(": ")[2]
+        exception, _, message = text.strip().partition(": ")
         found = imports.Found(f.framework, f.version, exception, message, {})
         evidence = list(logged)
     else:
