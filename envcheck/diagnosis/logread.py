@@ -38,7 +38,7 @@ DRIVER_CUDA = re.compile(
     r"(\d{4,5})\)"
 )
 STATED_CUDA = re.compile(
-    r"CUDA/cuDNN version[^:\n]*:\s*(?:CUDA\s*)?(\d+(?:\.\d+)*)(?:\s*/\s*(?:cuDNN\s*)?(\d+(?:\.\d+)*))?"
+    r"CUDA/cuDNN version[^:\n]*:\s*(?:CUDA\s*)?(\d+(?:\.\d+)*)(?:\s*[/,]\s*(?:cuDNN\s*)?(\d+(?:\.\d+)*))?"
     r"|Cuda compilation tools, release (\d+\.\d+)"
     r"|^\s*(cudatoolkit|cudnn)\s+(\d+(?:\.\d+)+)\s",
     re.IGNORECASE,
@@ -49,6 +49,14 @@ LIB_FILE = re.compile(rf"\blib({CUDA_LIBS})(?:_\w+)?\.so\.(\d+)")
 LIB_IS_VERSION = re.compile(rf"\blib({CUDA_LIBS})\.so is version (\d+)")
 LIB_NAME = re.compile(rf"\blib({CUDA_LIBS})(?:_\w+)?\.so(?:\.(\d+))?", re.IGNORECASE)
 DLERROR = re.compile(rf"(?:dlerror|Error): lib({CUDA_LIBS})(?:_\w+)?\.so(?:\.(\d+))?", re.IGNORECASE)
+# Windows names of the same libraries: cudart64_101.dll (CUDA 10.1), cublas64_11.dll, cudnn64_8.dll; nvcuda.dll is
+# the driver's. The suffix is the CUDA release where it has three digits below 110 (or two from 80: 9.0 → 90), else
+# the library's major.
+DLL_NAME = re.compile(rf"\b(?:({CUDA_LIBS})64_(\d+)|(nvcuda))\.dll\b", re.IGNORECASE)
+# A soname or DLL that pins the CUDA release itself (before CUDA 11 cudart's did: libcudart.so.10.1; CUDA 10.0's
+# other libraries too: libcublas.so.10.0), and the toolkit's own directory (/usr/local/cuda-10.2, CUDA\v10.1).
+PINNED_SONAME = re.compile(rf"\blib({CUDA_LIBS})\.so\.(\d+\.\d+)\b")
+TOOLKIT_DIR = re.compile(r"/usr/local/cuda-(\d+\.\d+)\b|CUDA[\\/]+v(\d+\.\d+)\b")
 CAPABILITY = re.compile(
     r"compute ?capability:?\s*(\d+\.\d+)|cuda capability (\d+\.\d+)|major: (\d+) minor: (\d+)"
     r"|capability sm_(\d+)(\d)\b",
@@ -79,7 +87,18 @@ BUILD_CUDA = re.compile(
 WSL = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/|\bWSL2?\b")
 # docker compose's prefix of each line a service prints ("web-1  | ...", "abc123_backend | ...").
 COMPOSE_PREFIX = re.compile(r"^([A-Za-z0-9][\w.]*[-_][\w.-]*)\s+\|\s")
-NO_SMI = re.compile(r"nvidia-smi(?:: command|:)? not found")
+NO_SMI = re.compile(r"nvidia-smi(?:: command|:)? not found|/nvidia-smi: No such file or directory")
+# A line a Ray worker process printed ("(pid=3343) ...", "(RolloutWorker pid=12, ip=10.0.0.1) ..."): Ray sets
+# CUDA_VISIBLE_DEVICES to '' in workers of tasks and actors that request no GPUs (vllm-project/vllm#3198).
+RAY_WORKER = re.compile(r"\((?:[A-Za-z_]\w*\s+)?pid=\d+(?:,\s*ip=[\d.]+)?\)")
+# TensorFlow saying it was built without CUDA: tf.test.is_built_with_cuda() and its False, on the line or the next.
+BUILT_WITH_CUDA = re.compile(r"is_buil[dt]_with_cuda\(\)")
+SAYS_FALSE = re.compile(
+    r"(?:#|->|=>|→|:)\s*(?:it\s+)?(?:returns?\s+|gives?\s+|is\s+)?false\b|\s(?:returns?|gives?|prints?|is)\s+false\b",
+    re.IGNORECASE,
+)
+ANSWER_FALSE = re.compile(r"^(?:Out\[\d+\]:\s*)?False$")
+LABELLED_FALSE = re.compile(r"built[ _]with[ _]cuda\b[^:=]*[:=]\s*False\s*$", re.IGNORECASE)  # print("...CUDA?:", ...)
 # ldd of a pip wheel's library, then one of its CUDA dependencies resolved outside the wheels.
 LDD_WHEEL = re.compile(r"^(?:\S*\$\s*)?ldd\s+\S*(?:site|dist)-packages/")
 LDD_RESOLVED = re.compile(
@@ -134,6 +153,9 @@ class Revealed:
     import_error: Line | None = None  # the exception line that ends that traceback
     not_installed: Line | None = None  # ModuleNotFoundError: No module named 'torch' (the framework itself)
     no_smi: Line | None = None  # "nvidia-smi: command not found" (no driver utilities mounted, e.g. in a container)
+    cuda_releases: list[tuple[Version, Line]] = field(default_factory=list)  # installed, as pinned names/dirs say
+    built_with_cuda: Line | None = None  # a line asking tf.test.is_built_with_cuda()
+    built_without_cuda: list[Line] = field(default_factory=list)  # ... and the False it answered
     build_cuda: tuple[str, Line] | None = None  # the CUDA the framework build says it was made with (+cu101)
     wsl: Line | None = None  # the log comes from WSL
     compose: Counter[str] = field(default_factory=Counter)  # docker compose service prefixes, by lines
@@ -306,6 +328,13 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         for pattern in (LIB_FILE, LIB_IS_VERSION):
             for lib, major in pattern.findall(text):
                 found.on_disk.setdefault(_library(lib), {}).setdefault(int(major), line)
+    if ".dll" in lower and not library_failure:
+        for match in DLL_NAME.finditer(text):
+            lib, version = _dll(match)
+            if lib and version:
+                found.on_disk.setdefault(lib, {}).setdefault(version.major, line)
+    if len(found.cuda_releases) < MAX_FACTS and "cuda" in lower:
+        found.cuda_releases += [(v, line) for v in _pinned_releases(text, library_failure)]
     if ("capabilit" in lower or "major:" in lower) and len(found.capabilities) < MAX_FACTS:
         found.capabilities += [cc for match in CAPABILITY.finditer(text) if (cc := _cc(match))]
         if match := SUPPORTED_ARCHS.search(text):
@@ -340,6 +369,14 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         _reveal_import(found, line)
     if found.no_smi is None and "nvidia-smi" in text and NO_SMI.search(text):
         found.no_smi = line
+    if "_with_cuda" in text and (match := BUILT_WITH_CUDA.search(text)):
+        found.built_with_cuda = line
+        if not found.built_without_cuda and SAYS_FALSE.search(text[match.end() :]):
+            found.built_without_cuda = [line]
+    elif found.built_with_cuda and found.built_with_cuda.number == line.number - 1 and ANSWER_FALSE.match(text):
+        found.built_without_cuda = found.built_without_cuda or [found.built_with_cuda, line]
+    elif found.built_with_cuda and not found.built_without_cuda and "uilt" in text and LABELLED_FALSE.search(text):
+        found.built_without_cuda = [found.built_with_cuda, line]
     if found.build_cuda is None and "cu" in lower and (match := BUILD_CUDA.search(text)):
         wheel, major, stated, conda = match.groups()
         found.build_cuda = (f"{wheel[:-1]}.{wheel[-1]}" if wheel else major or stated or conda, line)
@@ -382,6 +419,41 @@ def _driver_cuda(text: str) -> str | None:
     return f"{int(value) // 1000}.{int(value) % 1000 // 10}" if value.isdigit() else value
 
 
+def _dll(match: re.Match[str]) -> tuple[str | None, Version | None]:
+    """The library a DLL_NAME match names and its version: the CUDA release (cudart64_101 → 10.1, cublas64_90 →
+    9.0) where the suffix pins one, else the library's major (cublas64_11 → 11, cudnn64_8 → 8); nvcuda → libcuda."""
+    lib, digits, driver = match.groups()
+    if driver:
+        return "cuda", None
+    value = int(digits)
+    if (len(digits) == 3 and value < 110) or (len(digits) == 2 and value >= 80):
+        return _library(lib), _version(f"{digits[:-1]}.{digits[-1]}")
+    return _library(lib), _version(str(value))
+
+
+def _pinned(text: str) -> Version | None:
+    """The CUDA release a library name pins (libcudart.so.10.1, cudart64_101.dll), None where it names a major only
+    (libcudart.so.11.0 is every CUDA 11's, cublas64_11.dll)."""
+    for match in PINNED_SONAME.finditer(text):
+        version = _version(match.group(2))
+        if version is not None and version.major < 11:
+            return version
+    for match in DLL_NAME.finditer(text):
+        _, version = _dll(match)
+        if version is not None and len(version.release) >= 2:
+            return version
+    return None
+
+
+def _pinned_releases(text: str, library_failure: bool) -> list[Version]:
+    """The CUDA releases a line shows installed: the toolkit's directory (also on the LD_LIBRARY_PATH a load
+    failure prints), a pinned library name (not in a load failure: that is the one wanted)."""
+    found = [_version(next(g for g in m.groups() if g)) for m in TOOLKIT_DIR.finditer(text)]
+    named = not library_failure and (".so." in text or ".dll" in text.lower())
+    pinned = _pinned(text) if named else None
+    return [v for v in [*found, pinned] if v is not None]
+
+
 def _library(name: str) -> str:
     """libcudnn_ops_infer → cudnn; names as the knowledge data spells them."""
     name = name.split("_")[0]
@@ -399,6 +471,9 @@ def _wanted(line: Line) -> tuple[str | None, int | None]:
     named = LIB_NAME.search(line.text)
     failed = DLERROR.search(line.text)
     found = failed if failed and named and _library(failed.group(1)) != _library(named.group(1)) else named
+    if not found and (dll := DLL_NAME.search(line.text)):
+        lib, version = _dll(dll)
+        return lib, version.major if version else None
     if not found:
         return None, None
     return _library(found.group(1)), int(found.group(2)) if found.group(2) else None
@@ -461,6 +536,10 @@ def resolve_library(line: Line, reading: Reading, k: Knowledge, known: Known) ->
     subdir = k.off_loader_path.get(lib)
     if subdir and subdir.lower() not in line.text.lower():
         return "cuda-libs-not-on-path"  # installed with the toolkit, where the loader does not look
+    wanted, releases = _pinned(line.text), {v.prefix(2) for v, _ in reading.revealed.cuda_releases}
+    releases |= {v.prefix(2) for text, _ in reading.revealed.cuda if (v := _version(text)) and len(v.release) >= 2}
+    if wanted is not None and releases and wanted.prefix(2) not in releases:
+        return "cuda-mismatch"  # a name that pins its CUDA release (libcudart.so.10.1), and another release installed
     installed = _installed(reading, known, lib)
     if major is not None and installed and major not in installed:
         return _mismatch_code(lib)
@@ -520,6 +599,8 @@ def resolve_no_device(line: Line, reading: Reading, k: Knowledge, known: Known) 
     visible = reading.revealed.env.get("CUDA_VISIBLE_DEVICES")
     if visible and (hides_all_gpus(visible[0], gpu_count(reading, known)) or gpu_count(reading, known) is None):
         return "gpus-hidden"
+    if RAY_WORKER.search(line.text):
+        return "gpus-hidden"  # a Ray worker given no GPU: Ray set its CUDA_VISIBLE_DEVICES to ''
     return None
 
 
@@ -666,11 +747,17 @@ def _add_context(reading: Reading, known: Known) -> None:
         # JAX's CUDA plugin raised in a call into jaxlib's API while it initialised, and no library or version
         # check says why: the plugin is of another release than jaxlib (left by an older or newer install).
         _add(reading, "jax-plugin-mismatch", [revealed.plugin_failed, revealed.plugin_api])
+    if revealed.built_without_cuda:
+        # TensorFlow itself says so: tf.test.is_built_with_cuda() is False (tensorflow-cpu, or native Windows >= 2.11).
+        _add(reading, "cpu-only-build", revealed.built_without_cuda)
     said_false = any(line.text.rstrip().endswith("False") for line in revealed.said_no_gpu)
     if revealed.container and (said_false or revealed.no_smi) and not reading.codes:
         # Nothing but a container started without a GPU request and no GPU (nor nvidia-smi) in it.
         shown = [revealed.docker_run, *revealed.said_no_gpu, revealed.no_smi]
         _add(reading, "no-gpu-runtime", [line for line in shown if line])
+    if revealed.no_smi and not revealed.container and not revealed.gpu_in_use and not reading.codes:
+        # No nvidia-smi on the host (the driver package brings it) and nothing else: no driver is installed.
+        _add(reading, "no-driver", [revealed.no_smi])
 
 
 # -- a framework that is installed but fails at import, and one that is not installed -------------------------------
