@@ -72,7 +72,8 @@ TENSORFLOW = TensorFlow(
     with_libraries_note="",
     cpu_only_what="is_built_with_cuda() is False",
     cpu_only_fix="`pip uninstall tensorflow-cpu && pip install 'tensorflow[and-cuda]'` (the old `tensorflow-gpu` "
-    "package no longer exists)",
+    "package no longer exists); on native Windows no TensorFlow after 2.10 has a GPU build: use WSL2, or 2.10 with "
+    "CUDA 11.2 and cuDNN 8.1 (https://www.tensorflow.org/install/pip#windows-native)",
     cpu_only_evidence="tf.test.is_built_with_cuda() = False",
     cpu_package="tensorflow-cpu",
     cudnn_rule="needs the same major and an equal or higher minor",
