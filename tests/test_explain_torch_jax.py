@@ -275,6 +275,34 @@ RULES = [
         "wsl-libcuda",
     ),
     (["ldconfig: /usr/lib/wsl/lib/libcuda.so.1 is not a symbolic link"], "wsl-libcuda"),
+    # DataLoader workers out of /dev/shm (https://github.com/bytedance/Protenix/issues/2: "limited shared memory in
+    # docker", maintainer)
+    (
+        [
+            "RuntimeError: DataLoader worker (pid 572) is killed by signal: Bus error. It is possible that "
+            "dataloader's workers are out of shared memory. Please try to raise your shared memory limit."
+        ],
+        "shm-too-small",
+    ),
+    # jax and jaxlib of different releases (https://github.com/jax-ml/jax/issues/17638: "upgrade your jax", maintainer)
+    (
+        [
+            "RuntimeError: jaxlib version 0.4.14 is newer than and incompatible with jax version 0.4.6. Please update "
+            "your jax and/or jaxlib packages."
+        ],
+        "framework-import-failed",
+    ),
+    # JAX's own Python check (https://github.com/jax-ml/jax/issues/16616: 0.4.13 was the last for 3.8, maintainer)
+    (["ERROR: JAX requires Python 3.9 or newer, found  (3, 8)"], "python-unsupported"),
+    # A process given no GPU on a machine whose framework sees one elsewhere
+    # (https://github.com/LiYingwei/ShapeTextureDebiasedTraining/issues/12: a wrong GPU id, reporter confirmed)
+    (
+        [
+            "When I run `torch.cuda.is_available()` it shows `true`. However, in this project when I run `python "
+            "imagenet.py -a resnet50` , it returns `RuntimeError: No CUDA GPUs are available`"
+        ],
+        "gpus-hidden",
+    ),
 ]
 
 

@@ -72,6 +72,8 @@ PIP_NVIDIA = re.compile(r"\[and-cuda\]|nvidia-[a-z-]+-cu1\d|site-packages/nvidia
 DOCKER_RUN = re.compile(r"(?:^|[$#>`]\s*|sudo\s+)docker\s+(?:container\s+)?run\b")
 GPU_REQUEST = re.compile(r"--gpus|--runtime[= ]nvidia|nvidia-docker|--device[= ]nvidia\.com/gpu")
 # The framework saying, in the user's session, that it has no GPU: torch.cuda.is_available() → False.
+# The framework saw a GPU in another run the log reports ("torch.cuda.is_available() shows true"): the machine has one.
+SAW_GPU = re.compile(r"is_available\(\)\W*(?:\w+\s+){0,3}(?:true|True)\b")
 NOT_AVAILABLE = re.compile(r"is_available\(\)\s*(?:\)|$)|^(?:Out\[\d+\]:\s*)?False$")
 GPU_IN_USE = re.compile(r"Created (?:TensorFlow )?device \(?/job:localhost/replica:0/task:0/device:GPU:\d")
 ERRORISH = re.compile(
@@ -149,6 +151,7 @@ class Revealed:
     wheel_needs: Line | None = None  # LD_DEBUG: a pip NVIDIA wheel's library asks the loader for a dependency
     ld_shadow: Line | None = None  # ... which the loader then looks for on LD_LIBRARY_PATH first
     said_no_gpu: list[Line] = field(default_factory=list)  # torch.cuda.is_available() and its False
+    saw_gpu: Line | None = None  # is_available() answered True somewhere the log reports (SAW_GPU)
     import_frame: Line | None = None  # a traceback frame of a framework's __init__.py at import (<module>)
     import_error: Line | None = None  # the exception line that ends that traceback
     not_installed: Line | None = None  # ModuleNotFoundError: No module named 'torch' (the framework itself)
@@ -365,6 +368,8 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         found.docker_run = line
     if ("is_available" in text or text.endswith("False")) and len(found.said_no_gpu) < 2 and NOT_AVAILABLE.search(text):
         found.said_no_gpu.append(line)
+    if found.saw_gpu is None and "is_available" in text and SAW_GPU.search(text):
+        found.saw_gpu = line
     if "__init__" in text or "Error" in text or "Exception" in text:
         _reveal_import(found, line)
     if found.no_smi is None and "nvidia-smi" in text and NO_SMI.search(text):
@@ -601,6 +606,8 @@ def resolve_no_device(line: Line, reading: Reading, k: Knowledge, known: Known) 
         return "gpus-hidden"
     if RAY_WORKER.search(line.text):
         return "gpus-hidden"  # a Ray worker given no GPU: Ray set its CUDA_VISIBLE_DEVICES to ''
+    if reading.revealed.saw_gpu is not None:
+        return "gpus-hidden"  # the framework sees a GPU elsewhere on this machine: this process was given none
     return None
 
 
