@@ -37,6 +37,9 @@ LOGS = (
     "tf-fresh.yaml",
     "torch-fourth.yaml",
     "jax-fourth.yaml",
+    "torch-fifth.yaml",
+    "jax-fifth.yaml",
+    "tf-second.yaml",
 )
 
 
