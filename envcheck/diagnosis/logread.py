@@ -85,6 +85,11 @@ ERRORISH = re.compile(
 BUILD_CUDA = re.compile(
     r"\d\+cu(\d{2,3})\b|\d\+cuda(\d{2})\b|CUDA used to build PyTorch: (\d+\.\d+)|\bpy[\d.]+_cuda(\d+\.\d+)"
 )
+# Native Windows: the user's OS line ("win10", "Windows 11"), a drive-letter path, a Windows package name. WSL's own
+# words are not it (WSL runs Linux wheels).
+WINDOWS = re.compile(
+    r"\bwin(?:dows)?[ _-]?(?:7|8|10|11)\b|-windows-x86_64|\b[A-Z]:\\(?:Users|Program|Python)", re.IGNORECASE
+)
 # Windows Subsystem for Linux: its kernel, the Windows driver's libraries, or the user saying so.
 WSL = re.compile(r"microsoft-standard-WSL|/usr/lib/wsl/|\bWSL2?\b")
 # docker compose's prefix of each line a service prints ("web-1  | ...", "abc123_backend | ...").
@@ -161,6 +166,7 @@ class Revealed:
     built_without_cuda: list[Line] = field(default_factory=list)  # ... and the False it answered
     build_cuda: tuple[str, Line] | None = None  # the CUDA the framework build says it was made with (+cu101)
     wsl: Line | None = None  # the log comes from WSL
+    windows: Line | None = None  # ... or from native Windows (WINDOWS)
     compose: Counter[str] = field(default_factory=Counter)  # docker compose service prefixes, by lines
     ldd_wheel: Line | None = None  # `ldd` of a pip wheel's library (its dependencies follow)
 
@@ -387,6 +393,8 @@ def _reveal(found: Revealed, line: Line, k: Knowledge, library_failure: bool) ->
         found.build_cuda = (f"{wheel[:-1]}.{wheel[-1]}" if wheel else major or stated or conda, line)
     if found.wsl is None and ("wsl" in lower) and WSL.search(text):
         found.wsl = line
+    if found.windows is None and "win" in lower and WINDOWS.search(text):
+        found.windows = line
     if " |" in text and len(found.compose) < MAX_FACTS and (match := COMPOSE_PREFIX.match(text)):
         found.compose[match.group(1)] += 1
     if text.startswith(("ldd", "$ ldd")) or "$ ldd " in text:
@@ -725,7 +733,7 @@ def _resolve(reading: Reading, hits: list[_Hit], k: Knowledge, known: Known) -> 
             if code != SKIP:
                 _add(reading, code, [line])
     _import_failed(reading, k)
-    _add_context(reading, known)
+    _add_context(reading, known, k)
 
 
 def _add(reading: Reading, code: str, lines: list[Line]) -> None:
@@ -733,7 +741,18 @@ def _add(reading: Reading, code: str, lines: list[Line]) -> None:
     found += [line.evidence(reading.label) for line in lines][: MAX_EVIDENCE - len(found)]
 
 
-def _add_context(reading: Reading, known: Known) -> None:
+def _windows_cpu_only(reading: Reading, known: Known, k: Knowledge) -> bool:
+    """TensorFlow on native Windows (not WSL), of a release after the last with a Windows GPU build."""
+    revealed = reading.revealed
+    if revealed.windows is None or revealed.wsl is not None or revealed.gpu_in_use is not None:
+        return False
+    if reading.framework(known) != TENSORFLOW.name:
+        return False
+    version = _version(known.version or revealed.versions.get(TENSORFLOW.name) or "")
+    return version is not None and version.prefix(2) > k.tf_windows_gpu_last
+
+
+def _add_context(reading: Reading, known: Known, k: Knowledge) -> None:
     """The lines that back a resolved cause (the two driver versions, the CUDA_VISIBLE_DEVICES setting), and the
     cause a known release brings by itself: TF 2.16.1 with [and-cuda] does not find its own libraries."""
     revealed = reading.revealed
@@ -757,6 +776,10 @@ def _add_context(reading: Reading, known: Known) -> None:
     if revealed.built_without_cuda:
         # TensorFlow itself says so: tf.test.is_built_with_cuda() is False (tensorflow-cpu, or native Windows >= 2.11).
         _add(reading, "cpu-only-build", revealed.built_without_cuda)
+    if _windows_cpu_only(reading, known, k) and not reading.codes:
+        # Native Windows and a TensorFlow after the last with a Windows GPU build: pip gave it a CPU-only one.
+        version_line = revealed.version_lines.get(TENSORFLOW.name)
+        _add(reading, "cpu-only-build", [line for line in (revealed.windows, version_line) if line])
     said_false = any(line.text.rstrip().endswith("False") for line in revealed.said_no_gpu)
     if revealed.container and (said_false or revealed.no_smi) and not reading.codes:
         # Nothing but a container started without a GPU request and no GPU (nor nvidia-smi) in it.

@@ -333,6 +333,7 @@ class Knowledge:
         self._gpu_names = re.compile(rf"(?<![A-Za-z0-9])(?:{names})(?![A-Za-z0-9])", re.IGNORECASE)
         self._peaks = sorted((Peak(k, v) for k, v in data["gpu_peaks"].items()), key=lambda p: -len(p.name))
         self.tf32_from = Version(data["tf32"]["compute_capability"])
+        self.tf_windows_gpu_last = Version(data["tensorflow_windows_gpu_last"])
         self.required_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["required"])
         self.optional_libraries: tuple[str, ...] = tuple(data["cuda_libraries"]["optional"])
         self._required_by = {  # a framework's own list, where it has one
