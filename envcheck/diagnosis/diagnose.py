@@ -321,7 +321,8 @@ def driver_too_old(f: Facts) -> Diagnosis | None:
         "driver-too-old",
         severity,
         summary,
-        f"Upgrade the host's driver to {minimum or 'a newer one'} or newer, or use an older {f.name}/CUDA stack "
+        (f"Upgrade the host's driver to {minimum} or newer" if minimum else "Upgrade the host's driver")
+        + f", or use an older {f.name}/CUDA stack "
         f"(`envcheck plan --driver {f.probe.get('driver') or 'VERSION'}` lists which).",
         evidence,
     )
