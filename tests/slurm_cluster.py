@@ -1,0 +1,194 @@
+"""A real single-node Slurm cluster for the tests marked `slurm`: Debian's munge and slurm-wlm (slurmctld, slurmd)
+started as root in a temporary directory with a generated slurm.conf, torn down after.
+
+The node is this host (NodeName = `hostname -s`), in two partitions, with no GPUs declared (the tasks run a fake
+probe; see tests/test_slurm.py). It keeps no accounting database (slurmdbd needs MySQL/MariaDB): sacct answers
+"Slurm accounting storage is disabled", so `envcheck slurm collect` falls back to `scontrol show job`, which knows
+jobs for MinJobAge after they end (set to an hour here). Readiness is polled (sinfo until the node is idle), never
+waited for by a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DAEMONS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch")
+PARTITIONS = ("debug", "second")
+
+
+def missing() -> str | None:
+    """Why a cluster cannot be started here (None: it can)."""
+    absent = [d for d in DAEMONS if shutil.which(d) is None and not Path(f"/usr/sbin/{d}").exists()]
+    if absent:
+        return f"{', '.join(absent)} not installed (apt-get install slurm-wlm munge)"
+    if os.geteuid() != 0:
+        return "slurmd must run as root to start jobs as their user"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _binary(name: str) -> str:
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+@dataclass
+class SlurmCluster:
+    root: Path
+    node: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+    started: list[Path] = field(default_factory=list)  # pid files of what this fixture started
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "slurm.conf"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the Slurm clients (and envcheck, through them) need to reach this cluster."""
+        return {"SLURM_CONF": str(self.conf)}
+
+    def write_conf(self) -> None:
+        r = self.root
+        for sub in ("state", "spool", "munge"):
+            (r / sub).mkdir(parents=True, exist_ok=True)
+        (r / "munge").chmod(0o711)  # munged's clients need to reach its socket
+        key = r / "munge" / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+        partitions = "\n".join(
+            f"PartitionName={p} Nodes={self.node} MaxTime=INFINITE State=UP" + (" Default=YES" if i == 0 else "")
+            for i, p in enumerate(PARTITIONS)
+        )
+        self.conf.write_text(
+            f"""\
+ClusterName=envchecktest
+SlurmctldHost={self.node}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={r}/munge/munge.socket
+StateSaveLocation={r}/state
+SlurmdSpoolDir={r}/spool
+SlurmctldPidFile={r}/slurmctld.pid
+SlurmdPidFile={r}/slurmd.pid
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+SlurmctldLogFile={r}/slurmctld.log
+SlurmdLogFile={r}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+ReturnToService=2
+MinJobAge=3600
+OverTimeLimit=0
+KillWait=2
+SchedulerType=sched/backfill
+DefMemPerCPU=64
+NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
+{partitions}
+"""
+        )
+
+    def start(self, deadline: float = 60.0) -> None:
+        self.write_conf()
+        r = self.root
+        munge = [
+            _binary("munged"),
+            "--force",
+            f"--key-file={r}/munge/munge.key",
+            f"--socket={r}/munge/munge.socket",
+            f"--pid-file={r}/munge/munged.pid",
+            f"--log-file={r}/munge/munged.log",
+            f"--seed-file={r}/munge/seed",
+        ]
+        subprocess.run(munge, check=True, capture_output=True)
+        self.started.append(r / "munge" / "munged.pid")
+        env = {**os.environ, **self.env}
+        subprocess.run([_binary("slurmctld"), "-f", str(self.conf)], check=True, env=env, capture_output=True)
+        self.started.append(r / "slurmctld.pid")
+        subprocess.run([_binary("slurmd"), "-f", str(self.conf)], check=True, env=env, capture_output=True)
+        self.started.append(r / "slurmd.pid")
+        self.until(lambda: self.node_state() == "idle", deadline, "the node to be idle")
+
+    def node_state(self) -> str:
+        done = subprocess.run(
+            ["sinfo", "--noheader", "--format=%t", "--partition", PARTITIONS[0]],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            check=False,
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    def until(self, condition: object, deadline: float, what: str) -> None:
+        """Polls `condition` (a callable) until it holds; fails naming `what` and the daemons' logs otherwise."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if condition():  # type: ignore[operator]
+                return
+            time.sleep(0.2)
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+            for p in (self.root / "slurmctld.log", self.root / "slurmd.log")
+            if p.exists()
+        )
+        raise TimeoutError(f"waited {deadline:g} s for {what}\n{logs}")
+
+    def cancel_all(self) -> None:
+        """Cancels every job of this cluster (only this fixture's: its own slurmctld) and waits until none is left."""
+        env = {**os.environ, **self.env}
+        ids = subprocess.run(
+            ["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, env=env, check=False
+        ).stdout.split()
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, env=env, check=False)
+
+        def empty() -> bool:
+            listed = subprocess.run(
+                ["squeue", "--noheader", "--format=%i"], capture_output=True, text=True, env=env, check=False
+            )
+            return listed.returncode == 0 and not listed.stdout.strip()
+
+        self.until(empty, 60, "every job to end")
+
+    def stop(self) -> None:
+        """Stops what start started, by the pid files it wrote (slurmd first, munged last), after its jobs."""
+        if self.started:
+            with contextlib.suppress(TimeoutError):
+                self.cancel_all()
+        for pid_file in reversed(self.started):
+            try:
+                pid = int(pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            end = time.monotonic() + 15
+            while time.monotonic() < end:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        self.started.clear()
