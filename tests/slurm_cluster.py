@@ -99,6 +99,7 @@ ReturnToService=2
 MinJobAge=3600
 OverTimeLimit=0
 KillWait=2
+SlurmdTimeout=6
 SchedulerType=sched/backfill
 DefMemPerCPU=64
 NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
@@ -168,6 +169,39 @@ NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
 
         self.until(empty, 60, "every job to end")
 
+    def kill_slurmd(self) -> None:
+        """slurmd dies (SIGKILL) under running jobs: the controller marks the node down after SlurmdTimeout."""
+        os.kill(int((self.root / "slurmd.pid").read_text().split()[0]), signal.SIGKILL)
+
+    def start_slurmd(self, deadline: float = 60.0) -> None:
+        env = {**os.environ, **self.env}
+        subprocess.run([_binary("slurmd"), "-f", str(self.conf)], check=True, env=env, capture_output=True)
+        self.until(lambda: self.node_state() == "idle", deadline, "the node to be idle again")
+
+    def job_processes(self) -> list[int]:
+        """Processes of this cluster's jobs that outlived their slurmd: each batch script (its path is in this
+        cluster's spool directory), the slurmstepd above it and everything below it."""
+        parents: dict[int, int] = {}
+        commands: dict[int, str] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                commands[int(entry.name)] = command.decode(errors="replace")
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        spool = str(self.root / "spool")
+        scripts = {pid for pid, command in commands.items() if spool in command}
+        found = set(scripts) | {parents[p] for p in scripts if commands.get(parents[p], "").startswith("slurmstepd:")}
+        grew = True
+        while grew:
+            below = {pid for pid, parent in parents.items() if parent in found} - found
+            grew = bool(below)
+            found |= below
+        return sorted(found)
+
     def stop(self) -> None:
         """Stops what start started, by the pid files it wrote (slurmd first, munged last), after its jobs."""
         if self.started:
@@ -192,3 +226,6 @@ NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
             else:
                 os.kill(pid, signal.SIGKILL)
         self.started.clear()
+        for pid in self.job_processes():  # steps orphaned by a slurmd the tests killed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -196,7 +196,7 @@ def test_hostile_paths_reach_the_scripts_as_data_only(tmp_path: Path, fake_runti
         base = tmp_path / f"h{i}" / name
         matrix = write_matrix(base, ["jax-a"])
         out = base / "render dir"
-        render(matrix, out, runtime="fake", partitions=("debug",))
+        render(matrix, out, runtime="fake", partitions=("debug",) if i % 2 else ())  # none: the default's "-"
         write_fake_task(out)
         lint = subprocess.run(
             [shellcheck(), "--shell=bash", str(out / slurm.TASK_SCRIPT), str(out / slurm.MERGE_SCRIPT)],
@@ -454,6 +454,20 @@ def test_collect_reads_the_tasks_files_and_asks_slurm_about_the_rest(tmp_path: P
         slurm.collect(load_matrix(matrix_path), out, run=slurm_says)
 
 
+def test_files_linked_out_of_the_results_directory_are_not_read(tmp_path: Path):
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    (secret / "status").write_text(status_text(a_task()))
+    (secret / "probe.out").write_text(json.dumps(RECORDED["probe"]))
+    (tmp_path / "results" / "9").mkdir(parents=True)
+    (tmp_path / "results" / "9" / "0").symlink_to(secret)
+    files = slurm.task_files(tmp_path / "results", "9", a_task())
+    assert set(files.values()) == {None}
+    (tmp_path / "results" / "9" / "1").mkdir()
+    (tmp_path / "results" / "9" / "1" / "probe.out").symlink_to(secret / "probe.out")
+    assert slurm.task_files(tmp_path / "results", "9", a_task(1))["probe.out"] is None
+
+
 def test_collect_refuses_job_ids_that_are_not_numbers(tmp_path: Path):
     matrix_path = write_matrix(tmp_path, ["jax-a"])
     render(matrix_path, tmp_path / "out")
@@ -550,3 +564,31 @@ def test_sigterm_during_submit_wait_cancels_the_array(cluster: SlurmCluster, tmp
     start = time.monotonic()
     cluster.until(lambda: not squeue(cluster, "--format=%i", f"--jobs={array}"), 60, "the cancelled array to end")
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.slurm
+def test_slurmd_stopped_mid_run_is_node_fail_and_nothing_else_is_lost(
+    cluster: SlurmCluster, tmp_path: Path, fake_runtime: None
+):
+    matrix = write_matrix(tmp_path, ["jax-ok", "jax-slow"])
+    out = tmp_path / "out"
+    render(matrix, out, runtime="fake", gres="none", time="10")
+    write_fake_task(out)
+    done = run_cli("slurm", "submit", "-o", str(out), env=cluster.env)
+    assert done.returncode == 0, done.stderr
+    array, merge = (line.split("\t")[0] for line in done.stdout.splitlines())
+    cluster.until(lambda: (out / "results" / array / "0" / "status").exists(), 60, "jax-ok to finish")
+    cluster.until(lambda: "R" in squeue(cluster, "--format=%t", f"--jobs={array}_1"), 60, "jax-slow to run")
+    cluster.kill_slurmd()
+    try:
+        cluster.until(lambda: not squeue(cluster, "--format=%i", f"--jobs={array}"), 90, "the node to fail")
+        done = run_cli("slurm", "collect", "-o", str(out), "-m", str(matrix), env=cluster.env)
+    finally:
+        cluster.start_slurmd()
+    assert done.returncode == 1, done.stderr
+    lines = {line.split(" @ ")[0]: line for line in done.stdout.splitlines()}
+    assert "jax-ok" in lines, done.stdout + done.stderr
+    assert lines["jax-ok"].startswith("jax-ok @ debug: cpu-only"), done.stdout
+    assert "host-unreachable (its node failed on " in lines["jax-slow"] and "NODE_FAIL" in lines["jax-slow"]
+    # the merge job waited for the node, then ran
+    cluster.until(lambda: not squeue(cluster, "--format=%i", f"--jobs={merge}"), 60, "the merge job to run")

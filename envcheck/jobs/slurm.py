@@ -59,6 +59,9 @@ STAGES = ("pull", "inject", "probe")  # what a task was doing when it stopped (i
 TAIL_CHARS = 4000
 READ_LIMIT = 8 * 1024 * 1024  # a probe document is ~100 kB; a task that wrote more is not read past this
 TABLE = "tasks.tsv"
+# A task without --partition (the cluster's default) says so with "-", never an empty cell: tab is whitespace to
+# `read`, so an empty cell would vanish and shift the cells after it.
+NO_PARTITION = "-"
 MANIFEST = "jobs.json"
 SUBMITTED = "submitted.json"
 TASK_SCRIPT = "probe.sbatch"
@@ -189,7 +192,7 @@ class Task:
         cells = [
             str(self.index),
             self.stack,
-            self.partition or "",
+            self.partition or NO_PARTITION,
             self.image,
             self.framework,
             self.python,
@@ -678,7 +681,15 @@ def read_table(directory: Path) -> dict[int, Task]:
         cells = line.split("\t")
         if len(cells) == 7 and cells[0].isdigit():
             index, stack, partition, image, framework, python, how = cells
-            tasks[int(index)] = Task(int(index), stack, partition or None, image, framework, python, how == "mounted")
+            tasks[int(index)] = Task(
+                int(index),
+                stack,
+                None if partition == NO_PARTITION else partition,
+                image,
+                framework,
+                python,
+                how == "mounted",
+            )
     return tasks
 
 
@@ -835,8 +846,15 @@ def _from_slurm(
 
 
 def task_files(results: Path, job: str, task: Task) -> dict[str, str | None]:
-    """What one task wrote: its directory's files and Slurm's output file for it."""
+    """What one task wrote: its directory's files and Slurm's output file for it (nothing from a directory that
+    links out of the results directory)."""
     directory = results / job / str(task.index)
+    try:
+        inside = directory.resolve().is_relative_to(results.resolve())
+    except OSError:
+        inside = False
+    if not inside:  # a task's directory linked elsewhere: its files could be any file of the login node
+        directory = results / job / "-"
     files = {
         name: _read(directory / name, READ_LIMIT if name == "probe.out" else 256 * 1024)
         for name in ("status", "probe.out", "probe.err", "pull.log")
