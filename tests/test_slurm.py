@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -71,7 +72,7 @@ def render(matrix: Path, out: Path, **options: object) -> dict[str, str]:
 # exits 3 without a document for *-crash, or sleeps (*-slow, *-cancel). Only these tests define it.
 FAKE = slurm.Runtime(
     pull='if [ "${stack%-nopull}" != "$stack" ]; then echo "manifest unknown" >&2; false; fi',
-    run='bash "$PROBE_FILES/../fake-task.sh" "$stack" "$image" "$python" "$framework" "${mounts[@]}" "${quick[@]}"',
+    run=f'bash "$PROBE_FILES/../fake-task.sh" "$stack" "$image" {slurm.MOUNTS} {slurm.PROBE}',
     mount='--mount="$PROBE_FILES"',
 )
 FAKE_TASK = """#!/bin/bash
@@ -112,7 +113,7 @@ def test_every_runtimes_scripts_pass_shellcheck_and_name_its_gpu_option(tmp_path
     script = files[slurm.TASK_SCRIPT]
     gpu = {
         "apptainer": "apptainer exec --nv",
-        "podman": "--device nvidia.com/gpu=all",
+        "podman": "gpus=(--device nvidia.com/gpu=all)",
         "enroot": "srun --ntasks=1 --container-image=",
         "charliecloud": "ch-fromhost --nvidia",
     }[runtime]
@@ -137,6 +138,83 @@ def test_every_runtimes_scripts_pass_shellcheck_and_name_its_gpu_option(tmp_path
     manifest = json.loads(files[slurm.MANIFEST])
     assert [(a["partition"], a["indices"]) for a in manifest["arrays"]] == [("a100", "0-1"), ("v100", "2-3")]
     assert set((tmp_path / "out" / "probe").iterdir())  # the probe's files, for images envcheck did not render
+
+
+# Each runtime's commands, as stand-ins on PATH record them (one argument per line, then a blank line); the
+# commands that run the probe print the recorded probe document.
+STUB = """#!/bin/bash
+{{ printf '%s\\n' "$(basename "$0")" "$@"; echo; }} >> {log}
+case "$(basename "$0")" in podman) [ "$1" = run ] && cat {recorded} ;; apptainer) [ "$1" = exec ] && cat {recorded} ;;
+  srun|ch-run) cat {recorded} ;; esac
+exit 0
+"""
+RUNTIME_COMMANDS = {
+    "apptainer": [
+        ["apptainer", "pull", "--force", "WORK/image.sif", "docker://IMAGE"],
+        ["apptainer", "exec", "--nv", "--containall", "--env", "HOME=/tmp", "--bind=PROBE:/opt/envcheck:ro",
+         "WORK/image.sif", "python3", "/opt/envcheck/probe.py", "--framework", "auto", "--quick"],
+    ],
+    "podman": [
+        ["podman", "pull", "--quiet", "IMAGE"],
+        ["podman", "run", "--rm", "--device", "nvidia.com/gpu=0", "--device", "nvidia.com/gpu=2", "--network=none",
+         "--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only", "--tmpfs=/tmp", "--env=HOME=/tmp",
+         "--pids-limit=4096", "--volume=PROBE:/opt/envcheck:ro", "IMAGE", "python3", "/opt/envcheck/probe.py",
+         "--framework", "auto", "--quick"],
+    ],
+    "enroot": [
+        ["enroot", "import", "--output", "WORK/image.sqsh", "docker://registry.example.com:5000#IMAGE_PATH"],
+        ["srun", "--ntasks=1", "--container-image=WORK/image.sqsh", "--no-container-mount-home",
+         "--container-mounts=PROBE:/opt/envcheck:ro", "python3", "/opt/envcheck/probe.py", "--framework", "auto",
+         "--quick"],
+    ],
+    "charliecloud": [
+        ["ch-image", "--storage", "WORK/storage", "pull", "IMAGE"],
+        ["ch-convert", "--storage", "WORK/storage", "IMAGE", "WORK/image"],
+        ["ch-fromhost", "--nvidia", "WORK/image"],
+        ["ch-run", "--no-home", "--private-tmp", "--set-env=HOME=/tmp", "--bind=PROBE:/opt/envcheck", "WORK/image",
+         "--", "python3", "/opt/envcheck/probe.py", "--framework", "auto", "--quick"],
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIME_COMMANDS))
+def test_what_each_runtime_runs_for_an_image_stack(tmp_path: Path, runtime: str):
+    """An image stack (the probe's files mounted, its own Python), by digest, with two GPUs from Slurm: the
+    commands the task script runs, read from stand-ins of the runtime's commands."""
+    image = "registry.example.com:5000/team/img@sha256:" + "a" * 64
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(f"stacks:\n  - name: img\n    image: {image}\n")
+    out = tmp_path / "out"
+    render(matrix, out, runtime=runtime, quick=True)
+    bin_dir, log = tmp_path / "bin", tmp_path / "commands.log"
+    bin_dir.mkdir()
+    recorded = tmp_path / "recorded.json"
+    recorded.write_text(json.dumps(RECORDED["probe"]) + "\n")
+    for name in ("apptainer", "podman", "enroot", "srun", "ch-image", "ch-convert", "ch-fromhost", "ch-run"):
+        (bin_dir / name).write_text(STUB.format(log=shlex.quote(str(log)), recorded=shlex.quote(str(recorded))))
+        (bin_dir / name).chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "TMPDIR": str(tmp_path),
+        "SLURM_ARRAY_TASK_ID": "0",
+        "SLURM_ARRAY_JOB_ID": "5",
+        "SLURM_JOB_GPUS": "0,2",
+    }
+    done = subprocess.run(["bash", str(out / slurm.TASK_SCRIPT)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    found = re.search(re.escape(str(tmp_path)) + r"/envcheck\.[A-Za-z0-9]{6}", log.read_text())
+    work = found[0] if found else "WORK"  # podman keeps no file of its own there
+    ran = [block.split("\n") for block in log.read_text().strip("\n").split("\n\n")]
+    shown = [[w.replace(work, "WORK").replace(str(out / "probe"), "PROBE") for w in c] for c in ran]
+    path = image.split("/", 1)[1]
+    expected = [[w.replace("IMAGE_PATH", path).replace("IMAGE", image) for w in c] for c in RUNTIME_COMMANDS[runtime]]
+    if runtime == "apptainer":
+        expected[0][-1] = f"docker://{image}"
+    assert shown == expected
+    status = slurm.status_file((out / "results" / "5" / "0" / "status").read_text())
+    assert (status["stage"], status["exit"]) == ("probe", "0")
+    assert not list(tmp_path.glob("envcheck.*"))  # the task's work directory is removed
 
 
 def test_gpus_per_task_and_gres_and_time(tmp_path: Path):

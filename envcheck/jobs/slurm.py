@@ -78,7 +78,9 @@ SACCT_FORMAT = ("JobID", "State", "ExitCode", "NodeList", "Partition", "Elapsed"
 @dataclass(frozen=True)
 class Runtime:
     """How a task pulls an image and runs the probe in it with the GPUs Slurm gave the job: bash lines that use
-    only the task's variables ($image, $python, $framework, $work, "${mounts[@]}"), never a matrix value."""
+    only the task's variables ($image, $python, $framework, $work, and the arrays mounts, quick and gpus expanded
+    as ${a[@]+"${a[@]}"}, since bash before 4.4, still on older compute nodes, calls an empty array unbound under
+    set -u), never a matrix value."""
 
     pull: str
     run: str
@@ -87,42 +89,53 @@ class Runtime:
     inject: str = ""  # a step between pull and run that gives the image the host's GPU libraries
 
 
+MOUNTS = '${mounts[@]+"${mounts[@]}"}'
+PROBE = '"$python" /opt/envcheck/probe.py --framework "$framework" ${quick[@]+"${quick[@]}"}'
+# The GPUs Slurm gave the job as CDI device names (SLURM_JOB_GPUS holds their indices), else every GPU.
+CDI_GPUS = (
+    "gpus=(--device nvidia.com/gpu=all)\n"
+    'if [[ "${SLURM_JOB_GPUS:-}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then\n'
+    "  gpus=()\n"
+    "  for gpu in ${SLURM_JOB_GPUS//,/ }; do\n"
+    '    gpus+=(--device "nvidia.com/gpu=$gpu")\n'
+    "  done\n"
+    "fi\n"
+)
 RUNTIMES: dict[str, Runtime] = {
     # Apptainer: --nv binds the host's NVIDIA libraries and devices; --containall keeps $HOME, /tmp and the
     # environment of the login node out (as the Docker sandbox does), and a SIF file is made per task.
     "apptainer": Runtime(
         pull='apptainer pull --force "$work/image.sif" "$image"',
-        run='apptainer exec --nv --containall --env HOME=/tmp "${mounts[@]}" "$work/image.sif" '
-        '"$python" /opt/envcheck/probe.py --framework "$framework" "${quick[@]}"',
+        run=f'apptainer exec --nv --containall --env HOME=/tmp {MOUNTS} "$work/image.sif" {PROBE}',
         mount='--bind="$PROBE_FILES:/opt/envcheck:ro"',
         image_prefix="docker://",
     ),
     # Podman with the NVIDIA Container Toolkit's CDI spec (nvidia-ctk cdi generate): the GPUs Slurm gave the job
-    # are those CUDA_VISIBLE_DEVICES names inside; the rest is the Docker sandbox's least privilege.
+    # (SLURM_JOB_GPUS, as CDI names nvidia.com/gpu=N; nvidia.com/gpu=all where Slurm names none); the rest is the
+    # Docker sandbox's least privilege.
     "podman": Runtime(
         pull='podman pull --quiet "$image"',
-        run="podman run --rm --device nvidia.com/gpu=all --network=none --cap-drop=ALL "
+        run='podman run --rm ${gpus[@]+"${gpus[@]}"} --network=none --cap-drop=ALL '
         "--security-opt=no-new-privileges --read-only --tmpfs=/tmp --env=HOME=/tmp --pids-limit=4096 "
-        '"${mounts[@]}" "$image" "$python" /opt/envcheck/probe.py --framework "$framework" "${quick[@]}"',
+        f'{MOUNTS} "$image" {PROBE}',
         mount='--volume="$PROBE_FILES:/opt/envcheck:ro"',
     ),
     # Enroot imports the image once per task; Pyxis' srun --container-image runs it in the job step, where
     # enroot's NVIDIA hook gives it the job's GPUs.
     "enroot": Runtime(
         pull='enroot import --output "$work/image.sqsh" "$image"',
-        run='srun --ntasks=1 --container-image="$work/image.sqsh" --no-container-mount-home '
-        '--container-env=HOME "${mounts[@]}" "$python" /opt/envcheck/probe.py --framework "$framework" "${quick[@]}"',
+        run=f'srun --ntasks=1 --container-image="$work/image.sqsh" --no-container-mount-home {MOUNTS} {PROBE}',
         mount='--container-mounts="$PROBE_FILES:/opt/envcheck:ro"',
         image_prefix="docker://",
     ),
     # Charliecloud: the image pulled into the task's own storage, unpacked to a directory, the host's NVIDIA
-    # libraries injected with ch-fromhost --nvidia (Charliecloud's GPU support), then run unprivileged.
+    # libraries injected with ch-fromhost --nvidia (Charliecloud's GPU support), then run unprivileged without
+    # the login node's home and /tmp.
     "charliecloud": Runtime(
         pull='ch-image --storage "$work/storage" pull "$image" && '
         'ch-convert --storage "$work/storage" "$image" "$work/image" && mkdir -p "$work/image/opt/envcheck"',
         inject='ch-fromhost --nvidia "$work/image"',
-        run='ch-run --unset-env="*" --set-env=HOME=/tmp "${mounts[@]}" "$work/image" -- '
-        '"$python" /opt/envcheck/probe.py --framework "$framework" "${quick[@]}"',
+        run=f'ch-run --no-home --private-tmp --set-env=HOME=/tmp {MOUNTS} "$work/image" -- {PROBE}',
         mount='--bind="$PROBE_FILES:/opt/envcheck"',
     ),
 }
@@ -284,6 +297,7 @@ def task_script(matrix: Matrix, options: SlurmRenderOptions, directory: Path, re
         f"  mounts=({runtime.mount})\n"
         "fi\n"
         f"quick=({'--quick' if options.quick else ''})\n"
+        f"{CDI_GPUS if 'gpus[@]' in runtime.run else ''}"
         "finish() {\n"
         "  {\n"
         "    printf 'stack=%s\\n' \"$stack\"\n"
