@@ -2,10 +2,11 @@
 started as root in a temporary directory with a generated slurm.conf, torn down after.
 
 The node is this host (NodeName = `hostname -s`), in two partitions, with no GPUs declared (the tasks run a fake
-probe; see tests/test_slurm.py). It keeps no accounting database (slurmdbd needs MySQL/MariaDB): sacct answers
-"Slurm accounting storage is disabled", so `envcheck slurm collect` falls back to `scontrol show job`, which knows
-jobs for MinJobAge after they end (set to an hour here). Readiness is polled (sinfo until the node is idle), never
-waited for by a fixed sleep.
+probe; see tests/test_slurm.py). With accounting=True it also starts a MariaDB server of its own (mariadbd on a
+free port of 127.0.0.1, its data in the temporary directory) and slurmdbd on it, so sacct answers as on a
+production cluster; without, sacct says "Slurm accounting storage is disabled" and `envcheck slurm collect` reads
+`scontrol show job`, which knows jobs for MinJobAge after they end (an hour here). Readiness is polled (sinfo until
+the node is idle, sacctmgr until slurmdbd answers), never waited for by a fixed sleep.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch")
+ACCOUNTING = ("mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "sacctmgr")
 PARTITIONS = ("debug", "second")
 
 
@@ -32,6 +34,12 @@ def missing() -> str | None:
     if os.geteuid() != 0:
         return "slurmd must run as root to start jobs as their user"
     return None
+
+
+def accounting_missing() -> str | None:
+    """Why a cluster with accounting cannot be started here (None: it can)."""
+    absent = [d for d in ACCOUNTING if shutil.which(d) is None and not Path(f"/usr/sbin/{d}").exists()]
+    return f"{', '.join(absent)} not installed (apt-get install mariadb-server slurmdbd)" if absent else None
 
 
 def _free_port() -> int:
@@ -48,7 +56,10 @@ def _binary(name: str) -> str:
 class SlurmCluster:
     root: Path
     node: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+    accounting: bool = False  # slurmdbd on a MariaDB of its own, so sacct works
     started: list[Path] = field(default_factory=list)  # pid files of what this fixture started
+    db_port: int = field(default_factory=lambda: _free_port())
+    dbd_port: int = field(default_factory=lambda: _free_port())
 
     @property
     def conf(self) -> Path:
@@ -92,9 +103,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-MpiDefault=none
+{self.accounting_conf()}MpiDefault=none
 ReturnToService=2
 MinJobAge=3600
 OverTimeLimit=0
@@ -106,6 +115,60 @@ NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
 {partitions}
 """
         )
+
+    def accounting_conf(self) -> str:
+        if not self.accounting:
+            return "JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n"
+        return (
+            "JobAcctGatherType=jobacct_gather/linux\n"
+            "AccountingStorageType=accounting_storage/slurmdbd\n"
+            f"AccountingStorageHost={self.node}\n"
+            f"AccountingStoragePort={self.dbd_port}\n"
+            # the munge socket for slurmdbd connections (AuthInfo's is for the cluster's own)
+            f"AccountingStoragePass={self.root}/munge/munge.socket\n"
+        )
+
+    def start_accounting(self, env: dict[str, str], deadline: float) -> None:
+        """MariaDB with a database user for slurmdbd, then slurmdbd (its slurmdbd.conf beside slurm.conf)."""
+        r = self.root
+        (r / "db").mkdir()
+        subprocess.run(
+            ["mariadb-install-db", f"--datadir={r}/db", "--user=root", "--auth-root-authentication-method=normal"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.Popen(
+            [_binary("mariadbd"), f"--datadir={r}/db", "--user=root", f"--socket={r}/mysqld.sock",
+             f"--port={self.db_port}", "--bind-address=127.0.0.1", f"--pid-file={r}/mysqld.pid",
+             f"--log-error={r}/mysqld.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        self.until(lambda: (r / "mysqld.pid").exists() and (r / "mysqld.sock").exists(), deadline, "MariaDB")
+        self.started.append(r / "mysqld.pid")
+        password = os.urandom(12).hex()
+        grant = (
+            f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+        )
+        subprocess.run(["mariadb", f"--socket={r}/mysqld.sock", "-uroot", "-e", grant], check=True)
+        dbd = r / "slurmdbd.conf"
+        dbd.write_text(
+            f"AuthType=auth/munge\nAuthInfo=socket={r}/munge/munge.socket\nDbdHost={self.node}\n"
+            f"DbdPort={self.dbd_port}\nSlurmUser=root\nLogFile={r}/slurmdbd.log\nPidFile={r}/slurmdbd.pid\n"
+            f"StorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\nStoragePort={self.db_port}\n"
+            f"StorageUser=slurm\nStoragePass={password}\nStorageLoc=slurm_acct_db\n"
+        )
+        dbd.chmod(0o600)  # slurmdbd refuses a configuration others can read
+        subprocess.run([_binary("slurmdbd")], check=True, env=env, capture_output=True)
+        self.started.append(r / "slurmdbd.pid")
+
+        def answers() -> bool:
+            shown = subprocess.run(["sacctmgr", "--noheader", "show", "cluster"], env=env, capture_output=True)
+            return shown.returncode == 0
+
+        self.until(answers, deadline, "slurmdbd to answer")
 
     def start(self, deadline: float = 60.0) -> None:
         self.write_conf()
@@ -122,6 +185,8 @@ NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
         subprocess.run(munge, check=True, capture_output=True)
         self.started.append(r / "munge" / "munged.pid")
         env = {**os.environ, **self.env}
+        if self.accounting:
+            self.start_accounting(env, deadline)
         subprocess.run([_binary("slurmctld"), "-f", str(self.conf)], check=True, env=env, capture_output=True)
         self.started.append(r / "slurmctld.pid")
         subprocess.run([_binary("slurmd"), "-f", str(self.conf)], check=True, env=env, capture_output=True)
@@ -147,7 +212,7 @@ NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
             time.sleep(0.2)
         logs = "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
-            for p in (self.root / "slurmctld.log", self.root / "slurmd.log")
+            for p in (self.root / "slurmctld.log", self.root / "slurmd.log", self.root / "slurmdbd.log")
             if p.exists()
         )
         raise TimeoutError(f"waited {deadline:g} s for {what}\n{logs}")
@@ -179,27 +244,20 @@ NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
         self.until(lambda: self.node_state() == "idle", deadline, "the node to be idle again")
 
     def job_processes(self) -> list[int]:
-        """Processes of this cluster's jobs that outlived their slurmd: each batch script (its path is in this
-        cluster's spool directory), the slurmstepd above it and everything below it."""
-        parents: dict[int, int] = {}
-        commands: dict[int, str] = {}
+        """Processes left of this cluster's jobs once its daemons are stopped (a task's children that escaped
+        scancel, steps orphaned by a killed slurmd): every process whose environment names this cluster's
+        slurm.conf (jobs inherit it from sbatch), this test process aside."""
+        mark = f"SLURM_CONF={self.conf}".encode()
+        found = []
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                commands[int(entry.name)] = command.decode(errors="replace")
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+                environment = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
                 continue
-        spool = str(self.root / "spool")
-        scripts = {pid for pid, command in commands.items() if spool in command}
-        found = set(scripts) | {parents[p] for p in scripts if commands.get(parents[p], "").startswith("slurmstepd:")}
-        grew = True
-        while grew:
-            below = {pid for pid, parent in parents.items() if parent in found} - found
-            grew = bool(below)
-            found |= below
+            if mark in environment:
+                found.append(int(entry.name))
         return sorted(found)
 
     def stop(self) -> None:

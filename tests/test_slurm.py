@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from slurm_cluster import SlurmCluster, missing
+from slurm_cluster import SlurmCluster, accounting_missing, missing
 
 from conftest import REPO, run_cli
 from envcheck import cli, commands
@@ -307,6 +307,23 @@ def test_hostile_paths_reach_the_scripts_as_data_only(tmp_path: Path, fake_runti
     assert not list(tmp_path.rglob("PWNED")) and not (Path.cwd() / "PWNED").exists()
 
 
+def test_stack_names_that_sanitise_alike_stay_apart_in_every_task(tmp_path: Path, fake_runtime: None):
+    """The names k8s and CI are tested with (tests/test_jobs_hostile.py): each task runs its own row."""
+    names = ["tf-2.15", "tf-2-15", "tf_2.15", "tf-2--15", "a-b", "a", "x" * 100]
+    matrix = write_matrix(tmp_path, names)
+    out = tmp_path / "out"
+    render(matrix, out, runtime="fake", partitions=("p", "p-2"))
+    write_fake_task(out)
+    table = slurm.read_table(out)
+    assert len(table) == 2 * len(names) and len({(t.stack, t.partition) for t in table.values()}) == len(table)
+    for index, task in table.items():
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(index), "SLURM_ARRAY_JOB_ID": "3"}
+        done = subprocess.run(["bash", str(out / slurm.TASK_SCRIPT)], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        status = slurm.status_file((out / "results" / "3" / str(index) / "status").read_text())
+        assert (status["stack"], status["partition"], status["image"]) == (task.stack, task.partition, task.image)
+
+
 def test_the_dry_run_is_a_script_bash_accepts(tmp_path: Path):
     matrix = write_matrix(tmp_path / "with space", ["jax-a"])
     out = tmp_path / "with space" / "o"
@@ -377,6 +394,17 @@ def test_sacct_parsable2_lines_become_one_state_per_task():
     pending = states[("4250", 7)]
     assert pending.state == "PENDING" and pending.node is None and pending.reason == "Resources"
     assert pending.partition == "v100" and pending.submitted == datetime.datetime(2026, 12, 7, 10, 0)
+
+
+def test_sacct_lines_of_a_real_slurm_with_slurmdbd():
+    states = {s.index: s for s in slurm.parse_sacct(data_lines("sacct-22.05-slurmdbd.txt"))}
+    assert {i: (s.state, s.exit_code, s.elapsed) for i, s in states.items()} == {
+        0: ("COMPLETED", 0, "00:00:00"),
+        1: ("FAILED", 3, "00:00:00"),
+        2: ("TIMEOUT", 0, "00:01:27"),  # its batch step's CANCELLED (the limit's kill) is a step: not the task's
+        3: ("COMPLETED", 0, "00:00:00"),
+    }
+    assert {(s.job, s.node, s.partition) for s in states.values()} == {("1", "vm", "debug")}
 
 
 def test_scontrol_lines_of_a_real_slurm_become_the_same_states():
@@ -558,12 +586,13 @@ def test_collect_refuses_job_ids_that_are_not_numbers(tmp_path: Path):
 # -- a real Slurm -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    why = missing()
+@pytest.fixture(scope="module", params=["sacct", "scontrol"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A cluster with accounting (slurmdbd: collect reads sacct), then one without (collect reads scontrol)."""
+    why = missing() or (accounting_missing() if request.param == "sacct" else None)
     if why:
-        pytest.skip(f"no Slurm cluster can be started here: {why}")
-    started = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+        pytest.skip(f"no Slurm cluster ({request.param}) can be started here: {why}")
+    started = SlurmCluster(tmp_path_factory.mktemp("slurm"), accounting=request.param == "sacct")
     try:
         started.start()
         yield started
@@ -599,6 +628,7 @@ def test_a_rendered_array_runs_on_a_real_slurm_and_collect_says_why_each_task_en
 
     done = run_cli("slurm", "collect", "-o", str(out), "-m", str(matrix), env=cluster.env)
     assert done.returncode == 1, done.stderr
+    assert ("accounting storage is disabled" in done.stderr) is not cluster.accounting, done.stderr
     lines = {line.split(" @ ")[0]: line for line in done.stdout.splitlines()}
     assert set(lines) == set(names), done.stdout
     assert lines["jax-ok"].startswith("jax-ok @ debug: cpu-only")
