@@ -21,7 +21,7 @@ test: base
 
 # One worker per CPU (pytest-xdist): the Docker tests stay in `make test`, one session with one fresh daemon.
 test-fast:
-	$(PYTHON) -m pytest -q -n auto -m "not docker and not browser and not slow"
+	$(PYTHON) -m pytest -q -n auto -m "not docker and not browser and not slow and not slurm"
 
 lint:
 	$(PYTHON) -m ruff check envcheck tests benchmarks scripts

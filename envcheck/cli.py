@@ -201,6 +201,37 @@ def k8s_collect_options(args: argparse.Namespace) -> options.K8sCollectOptions:
     return options.K8sCollectOptions(matrix=args.matrix, namespace=args.namespace or DEFAULTS.namespace)
 
 
+def slurm_render_options(args: argparse.Namespace) -> options.SlurmRenderOptions:
+    return options.SlurmRenderOptions(
+        matrix=args.matrix,
+        partitions=tuple(args.partition or ()),
+        gres=args.gres,
+        gpus_per_task=args.gpus_per_task,
+        runtime=args.runtime or DEFAULTS.slurm_runtime,
+        account=args.account,
+        time=args.time or DEFAULTS.slurm_time,
+        output=args.output,
+        results=args.results,
+        registry=args.registry,
+        by_tag=args.image_tag,
+        quick=args.quick,
+    )
+
+
+def slurm_submit_options(args: argparse.Namespace) -> options.SlurmSubmitOptions:
+    return options.SlurmSubmitOptions(directory=args.output or DEFAULTS.slurm_dir, dry_run=args.dry_run, wait=args.wait)
+
+
+def slurm_collect_options(args: argparse.Namespace) -> options.SlurmCollectOptions:
+    return options.SlurmCollectOptions(
+        matrix=args.matrix,
+        directory=args.output or DEFAULTS.slurm_dir,
+        jobs=tuple(args.job or ()),
+        results=args.results,
+        pending_limit=args.pending_limit or DEFAULTS.slurm_pending_limit,
+    )
+
+
 def ci_options(args: argparse.Namespace) -> options.CiOptions:
     return options.CiOptions(
         matrix=args.matrix,
@@ -272,6 +303,9 @@ COMMANDS: dict[str, Command[Any]] = {
     "hosts": Command(hosts_options, commands.hosts),
     "k8s render": Command(k8s_render_options, commands.k8s_render),
     "k8s collect": Command(k8s_collect_options, commands.k8s_collect),
+    "slurm render": Command(slurm_render_options, commands.slurm_render),
+    "slurm submit": Command(slurm_submit_options, commands.slurm_submit),
+    "slurm collect": Command(slurm_collect_options, commands.slurm_collect),
     "ci github": Command(ci_options, commands.ci_github),
     "ci gitlab": Command(ci_options, commands.ci_gitlab),
     "doctor": Command(doctor_options, commands.doctor),
@@ -284,7 +318,8 @@ COMMANDS: dict[str, Command[Any]] = {
 
 
 def command_of(args: argparse.Namespace) -> Command[Any]:
-    """The entry of `k8s render|collect`, `results export|import` and `ci github|gitlab` by both words."""
+    """The entry of `k8s render|collect`, `slurm render|submit|collect`, `results export|import` and
+    `ci github|gitlab` by both words."""
     word = getattr(args, "action", None) or getattr(args, "system", None)
     return COMMANDS[f"{args.command} {word}" if word else args.command]
 
@@ -468,6 +503,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--gate",
         action="store_true",
         help="render: every Job first runs the probe's GPU gate (boot.py --require gpu) as an initContainer",
+    )
+    p = sub.add_parser(
+        "slurm",
+        parents=[common],
+        help="write the matrix as Slurm job arrays, submit them, or collect what their tasks wrote",
+        description="render writes a directory of sbatch scripts (one job array per partition, one task per "
+        "stack, and a merge job) for a shared file system; submit runs sbatch on them; collect turns what the tasks "
+        "wrote (and sacct, for tasks that wrote nothing) into records and the table.",
+    )
+    p.add_argument("action", choices=["render", "submit", "collect"])
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help=f"the rendered directory (default ./{DEFAULTS.slurm_dir}), on storage the nodes share",
+    )
+    p.add_argument("--partition", action="append", metavar="P", help="render: a partition (repeatable)")
+    gpus = p.add_mutually_exclusive_group()
+    gpus.add_argument("--gres", metavar="SPEC", help=f"render: GPUs per task as GRES (default {DEFAULTS.slurm_gres})")
+    gpus.add_argument("--gpus-per-task", type=positive_int, metavar="N", help="render: GPUs per task (not --gres)")
+    p.add_argument(
+        "--runtime",
+        choices=["apptainer", "podman", "enroot", "charliecloud"],
+        help=f"render: the container runtime on the nodes (default {DEFAULTS.slurm_runtime})",
+    )
+    p.add_argument("--account", metavar="A", help="render: the Slurm account to charge")
+    p.add_argument("--time", metavar="T", help=f"render: a task's time limit (default {DEFAULTS.slurm_time})")
+    p.add_argument("--registry", metavar="HOST:PORT/PATH", help="render: where the images are ('registry:')")
+    p.add_argument("--image-tag", action="store_true", help="render: images by content-hash tag, not digest")
+    p.add_argument("--quick", action="store_true", help="render: the probe's short benchmark")
+    p.add_argument("--results", metavar="DIR", help="where tasks write (default DIR/results)")
+    p.add_argument("--dry-run", action="store_true", help="submit: print the sbatch commands, run none")
+    p.add_argument("--wait", action="store_true", help="submit: wait for the jobs; Ctrl-C cancels them (scancel)")
+    p.add_argument("--job", action="append", metavar="ID", help="collect: an array's job id (default: submit's)")
+    p.add_argument(
+        "--pending-limit",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help=f"collect: a task pending longer is a cell saying so (default {DEFAULTS.slurm_pending_limit:g})",
     )
     p = sub.add_parser("lint", parents=[common], help="check matrix.yaml and predict failures from knowledge")
     p.add_argument("--strict", action="store_true", help="predicted failures are errors (exit 2), for CI")

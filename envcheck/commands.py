@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envcheck import log
 from envcheck.errors import EXIT_CONFIG, EXIT_OK, EXIT_STACK_FAILED, ConfigError, EnvcheckError
@@ -38,9 +39,15 @@ from envcheck.inputs.options import (
     ResultsExportOptions,
     ResultsImportOptions,
     RunOptions,
+    SlurmCollectOptions,
+    SlurmRenderOptions,
+    SlurmSubmitOptions,
     TableOptions,
 )
 from envcheck.results.model import Result
+
+if TYPE_CHECKING:
+    from envcheck.render.dockerfile import BuildContext
 
 
 def list_stacks(options: ListOptions) -> int:
@@ -495,46 +502,58 @@ def _write(text: str, output: str | None) -> int:
     return EXIT_OK
 
 
+def _pushed_images(
+    matrix: Matrix, registry: str | None, by_tag: bool, command: str
+) -> tuple[dict[str, BuildContext], dict[str, str]]:
+    """Each stack's image as a cluster pulls it: a built stack's REGISTRY/NAME:<content hash> (by its digest in the
+    registry, asked through the Docker daemon with its credentials, unless by_tag) and an image stack's own
+    reference (resolved to its digest the same way)."""
+    from envcheck.inputs.hosts import fleet_of
+    from envcheck.render.dockerfile import render as render_stack
+
+    built = [s for s in matrix.stacks if s.kind != "image"]
+    target = fleet_of(matrix.fleet, matrix.path, None, registry)[0].registry
+    if not target and built:
+        raise ConfigError(f"{command}: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or --registry")
+    contexts = {s.name: render_stack(s, matrix.layout.build) for s in built}
+    images = {n: f"{target}/{n}:{ctx.content_hash}" for n, ctx in contexts.items()}
+    images.update({s.name: str(s.image) for s in matrix.stacks if s.kind == "image"})
+    if by_tag:
+        return contexts, images
+    from envcheck.engine.client import connect
+    from envcheck.engine.images import by_digest
+    from envcheck.engine.registry import pushed_digest
+
+    api = connect()
+    digests = {n: pushed_digest(api, str(target), ctx) for n, ctx in contexts.items()}
+    missing = [n for n, d in digests.items() if d is None]
+    if missing:
+        raise ConfigError(
+            f"{command}: {target} does not have {', '.join(missing)} as this checkout defines them: push them "
+            f"first (envcheck build --push --registry {target}), or reference them by tag with --image-tag"
+        )
+    images.update({n: str(d) for n, d in digests.items()})
+    for stack in (s for s in matrix.stacks if s.kind == "image"):
+        try:
+            images[stack.name] = by_digest(api, str(stack.image))
+        except EnvcheckError as exc:
+            raise ConfigError(
+                f"{command}: stack {stack.name}: {exc}; or reference it by tag with --image-tag"
+            ) from None
+    return contexts, images
+
+
 def k8s_render(options: K8sRenderOptions) -> int:
     """`envcheck k8s render`: a Job per stack × GPU product, images from the registry by digest (asked through the
     Docker daemon, with its credentials) or, with --image-tag, by their content-hash tag; an image stack's image by
     its own reference, resolved to its digest the same way. The probe's files go first, as a ConfigMap, when a Job
     mounts them."""
-    from envcheck.inputs.hosts import fleet_of
     from envcheck.jobs import dump_yaml, dump_yaml_all
     from envcheck.jobs.k8s import check, matrix_hash, needs_probe_files, probe_files, render_jobs
-    from envcheck.render.dockerfile import render as render_stack
 
     matrix = load_matrix(options.matrix)
-    built = [s for s in matrix.stacks if s.kind != "image"]
-    target = fleet_of(matrix.fleet, matrix.path, None, options.registry)[0].registry
-    if not target and built:
-        raise ConfigError(f"k8s render: no registry; add 'registry: HOST:PORT/PATH' to {matrix.path} or --registry")
     check(options)
-    contexts = {s.name: render_stack(s, matrix.layout.build) for s in built}
-    images = {n: f"{target}/{n}:{ctx.content_hash}" for n, ctx in contexts.items()}
-    images.update({s.name: str(s.image) for s in matrix.stacks if s.kind == "image"})
-    if not options.by_tag:
-        from envcheck.engine.client import connect
-        from envcheck.engine.images import by_digest
-        from envcheck.engine.registry import pushed_digest
-
-        api = connect()
-        digests = {n: pushed_digest(api, str(target), ctx) for n, ctx in contexts.items()}
-        missing = [n for n, d in digests.items() if d is None]
-        if missing:
-            raise ConfigError(
-                f"k8s render: {target} does not have {', '.join(missing)} as this checkout defines them: push them "
-                f"first (envcheck build --push --registry {target}), or reference them by tag with --image-tag"
-            )
-        images.update({n: str(d) for n, d in digests.items()})
-        for stack in (s for s in matrix.stacks if s.kind == "image"):
-            try:
-                images[stack.name] = by_digest(api, str(stack.image))
-            except EnvcheckError as exc:
-                raise ConfigError(
-                    f"k8s render: stack {stack.name}: {exc}; or reference it by tag with --image-tag"
-                ) from None
+    contexts, images = _pushed_images(matrix, options.registry, options.by_tag, "k8s render")
     jobs = render_jobs(matrix, contexts, images, options)
     documents = [probe_files(matrix_hash(matrix), options), *jobs] if needs_probe_files(matrix, options) else jobs
     if options.output is None:
@@ -570,4 +589,85 @@ def k8s_collect(options: K8sCollectOptions) -> int:
     for result in results:
         print(f"{result.stack} @ {result.host.label}: {result.status}" + (f" ({result.error})" if result.error else ""))
     log.info(f"{len(results)} Jobs read, {added} new records; table: {matrix.layout.docs / 'compatibility.md'}")
+    return EXIT_OK if all(r.status.ran for r in results) else EXIT_STACK_FAILED
+
+
+def slurm_render(options: SlurmRenderOptions) -> int:
+    """`envcheck slurm render`: the directory of sbatch scripts, tasks table and probe files (see jobs/slurm.py),
+    images resolved as k8s render resolves them."""
+    from envcheck.jobs import slurm
+
+    matrix = load_matrix(options.matrix)
+    slurm.check(options)
+    contexts, images = _pushed_images(matrix, options.registry, options.by_tag, "slurm render")
+    hashes = {name: context.content_hash for name, context in contexts.items()}
+    files = slurm.render(matrix, hashes, images, options)
+    directory = Path(options.output or DEFAULTS.slurm_dir)
+    slurm.write(files, directory)
+    tasks = files[slurm.TABLE].count("\n")
+    log.info(
+        f"wrote {tasks} tasks ({len(matrix.stacks)} stacks × {max(1, len(options.partitions))} partitions) and the "
+        f"merge job to {directory}/ (envcheck slurm submit -o {directory})"
+    )
+    return EXIT_OK
+
+
+def slurm_submit(options: SlurmSubmitOptions) -> int:
+    """`envcheck slurm submit`: sbatch on the rendered scripts (one array per partition, then the merge job), job
+    ids printed; --dry-run prints the commands instead; --wait waits, and Ctrl-C or SIGTERM cancels the jobs."""
+    from envcheck.jobs import slurm
+
+    directory = Path(options.directory)
+    if options.dry_run:
+        for line in slurm.dry_run(directory):
+            print(line)
+        return EXIT_OK
+    submitted = slurm.submit(directory)
+    ids = [a["job"] for a in submitted["arrays"]]
+    for array in submitted["arrays"]:
+        print(f"{array['job']}\tarray {array['indices']}" + (f" on {array['partition']}" if array["partition"] else ""))
+    print(f"{submitted['merge']}\tmerge (afterany:{':'.join(ids)})")
+    if not options.wait:
+        log.info(f"follow with squeue -j {','.join(ids)}; the merge job writes the table, or: envcheck slurm collect")
+        return EXIT_OK
+    everything = [*ids, submitted["merge"]]
+    try:
+        slurm.wait(everything)
+    except KeyboardInterrupt:  # Terminated (SIGTERM) too
+        done = slurm.cancel(everything)
+        log.info(f"cancelled jobs {' '.join(everything)}" + ("" if done.returncode == 0 else f": {done.stderr}"))
+        raise
+    log.info("every job ended; the merge job wrote the table (or run: envcheck slurm collect)")
+    return EXIT_OK
+
+
+def slurm_collect(options: SlurmCollectOptions) -> int:
+    """`envcheck slurm collect`: what the tasks wrote, and Slurm's accounting for those that wrote nothing, as
+    records merged into the table."""
+    from envcheck.jobs import slurm
+    from envcheck.results import publish, store
+
+    matrix = load_matrix(options.matrix)
+    collected = slurm.collect(
+        matrix,
+        Path(options.directory),
+        options.jobs,
+        Path(options.results) if options.results else None,
+        options.pending_limit,
+    )
+    for line in collected.skipped:
+        log.warning(line)
+    results = collected.results
+    if not results:
+        raise ConfigError(
+            f"slurm collect: no task of {options.directory} has ended yet ({collected.running} pending or running)"
+        )
+    added = store.import_records(matrix.layout.results, results)
+    with store.lock(matrix.layout.results):
+        publish.refresh(matrix.layout.results, matrix.layout.docs)
+    for result in results:
+        print(f"{result.stack} @ {result.host.label}: {result.status}" + (f" ({result.error})" if result.error else ""))
+    if collected.running:
+        log.info(f"{collected.running} tasks are still pending or running: collect again later")
+    log.info(f"{len(results)} tasks read, {added} new records; table: {matrix.layout.docs / 'compatibility.md'}")
     return EXIT_OK if all(r.status.ran for r in results) else EXIT_STACK_FAILED

@@ -21,7 +21,14 @@ from envcheck.package_cache import cache as package_cache
 
 TABLE = {f.name: getattr(DEFAULTS, f.name) for f in dataclasses.fields(DEFAULTS)}
 # An options field named otherwise than its table entry (the entry is named as the command line's argument).
-ALIASES = {"source": "log", "ttl_seconds": "job_ttl_seconds"}
+ALIASES = {
+    "source": "log",
+    "ttl_seconds": "job_ttl_seconds",
+    "runtime": "slurm_runtime",
+    "time": "slurm_time",
+    "directory": "slurm_dir",
+    "pending_limit": "slurm_pending_limit",
+}
 # The smallest command line of each command, and the options object it must make: the class's own defaults.
 BARE = {
     "list": (["list"], options.ListOptions()),
@@ -35,6 +42,9 @@ BARE = {
     "hosts": (["hosts"], options.HostsOptions()),
     "k8s render": (["k8s", "render"], options.K8sRenderOptions()),
     "k8s collect": (["k8s", "collect"], options.K8sCollectOptions()),
+    "slurm render": (["slurm", "render"], options.SlurmRenderOptions()),
+    "slurm submit": (["slurm", "submit"], options.SlurmSubmitOptions()),
+    "slurm collect": (["slurm", "collect"], options.SlurmCollectOptions()),
     "ci github": (["ci", "github"], options.CiOptions()),
     "ci gitlab": (["ci", "gitlab"], options.CiOptions()),
     "doctor": (["doctor"], options.DoctorOptions()),

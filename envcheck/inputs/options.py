@@ -56,6 +56,12 @@ class Defaults:
     namespace: str = "default"  # k8s collect: Kubernetes' own default, where `kubectl apply` puts render's Jobs
     runners: tuple[str, ...] = ("gpu",)  # ci: one self-hosted runner labelled for what it has; --runner names others
     job_ttl_seconds: int = 86400  # k8s: finished Jobs stay a day for `k8s collect`, then the cluster removes them
+    slurm_dir: str = "slurm"  # slurm render -o: scripts, tasks table and results, on the file system nodes share
+    slurm_runtime: str = "apptainer"  # the container runtime most HPC sites offer (formerly Singularity)
+    slurm_gres: str = "gpu:1"  # one GPU per task, the GRES name Slurm's gres.conf gives NVIDIA GPUs
+    slurm_time: str = "0:30:00"  # a task: the 10-minute probe, 15 minutes to pull multi-GB images, 5 to spare
+    slurm_merge_time: str = "0:15:00"  # the merge job reads files and writes the table
+    slurm_pending_limit: float = 86400.0  # collect: a task pending a day is one the partition will not run
     framework: str = frameworks.DEFAULT.name  # doctor: envcheck began as "why is TensorFlow not using the GPU?"
     output: str = "text"  # run and matrix: for people; --json and --format junit are asked for by machines
     log: str = "-"  # explain: standard input, where a piped or pasted log comes from
@@ -212,6 +218,41 @@ class K8sRenderOptions:
 class K8sCollectOptions:
     matrix: str = DEFAULTS.matrix
     namespace: str = DEFAULTS.namespace
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmRenderOptions:
+    """slurm render: a job array per partition (none: the cluster's default), one task per stack, and the merge
+    job; GPUs by --gres (default gpu:1) or --gpus-per-task."""
+
+    matrix: str = DEFAULTS.matrix
+    partitions: tuple[str, ...] = ()
+    gres: str | None = None  # None: DEFAULTS.slurm_gres, unless gpus_per_task is given
+    gpus_per_task: int | None = None
+    runtime: str = DEFAULTS.slurm_runtime
+    account: str | None = None
+    time: str = DEFAULTS.slurm_time
+    output: str | None = None  # the directory; None: DEFAULTS.slurm_dir
+    results: str | None = None  # where tasks write; None: OUTPUT/results
+    registry: str | None = None  # else the matrix file's
+    by_tag: bool = False  # images by content-hash tag, not by digest (which asks the registry)
+    quick: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmSubmitOptions:
+    directory: str = DEFAULTS.slurm_dir
+    dry_run: bool = False
+    wait: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmCollectOptions:
+    matrix: str = DEFAULTS.matrix
+    directory: str = DEFAULTS.slurm_dir
+    jobs: tuple[str, ...] = ()  # array job ids; none: those submit recorded
+    results: str | None = None  # None: where render told the tasks to write
+    pending_limit: float = DEFAULTS.slurm_pending_limit
 
 
 @dataclass(frozen=True, kw_only=True)
