@@ -21,6 +21,13 @@ command -v iptables >/dev/null || need_apt+=(iptables)
 # the compiled fixtures: C shared objects (tests/test_probe_local.py) and nvcc's host code (tests/test_wheel_code.py)
 command -v gcc >/dev/null || need_apt+=(gcc)
 command -v g++ >/dev/null || need_apt+=(g++)
+# the Slurm tests: a single-node cluster of their own (munge, slurmctld, slurmd), its accounting (slurmdbd on a MariaDB
+# the tests start), and shellcheck for the job scripts
+command -v slurmctld >/dev/null || need_apt+=(slurm-wlm)
+command -v munged >/dev/null || need_apt+=(munge)
+command -v slurmdbd >/dev/null || need_apt+=(slurmdbd)
+command -v mariadbd >/dev/null || need_apt+=(mariadb-server)
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 need_lean=()
 command -v chromium >/dev/null || need_lean+=(chromium)  # the page tests drive it headless
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_lean+=(fonts-noto-color-emoji)
