@@ -1,8 +1,10 @@
-"""The matrix as jobs of the engines teams already run: GitHub Actions and GitLab CI workflows (ci.py) and
-Kubernetes Jobs (k8s.py), generated from matrix.yaml, and the records those jobs leave collected into the table."""
+"""The matrix as jobs of the engines teams already run: GitHub Actions and GitLab CI workflows (ci.py), Kubernetes
+Jobs (k8s.py) and Slurm job arrays (slurm.py), generated from matrix.yaml, and the records those jobs leave collected
+into the table (what the collectors check alike: untrusted.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -30,3 +32,10 @@ def dump_yaml(data: Any) -> str:
 
 def dump_yaml_all(documents: list[Any]) -> str:
     return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=1000, default_flow_style=False)
+
+
+def first_repeated(values: Sequence[str]) -> str | None:
+    """The first value (in sort order) a flag was given more than once: each value names one column of the table,
+    so a repeated one would run every stack twice there."""
+    twice = sorted({v for v in values if values.count(v) > 1})
+    return twice[0] if twice else None

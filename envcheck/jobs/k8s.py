@@ -34,13 +34,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
-from envcheck import __version__, frameworks
+from envcheck import __version__
 from envcheck.engine import images
 from envcheck.errors import ConfigError
-from envcheck.inputs.matrix import AUTO, Matrix, Stack
+from envcheck.inputs.matrix import Matrix, Stack
 from envcheck.inputs.options import DEFAULTS, K8sRenderOptions
+from envcheck.jobs import first_repeated
+from envcheck.jobs.untrusted import clean, disagreement
 from envcheck.probe import PROBE_COMMAND, PROBE_FILES, parse_output
 from envcheck.render.dockerfile import BuildContext
 from envcheck.results.model import Host, Result, RunInfo, Status
@@ -61,7 +61,6 @@ DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 labe
 TAIL_CHARS = 4000
 REQUEST_TIMEOUT = (10.0, 60.0)  # seconds to connect and between bytes read, for every API call collect makes
 RETRIES = 1  # a dropped connection is tried again once; a server that does not answer costs two timeouts, not four
-MESSAGE_CHARS = 300  # of an API's own words kept in a message
 PROBE_DIR = "/opt/envcheck"  # where the probe's files are, baked in or mounted from the ConfigMap
 PROBE_VOLUME = "probe"
 GATE = "gpu-gate"  # the initContainer --gate adds
@@ -99,9 +98,9 @@ def check(options: K8sRenderOptions) -> None:
                 f"--gpu-product {product!r}: expected a node label value as GPU Feature Discovery writes it, "
                 "like NVIDIA-A100-SXM4-80GB (letters, digits, '.', '_' or '-', at most 63)"
             )
-    twice = sorted({p for p in options.gpu_products if options.gpu_products.count(p) > 1})
-    if twice:
-        raise ConfigError(f"--gpu-product {twice[0]!r} is given twice: each product makes one Job per stack")
+    twice = first_repeated(options.gpu_products)
+    if twice is not None:
+        raise ConfigError(f"--gpu-product {twice!r} is given twice: each product makes one Job per stack")
     check_namespace(options.namespace)
     runtime_class = options.runtime_class
     if runtime_class is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", runtime_class):
@@ -273,13 +272,13 @@ def _list(data: Any, *keys: str) -> list[Any]:
 def _said(data: Any, key: str) -> str:
     """A string the API (or a pod) wrote, as one clean line for messages and records; empty if not a string."""
     value = _get(data, key)
-    return _clean(value) if isinstance(value, str) else ""
+    return clean(value) if isinstance(value, str) else ""
 
 
 def host_of(node_labels: dict[str, str], node_name: str | None) -> Host:
     """The node as a host: labelled by its GPU product, driver and GPUs from GPU Feature Discovery's labels."""
-    labels = {k: _clean(v) for k, v in (node_labels or {}).items() if isinstance(k, str) and isinstance(v, str)}
-    node_name = _clean(node_name) if node_name else None
+    labels = {k: clean(v) for k, v in (node_labels or {}).items() if isinstance(k, str) and isinstance(v, str)}
+    node_name = clean(node_name) if node_name else None
     product = labels.get(GFD_PRODUCT)
     driver = labels.get(GFD_DRIVER[0])
     if driver is None and GFD_DRIVER[1] in labels:
@@ -325,7 +324,7 @@ def result_of_pod(
             host.label = product or node_name
     image = _image(pod) if pod else None
     if image is not None and not _runs_image_of(stack, image):
-        raise Refused(f"its pod runs {_clean(image)}, not an image of stack {stack.name}")
+        raise Refused(f"its pod runs {clean(image)}, not an image of stack {stack.name}")
     result = new_result(
         stack,
         host,
@@ -367,15 +366,15 @@ def result_of_pod(
     if probe is None:
         if deadline:
             return _timed_out(result, deadline)
-        shown = _clean(phase) if phase else "unknown"
+        shown = clean(phase) if phase else "unknown"
         reason = _said(terminated, "reason") or shown
         result.error = f"the probe printed no JSON (pod {shown}, container {reason}, exit code {result.run.exit_code})"
         return result
     if image is None:
         raise Refused(f"its pod names no image, so its probe output cannot be vouched for as stack {stack.name}'s")
-    disagreement = _disagreement(stack, probe)
-    if disagreement:
-        raise Refused(f"its probe document is not of stack {stack.name}: {disagreement}")
+    contradiction = disagreement(stack, probe)
+    if contradiction:
+        raise Refused(f"its probe document is not of stack {stack.name}: {contradiction}")
     judge(result, probe)
     return result
 
@@ -405,42 +404,6 @@ def _repository_name(image: str) -> str:
     repository = image.split("@", 1)[0]
     last = repository.rsplit("/", 1)[-1]
     return last.split(":", 1)[0]
-
-
-def _disagreement(stack: Stack, probe: dict[str, Any]) -> str | None:
-    """Where a probe document contradicts the stack it is said to be of: its framework, that framework's version
-    (local part such as +cu121 aside) and Python's major.minor, each where the document states it. A stack of an
-    image envcheck did not render states only its framework, if it names one."""
-    framework = probe.get("framework", frameworks.DEFAULT.name)  # documents of probe schema 1 are TensorFlow's
-    if stack.kind != "rendered":
-        named = stack.probe_framework
-        return None if named in (AUTO, framework) else f"framework {_clean(str(framework))}, not {named}"
-    if framework != stack.framework:
-        return f"framework {_clean(str(framework))}, not {stack.framework}"
-    for key, expected, parts in (("framework_version", stack.version, None), ("python", stack.python, 2)):
-        stated = probe.get(key)
-        if stated is not None and not _same_version(stated, expected, parts):
-            return f"{key} {_clean(str(stated))}, not {expected}"
-    return None
-
-
-def _same_version(stated: Any, expected: str, parts: int | None) -> bool:
-    """PEP 440 equality of the public versions (2.15 is 2.15.0, 2.5.1+cu121 is 2.5.1), or of the first `parts`
-    release numbers (Python 3.11.2 is a stack's 3.11)."""
-    if not isinstance(stated, str):
-        return False
-    try:
-        theirs, ours = Version(stated), Version(expected)
-    except InvalidVersion:
-        return False
-    return theirs.release[:parts] == ours.release[:parts] if parts else Version(theirs.public) == ours
-
-
-def _clean(text: str, limit: int = MESSAGE_CHARS) -> str:
-    """Untrusted text (API answers, pod output) fit for one line of a terminal: no control or invisible
-    characters (an escape sequence could rewrite what the user sees), at most `limit` characters."""
-    printable = "".join(c if c.isprintable() else " " for c in text)
-    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
 
 
 def _image(pod: dict[str, Any]) -> str | None:
@@ -546,10 +509,10 @@ def _refusal(exc: Any) -> str:
         message = json.loads(body or "").get("message")
     except (ValueError, AttributeError, RecursionError):
         message = None
-    said = f": {_clean(message)}" if isinstance(message, str) and message else ""
+    said = f": {clean(message)}" if isinstance(message, str) and message else ""
     if not exc.status:  # the client's own failure (TLS), not an answer
-        return f"the connection failed ({_clean(str(exc.reason or ''))})"
-    return f"HTTP {exc.status} {_clean(str(exc.reason or ''))}".strip() + said
+        return f"the connection failed ({clean(str(exc.reason or ''))})"
+    return f"HTTP {exc.status} {clean(str(exc.reason or ''))}".strip() + said
 
 
 def _cause(exc: BaseException | None) -> str:
@@ -600,7 +563,7 @@ def _stack_of_job(matrix: Matrix, job_data: dict[str, Any], rendered: dict[str |
         raise Refused(f"{matrix.path} renders no Job of that name (was the matrix edited, or the Job made by hand?)")
     label = _get(labels, STACK_LABEL)
     if label != stack.name:
-        raise Refused(f"its name is stack {stack.name}'s Job but its stack label says {_clean(str(label))}")
+        raise Refused(f"its name is stack {stack.name}'s Job but its stack label says {clean(str(label))}")
     return stack
 
 
@@ -620,7 +583,7 @@ def collect(matrix: Matrix, namespace: str) -> tuple[list[Result], list[str]]:
     nodes: dict[str, dict[str, str] | None] = {}
     rendered: dict[str | None, dict[str, Stack]] = {}
     for job_data in jobs:
-        name = _clean(_text(job_data, "metadata", "name") or "(unnamed)")
+        name = clean(_text(job_data, "metadata", "name") or "(unnamed)")
         try:
             stack = _stack_of_job(matrix, job_data, rendered)
             result = _collect_job(stack, job_data, namespace, core, nodes, skipped)
@@ -652,7 +615,7 @@ def _collect_job(
     pod = max(pods, key=lambda p: _text(p, "metadata", "creationTimestamp") or "", default=None)
     node = _text(pod, "spec", "nodeName")
     if node and node not in nodes:
-        what = f"reading node {_clean(node)}"
+        what = f"reading node {clean(node)}"
         try:
             answer = _object(what, _answer(what, core.read_node, node))
         except ApiError as exc:
@@ -667,7 +630,7 @@ def _collect_job(
         pod_name = _text(pod, "metadata", "name")
         if pod_name is None:
             raise Refused("its pod has no name")
-        what = f"reading the log of pod {_clean(pod_name)}"
+        what = f"reading the log of pod {clean(pod_name)}"
         try:
             log = _answer(what, core.read_namespaced_pod_log, pod_name, namespace, container="probe")
         except ApiError as exc:

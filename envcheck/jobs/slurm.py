@@ -40,7 +40,9 @@ from envcheck import __version__
 from envcheck.errors import ConfigError
 from envcheck.inputs.matrix import Matrix, Stack
 from envcheck.inputs.options import DEFAULTS, SlurmRenderOptions
-from envcheck.jobs.k8s import IMAGE_PYTHON, _clean, _disagreement, matrix_hash
+from envcheck.jobs import first_repeated
+from envcheck.jobs.k8s import IMAGE_PYTHON, matrix_hash
+from envcheck.jobs.untrusted import clean, disagreement
 from envcheck.probe import PROBE_COMMAND, PROBE_FILES, parse_output
 from envcheck.results.model import Host, Result, RunInfo, Status
 from envcheck.runs.pipeline import judge, new_result, seen_by_probe
@@ -153,9 +155,9 @@ def check(options: SlurmRenderOptions) -> None:
                 f"--partition {partition!r}: expected a Slurm partition name (letters, digits, '_', '.', '-', "
                 "at most 64), as sinfo lists it"
             )
-    twice = sorted({p for p in options.partitions if options.partitions.count(p) > 1})
-    if twice:
-        raise ConfigError(f"--partition {twice[0]!r} is given twice: each partition runs every stack once")
+    twice = first_repeated(options.partitions)
+    if twice is not None:
+        raise ConfigError(f"--partition {twice!r} is given twice: each partition runs every stack once")
     if options.account is not None and not SLURM_NAME.fullmatch(options.account):
         raise ConfigError(f"--account {options.account!r}: expected a Slurm account name, as sacctmgr lists it")
     if not TIME.fullmatch(options.time):
@@ -450,7 +452,7 @@ def job_id_of(stdout: str) -> str:
     """sbatch --parsable prints `jobid` or `jobid;cluster`."""
     first = stdout.strip().split(";", 1)[0]
     if not JOB_ID.fullmatch(first):
-        raise ConfigError(f"sbatch printed {_clean(stdout.strip())!r}, not a job id")
+        raise ConfigError(f"sbatch printed {clean(stdout.strip())!r}, not a job id")
     return first
 
 
@@ -477,14 +479,14 @@ def submit(directory: Path, run: Runner = run_command) -> dict[str, Any]:
     for array, command in zip(manifest["arrays"], arrays, strict=True):
         done = run(command)
         if done.returncode != 0:
-            raise ConfigError(f"{shlex.join(command)} failed: {_clean(done.stderr.strip() or done.stdout.strip())}")
+            raise ConfigError(f"{shlex.join(command)} failed: {clean(done.stderr.strip() or done.stdout.strip())}")
         submitted["arrays"].append({**array, "job": job_id_of(done.stdout)})
         _save(directory / SUBMITTED, submitted)  # what is queued is never forgotten, even if a later sbatch fails
     ids = [a["job"] for a in submitted["arrays"]]
     command = [w.replace("{jobs}", ":".join(ids)) for w in merge if w != "{job_args}"] + ids
     done = run(command)
     if done.returncode != 0:
-        raise ConfigError(f"{shlex.join(command)} failed: {_clean(done.stderr.strip() or done.stdout.strip())}")
+        raise ConfigError(f"{shlex.join(command)} failed: {clean(done.stderr.strip() or done.stdout.strip())}")
     submitted["merge"] = job_id_of(done.stdout)
     _save(directory / SUBMITTED, submitted)
     return submitted
@@ -610,9 +612,9 @@ def parse_sacct(text: str) -> list[TaskState]:
                     signal=signal,
                     node=nodes if NODE.fullmatch(nodes) else None,
                     partition=partition if SLURM_NAME.fullmatch(partition) else None,
-                    elapsed=_clean(elapsed, 32) or None,
+                    elapsed=clean(elapsed, 32) or None,
                     submitted=_time(submitted),
-                    reason=None if reason in ("", "None") else _clean(reason),
+                    reason=None if reason in ("", "None") else clean(reason),
                     by=by,
                 )
             )
@@ -647,9 +649,9 @@ def parse_scontrol(text: str) -> list[TaskState]:
                     signal=signal,
                     node=nodes if NODE.fullmatch(nodes) else None,
                     partition=partition if SLURM_NAME.fullmatch(partition) else None,
-                    elapsed=_clean(values.get("RunTime", ""), 32) or None,
+                    elapsed=clean(values.get("RunTime", ""), 32) or None,
                     submitted=_time(values.get("SubmitTime")),
-                    reason=None if reason in ("", "None") else _clean(reason),
+                    reason=None if reason in ("", "None") else clean(reason),
                 )
             )
     return states
@@ -671,8 +673,8 @@ def task_states(jobs: list[str], run: Runner = run_command) -> tuple[dict[tuple[
         if shown.returncode == 0:
             states.update({(s.job, s.index): s for s in parse_scontrol(shown.stdout)})
         else:
-            failures.append(_clean(shown.stderr.strip() or f"exit code {shown.returncode}"))
-    said = _clean(sacct.stderr.strip() or f"exit code {sacct.returncode}")
+            failures.append(clean(shown.stderr.strip() or f"exit code {shown.returncode}"))
+    said = clean(sacct.stderr.strip() or f"exit code {sacct.returncode}")
     note = f"sacct: {said}; read `scontrol show job` instead, which forgets a job MinJobAge after it ends"
     return states, note + (f" (scontrol: {failures[0]})" if failures else "")
 
@@ -767,8 +769,8 @@ def result_of_task(
     status = status_file(files.get("status") or "")
     if status and (status.get("stack") != task.stack or status.get("image") != task.image):
         raise Refused(
-            f"its status file names stack {status.get('stack')!r} and image {_clean(status.get('image') or '')!r}, "
-            f"not {task.stack} and {_clean(task.image)} as tasks.tsv has them"
+            f"its status file names stack {status.get('stack')!r} and image {clean(status.get('image') or '')!r}, "
+            f"not {task.stack} and {clean(task.image)} as tasks.tsv has them"
         )
     partition = status.get("partition") or (state.partition if state else None) or task.partition
     node = status.get("node") or (state.node if state else None)
@@ -786,7 +788,7 @@ def result_of_task(
     code = int(status["exit"])
     stderr = files.get("probe.err") or ""
     if status["stage"] == "pull":
-        result.error = f"pulling {_clean(image)} failed (exit code {code}): {_last_line(files.get('pull.log'))}"
+        result.error = f"pulling {clean(image)} failed (exit code {code}): {_last_line(files.get('pull.log'))}"
         result.run = RunInfo(exit_code=code, stderr_tail=(files.get("pull.log") or "")[-TAIL_CHARS:])
         return result
     probe = parse_output(files.get("probe.out") or "")
@@ -794,9 +796,9 @@ def result_of_task(
     if probe is None:
         result.error = f"the probe printed no JSON (exit code {code}): {_last_line(stderr)}"
         return result
-    disagreement = _disagreement(stack, probe)
-    if disagreement:
-        raise Refused(f"its probe document is not of stack {stack.name}: {disagreement}")
+    contradiction = disagreement(stack, probe)
+    if contradiction:
+        raise Refused(f"its probe document is not of stack {stack.name}: {contradiction}")
     result.host = seen_by_probe(result.host, probe)
     result.host.fingerprint = result.host.decisive_fingerprint()
     judge(result, probe)
@@ -805,7 +807,7 @@ def result_of_task(
 
 def _last_line(text: str | None) -> str:
     lines = [line for line in (text or "").splitlines() if line.strip()]
-    return _clean(lines[-1]) if lines else "nothing written"
+    return clean(lines[-1]) if lines else "nothing written"
 
 
 def _from_slurm(
@@ -854,7 +856,7 @@ def _from_slurm(
         "COMPLETED": (Status.RUN_FAILED, f"the task completed{where} but wrote no status file"),
     }
     result.status, result.error = words.get(
-        state.state, (Status.RUN_FAILED, f"Slurm says {_clean(state.state)}{where} ({exit_text}){said}")
+        state.state, (Status.RUN_FAILED, f"Slurm says {clean(state.state)}{where} ({exit_text}){said}")
     )
     return result
 
