@@ -72,9 +72,9 @@ PIP_NVIDIA = re.compile(r"\[and-cuda\]|nvidia-[a-z-]+-cu1\d|site-packages/nvidia
 DOCKER_RUN = re.compile(r"(?:^|[$#>`]\s*|sudo\s+)docker\s+(?:container\s+)?run\b")
 GPU_REQUEST = re.compile(r"--gpus|--runtime[= ]nvidia|nvidia-docker|--device[= ]nvidia\.com/gpu")
 # The framework saying, in the user's session, that it has no GPU: torch.cuda.is_available() → False.
+NOT_AVAILABLE = re.compile(r"is_available\(\)\s*(?:\)|$)|^(?:Out\[\d+\]:\s*)?False$")
 # The framework saw a GPU in another run the log reports ("torch.cuda.is_available() shows true"): the machine has one.
 SAW_GPU = re.compile(r"is_available\(\)\W*(?:\w+\W+){0,3}?(?:true|True)\b")
-NOT_AVAILABLE = re.compile(r"is_available\(\)\s*(?:\)|$)|^(?:Out\[\d+\]:\s*)?False$")
 GPU_IN_USE = re.compile(r"Created (?:TensorFlow )?device \(?/job:localhost/replica:0/task:0/device:GPU:\d")
 ERRORISH = re.compile(
     r"^[EF]\d{4} |^\S*\s*[EF] \S+\.cc:\d+\]|\d [EF] \S+\.cc:\d+\]|\b(?:\w*Error|Exception|FAILED|CUDA_ERROR_\w+"
