@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,23 @@ def settled(case: dict[str, Any]) -> bool:
     return not case["thread"].lstrip("(\"' ").lower().startswith("unsure")
 
 
-def cases(unsure: bool = False) -> list[dict[str, Any]]:
-    """Every settled case of the corpora (with `unsure`, also those marked unsure), each with its file (`file`)."""
+def file_cases(names: Iterable[str]) -> list[dict[str, Any]]:
+    """Every case of these corpus files, each with the file it is in (`file`)."""
     found = []
-    for name in LOGS:
+    for name in names:
         if (CORPORA / name).exists():
             found += [{**case, "file": name} for case in yaml.safe_load((CORPORA / name).read_text())]
-    return [case for case in found if unsure or settled(case)]
+    return found
+
+
+def cases(unsure: bool = False) -> list[dict[str, Any]]:
+    """Every settled case of the corpora (with `unsure`, also those marked unsure)."""
+    return [case for case in file_cases(LOGS) if unsure or settled(case)]
+
+
+def tuned_cases(names: Iterable[str]) -> list[dict[str, Any]]:
+    """The settled cases of these files that rules may be tuned on: the part not held aside (the tests' cases)."""
+    return [case for case in file_cases(names) if settled(case) and not held_aside(case)]
 
 
 def explained(case: dict[str, Any]) -> list[str]:

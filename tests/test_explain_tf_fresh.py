@@ -11,19 +11,19 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from explain_accuracy import CORPORA, explained, held_aside, settled  # noqa: E402
+from corpus_cases import check_material, parameters  # noqa: E402
+from explain_accuracy import explained, tuned_cases  # noqa: E402
 
 from envcheck.diagnosis.explain import explain  # noqa: E402
 from envcheck.diagnosis.logread import DLL_NAME, _dll, _pinned  # noqa: E402
 from envcheck.inputs.options import ExplainOptions  # noqa: E402
 
 FILES = ["tf-fresh.yaml", "tf-second.yaml"]  # PyTorch's and JAX's corpora: test_explain_torch_jax
-CASES = [c for name in FILES for c in yaml.safe_load((CORPORA / name).read_text()) if not held_aside(c) and settled(c)]
+CASES = tuned_cases(FILES)
 WRONG = {
     # log too thin: the cause is in the thread or the user's prose, not in the lines posted
     "https://github.com/tensorflow/tensorflow/issues/34759": "libcudart.so.10.1 missing; the CUDA 10.2 installed "
@@ -47,27 +47,13 @@ WRONG = {
 }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            id=case["source"].split("://", 1)[1],
-            marks=[pytest.mark.xfail(strict=True, reason=WRONG[case["source"]])] if case["source"] in WRONG else [],
-        )
-        for case in CASES
-    ],
-)
+@pytest.mark.parametrize("case", parameters(CASES, WRONG))
 def test_explain_names_the_cause_the_thread_settled(case: dict):
     assert explained(case)[:1] == [case["cause"]]
 
 
 def test_the_material_is_real_and_apart():
-    everything = [c for name in FILES for c in yaml.safe_load((CORPORA / name).read_text())]
-    sources = [c["source"] for c in everything]
-    assert len(sources) == len(set(sources)) >= 58 and set(WRONG) <= set(sources)
-    assert not any(held_aside({"source": s}) for s in WRONG)  # the held part is measured, never listed here
-    assert all(c["framework"] == "tensorflow" and c["log"].strip() and c["thread"] for c in everything)
+    check_material(FILES, WRONG, 58, ("tensorflow",))
 
 
 # -- one test per rule, on lines users posted ------------------------------------------------------------------------

@@ -11,18 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from explain_accuracy import CORPORA, LOGS, explained, held_aside, settled  # noqa: E402
+from corpus_cases import check_material, parameters  # noqa: E402
+from explain_accuracy import LOGS, explained, tuned_cases  # noqa: E402
 
 from envcheck.diagnosis.explain import explain  # noqa: E402
 from envcheck.inputs.options import ExplainOptions  # noqa: E402
 
 FILES = [name for name in LOGS if name.startswith(("torch-", "jax"))]  # TensorFlow's: test_explain_tf_fresh
-CASES = [c for name in FILES for c in yaml.safe_load((CORPORA / name).read_text()) if not held_aside(c) and settled(c)]
+CASES = tuned_cases(FILES)
 WRONG = {
     # log too thin: the cause is in the thread, not in the lines posted
     "https://github.com/vllm-project/vllm/issues/1718": "libcudart.so.12 missing; the torch's CUDA 11 not shown",
@@ -55,27 +55,13 @@ WRONG = {
 }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            id=case["source"].split("://", 1)[1],
-            marks=[pytest.mark.xfail(strict=True, reason=WRONG[case["source"]])] if case["source"] in WRONG else [],
-        )
-        for case in CASES
-    ],
-)
+@pytest.mark.parametrize("case", parameters(CASES, WRONG))
 def test_explain_names_the_cause_the_thread_settled(case: dict):
     assert explained(case)[:1] == [case["cause"]]
 
 
 def test_the_material_is_real_and_apart():
-    everything = [c for name in FILES for c in yaml.safe_load((CORPORA / name).read_text())]
-    sources = [c["source"] for c in everything]
-    assert len(sources) == len(set(sources)) >= 160 and set(WRONG) <= set(sources)
-    assert not any(held_aside({"source": s}) for s in WRONG)  # the held part is measured, never listed here
-    assert all(c["framework"] in ("torch", "jax") and c["log"].strip() and c["thread"] for c in everything)
+    check_material(FILES, WRONG, 160, ("torch", "jax"))
 
 
 # -- one test per rule, on lines users posted ------------------------------------------------------------------------
