@@ -593,18 +593,18 @@ def k8s_collect(options: K8sCollectOptions) -> int:
 
 
 def slurm_render(options: SlurmRenderOptions) -> int:
-    """`envcheck slurm render`: the directory of sbatch scripts, tasks table and probe files (see jobs/slurm.py),
+    """`envcheck slurm render`: the directory of sbatch scripts, tasks table and probe files (see jobs/slurm/),
     images resolved as k8s render resolves them."""
-    from envcheck.jobs import slurm
+    from envcheck.jobs.slurm import layout, render
 
     matrix = load_matrix(options.matrix)
-    slurm.check(options)
+    render.check(options)
     contexts, images = _pushed_images(matrix, options.registry, options.by_tag, "slurm render")
     hashes = {name: context.content_hash for name, context in contexts.items()}
-    files = slurm.render(matrix, hashes, images, options)
+    files = render.render(matrix, hashes, images, options)
     directory = Path(options.output or DEFAULTS.slurm_dir)
-    slurm.write(files, directory)
-    tasks = files[slurm.TABLE].count("\n")
+    render.write(files, directory)
+    tasks = files[layout.TABLE].count("\n")
     log.info(
         f"wrote {tasks} tasks ({len(matrix.stacks)} stacks × {max(1, len(options.partitions))} partitions) and the "
         f"merge job to {directory}/ (envcheck slurm submit -o {directory})"
@@ -615,14 +615,14 @@ def slurm_render(options: SlurmRenderOptions) -> int:
 def slurm_submit(options: SlurmSubmitOptions) -> int:
     """`envcheck slurm submit`: sbatch on the rendered scripts (one array per partition, then the merge job), job
     ids printed; --dry-run prints the commands instead; --wait waits, and Ctrl-C or SIGTERM cancels the jobs."""
-    from envcheck.jobs import slurm
+    from envcheck.jobs.slurm import submit
 
     directory = Path(options.directory)
     if options.dry_run:
-        for line in slurm.dry_run(directory):
+        for line in submit.dry_run(directory):
             print(line)
         return EXIT_OK
-    submitted = slurm.submit(directory)
+    submitted = submit.submit(directory)
     ids = [a["job"] for a in submitted["arrays"]]
     for array in submitted["arrays"]:
         print(f"{array['job']}\tarray {array['indices']}" + (f" on {array['partition']}" if array["partition"] else ""))
@@ -632,9 +632,9 @@ def slurm_submit(options: SlurmSubmitOptions) -> int:
         return EXIT_OK
     everything = [*ids, submitted["merge"]]
     try:
-        slurm.wait(everything)
+        submit.wait(everything)
     except KeyboardInterrupt:  # Terminated (SIGTERM) too
-        done = slurm.cancel(everything)
+        done = submit.cancel(everything)
         log.info(f"cancelled jobs {' '.join(everything)}" + ("" if done.returncode == 0 else f": {done.stderr}"))
         raise
     log.info("every job ended; the merge job wrote the table (or run: envcheck slurm collect)")
@@ -644,11 +644,11 @@ def slurm_submit(options: SlurmSubmitOptions) -> int:
 def slurm_collect(options: SlurmCollectOptions) -> int:
     """`envcheck slurm collect`: what the tasks wrote, and Slurm's accounting for those that wrote nothing, as
     records merged into the table."""
-    from envcheck.jobs import slurm
+    from envcheck.jobs.slurm.collect import collect
     from envcheck.results import publish, store
 
     matrix = load_matrix(options.matrix)
-    collected = slurm.collect(
+    collected = collect(
         matrix,
         Path(options.directory),
         options.jobs,

@@ -34,7 +34,8 @@ from envcheck import cli, commands
 from envcheck.errors import ConfigError
 from envcheck.inputs.matrix import load_matrix
 from envcheck.inputs.options import SlurmCollectOptions, SlurmRenderOptions
-from envcheck.jobs import slurm
+from envcheck.jobs.slurm import accounting, collect, layout, runtimes, submit
+from envcheck.jobs.slurm import render as rendering
 from envcheck.probe import parse_output
 
 DATA = REPO / "tests" / "data"
@@ -70,9 +71,9 @@ def render(matrix: Path, out: Path, **options: object) -> dict[str, str]:
 
 # A runtime that runs no container: pull fails for stacks named *-nopull; run prints the recorded probe document,
 # exits 3 without a document for *-crash, or sleeps (*-slow, *-cancel). Only these tests define it.
-FAKE = slurm.Runtime(
+FAKE = runtimes.Runtime(
     pull='if [ "${stack%-nopull}" != "$stack" ]; then echo "manifest unknown" >&2; false; fi',
-    run=f'bash "$PROBE_FILES/../fake-task.sh" "$stack" "$image" {slurm.MOUNTS} {slurm.PROBE}',
+    run=f'bash "$PROBE_FILES/../fake-task.sh" "$stack" "$image" {runtimes.MOUNTS} {runtimes.PROBE}',
     mount='--mount="$PROBE_FILES"',
 )
 FAKE_TASK = """#!/bin/bash
@@ -87,8 +88,8 @@ esac
 
 @pytest.fixture
 def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(slurm.RUNTIMES, "fake", FAKE)
-    monkeypatch.setattr(slurm, "ENVCHECK_COMMAND", (sys.executable, "-m", "envcheck"))
+    monkeypatch.setitem(runtimes.RUNTIMES, "fake", FAKE)
+    monkeypatch.setattr(rendering, "ENVCHECK_COMMAND", (sys.executable, "-m", "envcheck"))
 
 
 def write_fake_task(out: Path) -> None:
@@ -105,12 +106,12 @@ def test_every_runtimes_scripts_pass_shellcheck_and_name_its_gpu_option(tmp_path
     matrix = write_matrix(tmp_path, ["jax-a", "jax-b"], extra="")
     files = render(matrix, tmp_path / "out", runtime=runtime, partitions=("a100", "v100"), account="proj-1")
     lint = subprocess.run(
-        [shellcheck(), "--shell=bash", *(str(tmp_path / "out" / n) for n in (slurm.TASK_SCRIPT, slurm.MERGE_SCRIPT))],
+        [shellcheck(), "--shell=bash", *(str(tmp_path / "out" / n) for n in (layout.TASK_SCRIPT, layout.MERGE_SCRIPT))],
         capture_output=True,
         text=True,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    script = files[slurm.TASK_SCRIPT]
+    script = files[layout.TASK_SCRIPT]
     gpu = {
         "apptainer": "apptainer exec --nv",
         "podman": "gpus=(--device nvidia.com/gpu=all)",
@@ -120,7 +121,7 @@ def test_every_runtimes_scripts_pass_shellcheck_and_name_its_gpu_option(tmp_path
     assert gpu in script
     assert "#SBATCH --gres=gpu:1" in script and "#SBATCH --account=proj-1" in script
     assert "#SBATCH --time=0:30:00" in script
-    rows = [line.split("\t") for line in files[slurm.TABLE].splitlines()]
+    rows = [line.split("\t") for line in files[layout.TABLE].splitlines()]
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("0", "jax-a", "a100"),
         ("1", "jax-b", "a100"),
@@ -135,7 +136,7 @@ def test_every_runtimes_scripts_pass_shellcheck_and_name_its_gpu_option(tmp_path
         "charliecloud": f"{REGISTRY}/jax-a:",
     }[runtime]
     assert image.startswith(expected), image
-    manifest = json.loads(files[slurm.MANIFEST])
+    manifest = json.loads(files[layout.MANIFEST])
     assert [(a["partition"], a["indices"]) for a in manifest["arrays"]] == [("a100", "0-1"), ("v100", "2-3")]
     assert set((tmp_path / "out" / "probe").iterdir())  # the probe's files, for images envcheck did not render
 
@@ -201,7 +202,7 @@ def test_what_each_runtime_runs_for_an_image_stack(tmp_path: Path, runtime: str)
         "SLURM_ARRAY_JOB_ID": "5",
         "SLURM_JOB_GPUS": "0,2",
     }
-    done = subprocess.run(["bash", str(out / slurm.TASK_SCRIPT)], env=env, capture_output=True, text=True)
+    done = subprocess.run(["bash", str(out / layout.TASK_SCRIPT)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     found = re.search(re.escape(str(tmp_path)) + r"/envcheck\.[A-Za-z0-9]{6}", log.read_text())
     work = found[0] if found else "WORK"  # podman keeps no file of its own there
@@ -212,16 +213,16 @@ def test_what_each_runtime_runs_for_an_image_stack(tmp_path: Path, runtime: str)
     if runtime == "apptainer":
         expected[0][-1] = f"docker://{image}"
     assert shown == expected
-    status = slurm.status_file((out / "results" / "5" / "0" / "status").read_text())
+    status = collect.status_file((out / "results" / "5" / "0" / "status").read_text())
     assert (status["stage"], status["exit"]) == ("probe", "0")
     assert not list(tmp_path.glob("envcheck.*"))  # the task's work directory is removed
 
 
 def test_gpus_per_task_and_gres_and_time(tmp_path: Path):
     matrix = write_matrix(tmp_path, ["jax-a"])
-    script = render(matrix, tmp_path / "o1", gpus_per_task=2, time="1-00:00")[slurm.TASK_SCRIPT]
+    script = render(matrix, tmp_path / "o1", gpus_per_task=2, time="1-00:00")[layout.TASK_SCRIPT]
     assert "#SBATCH --gpus-per-task=2" in script and "--gres" not in script and "#SBATCH --time=1-00:00" in script
-    script = render(matrix, tmp_path / "o2", gres="gpu:a100:1")[slurm.TASK_SCRIPT]
+    script = render(matrix, tmp_path / "o2", gres="gpu:a100:1")[layout.TASK_SCRIPT]
     assert "#SBATCH --gres=gpu:a100:1" in script
 
 
@@ -258,7 +259,7 @@ def test_flags_that_slurm_would_read_otherwise_are_clear_errors(
 
 @pytest.mark.parametrize("value", ["30", "30:00", "0:30:00", "2-0", "2-12:00", "2-12:00:30"])
 def test_every_documented_time_format_is_taken(value: str):
-    slurm.check(SlurmRenderOptions(time=value))
+    rendering.check(SlurmRenderOptions(time=value))
 
 
 def test_no_registry_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -277,7 +278,7 @@ def test_hostile_paths_reach_the_scripts_as_data_only(tmp_path: Path, fake_runti
         render(matrix, out, runtime="fake", partitions=("debug",) if i % 2 else ())  # none: the default's "-"
         write_fake_task(out)
         lint = subprocess.run(
-            [shellcheck(), "--shell=bash", str(out / slurm.TASK_SCRIPT), str(out / slurm.MERGE_SCRIPT)],
+            [shellcheck(), "--shell=bash", str(out / layout.TASK_SCRIPT), str(out / layout.MERGE_SCRIPT)],
             capture_output=True,
             text=True,
         )
@@ -290,11 +291,11 @@ def test_hostile_paths_reach_the_scripts_as_data_only(tmp_path: Path, fake_runti
             "SLURM_JOB_PARTITION": "debug",
             "SLURMD_NODENAME": "node-1",
         }
-        done = subprocess.run(["bash", str(out / slurm.TASK_SCRIPT)], cwd=tmp_path, env=env, capture_output=True)
+        done = subprocess.run(["bash", str(out / layout.TASK_SCRIPT)], cwd=tmp_path, env=env, capture_output=True)
         assert done.returncode == 0, done.stderr
         written = out / "results" / "77" / "0"
-        status = slurm.status_file((written / "status").read_text())
-        assert status["image"] == slurm.read_table(out)[0].image
+        status = collect.status_file((written / "status").read_text())
+        assert status["image"] == collect.read_table(out)[0].image
         assert {k: v for k, v in status.items() if k != "image"} == {
             "stack": "jax-a",
             "partition": "debug",
@@ -314,13 +315,13 @@ def test_stack_names_that_sanitise_alike_stay_apart_in_every_task(tmp_path: Path
     out = tmp_path / "out"
     render(matrix, out, runtime="fake", partitions=("p", "p-2"))
     write_fake_task(out)
-    table = slurm.read_table(out)
+    table = collect.read_table(out)
     assert len(table) == 2 * len(names) and len({(t.stack, t.partition) for t in table.values()}) == len(table)
     for index, task in table.items():
         env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(index), "SLURM_ARRAY_JOB_ID": "3"}
-        done = subprocess.run(["bash", str(out / slurm.TASK_SCRIPT)], env=env, capture_output=True, text=True)
+        done = subprocess.run(["bash", str(out / layout.TASK_SCRIPT)], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        status = slurm.status_file((out / "results" / "3" / str(index) / "status").read_text())
+        status = collect.status_file((out / "results" / "3" / str(index) / "status").read_text())
         assert (status["stack"], status["partition"], status["image"]) == (task.stack, task.partition, task.image)
 
 
@@ -367,15 +368,15 @@ def test_submit_records_the_ids_and_passes_them_to_the_merge_job(tmp_path: Path)
         ran.append(command)
         return subprocess.CompletedProcess(command, 0, f"{100 + len(ran)};cluster1\n", "")
 
-    submitted = slurm.submit(out, sbatch)
+    submitted = submit.submit(out, sbatch)
     assert [a["job"] for a in submitted["arrays"]] == ["101", "102"] and submitted["merge"] == "103"
     assert ran[0][:4] == ["sbatch", "--parsable", "--array=0-1", "--partition=a100"]
     assert ran[2][2] == "--dependency=afterany:101:102" and ran[2][-2:] == ["101", "102"]
-    assert json.loads((out / slurm.SUBMITTED).read_text())["merge"] == "103"
+    assert json.loads((out / layout.SUBMITTED).read_text())["merge"] == "103"
     with pytest.raises(ConfigError, match="not a job id"):
-        slurm.submit(out, lambda c: subprocess.CompletedProcess(c, 0, "Submitted batch job 5\n", ""))
+        submit.submit(out, lambda c: subprocess.CompletedProcess(c, 0, "Submitted batch job 5\n", ""))
     with pytest.raises(ConfigError, match="Invalid partition"):
-        slurm.submit(out, lambda c: subprocess.CompletedProcess(c, 1, "", "sbatch: error: Invalid partition name"))
+        submit.submit(out, lambda c: subprocess.CompletedProcess(c, 1, "", "sbatch: error: Invalid partition name"))
 
 
 # -- Slurm's words → cells ----------------------------------------------------------------------------------------
@@ -386,7 +387,7 @@ def data_lines(name: str) -> str:
 
 
 def test_sacct_parsable2_lines_become_one_state_per_task():
-    states = {(s.job, s.index): s for s in slurm.parse_sacct(data_lines("sacct-parsable2.txt"))}
+    states = {(s.job, s.index): s for s in accounting.parse_sacct(data_lines("sacct-parsable2.txt"))}
     assert sorted(states) == [("4242", i) for i in range(6)] + [("4250", i) for i in (6, 7, 8, 9)]
     assert states[("4242", 1)].state == "FAILED" and states[("4242", 1)].exit_code == 3
     assert states[("4242", 3)].signal == 125 and states[("4242", 3)].node == "gpu-a100-03"
@@ -397,7 +398,7 @@ def test_sacct_parsable2_lines_become_one_state_per_task():
 
 
 def test_sacct_lines_of_a_real_slurm_with_slurmdbd():
-    states = {s.index: s for s in slurm.parse_sacct(data_lines("sacct-22.05-slurmdbd.txt"))}
+    states = {s.index: s for s in accounting.parse_sacct(data_lines("sacct-22.05-slurmdbd.txt"))}
     assert {i: (s.state, s.exit_code, s.elapsed) for i, s in states.items()} == {
         0: ("COMPLETED", 0, "00:00:00"),
         1: ("FAILED", 3, "00:00:00"),
@@ -408,14 +409,14 @@ def test_sacct_lines_of_a_real_slurm_with_slurmdbd():
 
 
 def test_scontrol_lines_of_a_real_slurm_become_the_same_states():
-    states = {s.index: s for s in slurm.parse_scontrol(data_lines("scontrol-22.05-array.txt"))}
+    states = {s.index: s for s in accounting.parse_scontrol(data_lines("scontrol-22.05-array.txt"))}
     assert {i: (s.state, s.exit_code, s.signal) for i, s in states.items()} == {
         0: ("COMPLETED", 0, 0),
         1: ("FAILED", 3, 0),
         2: ("CANCELLED", 0, 15),
     }
     assert states[1].reason == "NonZeroExitCode" and states[1].node == "vm" and states[1].partition == "debug"
-    (pending,) = slurm.parse_scontrol(data_lines("scontrol-22.05-pending.txt"))
+    (pending,) = accounting.parse_scontrol(data_lines("scontrol-22.05-pending.txt"))
     assert (pending.state, pending.reason, pending.node) == ("PENDING", "Resources", None)
 
 
@@ -429,13 +430,13 @@ def test_odd_accounting_lines_are_skipped_not_trusted():
             "6_1|FAILED|1:0|no de\x1b[2J|p;rm|00:00:01|never|why\x1b]0;owned\x07",
         ]
     )
-    (state,) = slurm.parse_sacct(odd)
+    (state,) = accounting.parse_sacct(odd)
     assert state.node is None and state.partition is None and state.submitted is None
     assert "\x1b" not in (state.reason or "") and "\x07" not in (state.reason or "")
 
 
-def a_task(index: int = 0, stack: str = "jax-a") -> slurm.Task:
-    return slurm.Task(index, stack, "a100", f"{REGISTRY}/{stack}@sha256:{'0' * 64}", "jax", "python", False)
+def a_task(index: int = 0, stack: str = "jax-a") -> layout.Task:
+    return layout.Task(index, stack, "a100", f"{REGISTRY}/{stack}@sha256:{'0' * 64}", "jax", "python", False)
 
 
 def stack(name: str = "jax-a", tmp_path: Path | None = None) -> object:
@@ -443,8 +444,8 @@ def stack(name: str = "jax-a", tmp_path: Path | None = None) -> object:
     return next(s for s in load_matrix(write_matrix(directory, [name])).stacks if s.name == name)
 
 
-def state(text: str) -> slurm.TaskState:
-    (parsed,) = slurm.parse_sacct(text)
+def state(text: str) -> accounting.TaskState:
+    (parsed,) = accounting.parse_sacct(text)
     return parsed
 
 
@@ -464,7 +465,7 @@ NOW = datetime.datetime(2026, 12, 7, 12, 0)
     ],
 )
 def test_a_task_that_wrote_nothing_gets_slurms_reason(tmp_path: Path, line: str, status: str, words: str):
-    result = slurm.result_of_task(stack(tmp_path=tmp_path), a_task(), {}, state(line), "podman", None, 3600, NOW)
+    result = collect.result_of_task(stack(tmp_path=tmp_path), a_task(), {}, state(line), "podman", None, 3600, NOW)
     assert result is not None and result.status.value == status and words in (result.error or ""), result.error
     assert result.host.label == "a100"
     if "gpu-1" in line:
@@ -476,10 +477,10 @@ def test_pending_within_the_limit_and_running_tasks_are_left_for_later(tmp_path:
     pending = state("9_0|PENDING|0:0|None assigned|a100|00:00:00|2026-12-07T11:30:00|Priority")
     running = state("9_0|RUNNING|0:0|gpu-1|a100|00:02:00|2026-12-07T11:30:00|None")
     for st in (pending, running):
-        assert slurm.result_of_task(s, a_task(), {}, st, "podman", None, 3600, NOW) is None
+        assert collect.result_of_task(s, a_task(), {}, st, "podman", None, 3600, NOW) is None
 
 
-def status_text(task: slurm.Task, stage: str = "probe", code: int = 0) -> str:
+def status_text(task: layout.Task, stage: str = "probe", code: int = 0) -> str:
     return f"stack={task.stack}\nimage={task.image}\npartition=a100\nnode=gpu-7\njob=12\nstage={stage}\nexit={code}\n"
 
 
@@ -490,7 +491,7 @@ def test_a_task_that_wrote_its_probe_output_is_a_record_with_the_partition_as_it
         "probe.out": json.dumps(RECORDED["probe"]) + "\n",
         "probe.err": "I0000 a framework line\n",
     }
-    result = slurm.result_of_task(stack(tmp_path=tmp_path), task, files, None, "podman", "ab" * 32, 3600)
+    result = collect.result_of_task(stack(tmp_path=tmp_path), task, files, None, "podman", "ab" * 32, 3600)
     assert result is not None and result.status.value == "cpu-only" and result.codes
     assert (result.host.label, result.host.hostname) == ("a100", "gpu-7")
     assert result.host.runtimes == ["slurm", "podman"] and result.host.fingerprint
@@ -502,11 +503,11 @@ def test_a_pull_that_failed_and_a_probe_without_json_say_so(tmp_path: Path):
     task = a_task()
     s = stack(tmp_path=tmp_path)
     files = {"status": status_text(task, "pull", 125), "pull.log": "Error: manifest unknown\n"}
-    result = slurm.result_of_task(s, task, files, None, "podman", None, 3600)
+    result = collect.result_of_task(s, task, files, None, "podman", None, 3600)
     assert result is not None and result.status.value == "run-failed"
     assert "pulling" in (result.error or "") and "manifest unknown" in (result.error or "")
     files = {"status": status_text(task, "probe", 139), "probe.err": "Segmentation fault\n"}
-    result = slurm.result_of_task(s, task, files, None, "podman", None, 3600)
+    result = collect.result_of_task(s, task, files, None, "podman", None, 3600)
     assert result is not None and "no JSON (exit code 139): Segmentation fault" in (result.error or "")
 
 
@@ -514,26 +515,26 @@ def test_files_of_another_stack_or_framework_are_refused(tmp_path: Path):
     task = a_task()
     s = stack(tmp_path=tmp_path)
     other = status_text(task).replace("stack=jax-a", "stack=jax-b")
-    with pytest.raises(slurm.Refused, match="jax-b"):
-        slurm.result_of_task(s, task, {"status": other}, None, "podman", None, 3600)
+    with pytest.raises(collect.Refused, match="jax-b"):
+        collect.result_of_task(s, task, {"status": other}, None, "podman", None, 3600)
     torch = {**RECORDED["probe"], "framework": "torch"}
-    with pytest.raises(slurm.Refused, match="framework torch"):
-        slurm.result_of_task(
+    with pytest.raises(collect.Refused, match="framework torch"):
+        collect.result_of_task(
             s, task, {"status": status_text(task), "probe.out": json.dumps(torch)}, None, "podman", None, 3600
         )
 
 
 def test_a_status_file_keeps_only_the_keys_and_shapes_the_script_writes():
     text = "stack=jax-a\nnode=evil\x1b[2J\nexit=999999\nstage=pwn\npartition=a100\nextra=1\nstack=jax-b\n"
-    assert slurm.status_file(text) == {"stack": "jax-a", "partition": "a100"}
+    assert collect.status_file(text) == {"stack": "jax-a", "partition": "a100"}
 
 
 def test_collect_reads_the_tasks_files_and_asks_slurm_about_the_rest(tmp_path: Path):
     matrix_path = write_matrix(tmp_path, ["jax-a", "jax-b"])
     out = tmp_path / "out"
     render(matrix_path, out, partitions=("a100",))
-    (out / slurm.SUBMITTED).write_text(json.dumps({"arrays": [{"job": "9", "indices": "0-1", "partition": "a100"}]}))
-    table = slurm.read_table(out)
+    (out / layout.SUBMITTED).write_text(json.dumps({"arrays": [{"job": "9", "indices": "0-1", "partition": "a100"}]}))
+    table = collect.read_table(out)
     task = table[0]
     written = out / "results" / "9" / "0"
     written.mkdir(parents=True)
@@ -548,7 +549,7 @@ def test_collect_reads_the_tasks_files_and_asks_slurm_about_the_rest(tmp_path: P
         line = data_lines("scontrol-22.05-array.txt").splitlines()[1].replace("ArrayJobId=1", "ArrayJobId=9")
         return subprocess.CompletedProcess(command, 0, line + "\n", "")
 
-    collected = slurm.collect(load_matrix(matrix_path), out, run=slurm_says)
+    collected = collect.collect(load_matrix(matrix_path), out, run=slurm_says)
     by_stack = {r.stack: r for r in collected.results}
     assert by_stack["jax-a"].status.value == "cpu-only"
     assert by_stack["jax-b"].status.value == "run-failed" and "exit code 3" in (by_stack["jax-b"].error or "")
@@ -557,7 +558,7 @@ def test_collect_reads_the_tasks_files_and_asks_slurm_about_the_rest(tmp_path: P
     # a matrix edited since render is refused, not read against the wrong rows
     matrix_path.write_text(matrix_path.read_text() + "\n# edited\n")
     with pytest.raises(ConfigError, match="another version"):
-        slurm.collect(load_matrix(matrix_path), out, run=slurm_says)
+        collect.collect(load_matrix(matrix_path), out, run=slurm_says)
 
 
 def test_files_linked_out_of_the_results_directory_are_not_read(tmp_path: Path):
@@ -567,11 +568,11 @@ def test_files_linked_out_of_the_results_directory_are_not_read(tmp_path: Path):
     (secret / "probe.out").write_text(json.dumps(RECORDED["probe"]))
     (tmp_path / "results" / "9").mkdir(parents=True)
     (tmp_path / "results" / "9" / "0").symlink_to(secret)
-    files = slurm.task_files(tmp_path / "results", "9", a_task())
+    files = collect.task_files(tmp_path / "results", "9", a_task())
     assert set(files.values()) == {None}
     (tmp_path / "results" / "9" / "1").mkdir()
     (tmp_path / "results" / "9" / "1" / "probe.out").symlink_to(secret / "probe.out")
-    assert slurm.task_files(tmp_path / "results", "9", a_task(1))["probe.out"] is None
+    assert collect.task_files(tmp_path / "results", "9", a_task(1))["probe.out"] is None
 
 
 def test_collect_refuses_job_ids_that_are_not_numbers(tmp_path: Path):
@@ -657,9 +658,10 @@ def test_sigterm_during_submit_wait_cancels_the_array(cluster: SlurmCluster, tmp
         text=True,
     )
     try:
-        cluster.until(lambda: (out / slurm.SUBMITTED).exists() and "merge" in (out / slurm.SUBMITTED).read_text()
-                      and json.loads((out / slurm.SUBMITTED).read_text())["merge"], 30, "submit to finish")  # fmt: skip
-        submitted = json.loads((out / slurm.SUBMITTED).read_text())
+        cluster.until(lambda: (out / layout.SUBMITTED).exists() and "merge" in (out / layout.SUBMITTED).read_text()
+                      and json.loads((out / layout.SUBMITTED).read_text())["merge"],
+                      30, "submit to finish")  # fmt: skip
+        submitted = json.loads((out / layout.SUBMITTED).read_text())
         array = submitted["arrays"][0]["job"]
         cluster.until(lambda: squeue(cluster, "--format=%t", f"--jobs={array}").split().count("R") == 2, 60, "tasks")
         waiting.send_signal(signal.SIGTERM)

@@ -1,5 +1,5 @@
 """The matrix as jobs of the engines teams already run: GitHub Actions and GitLab CI workflows (ci.py), Kubernetes
-Jobs (k8s.py) and Slurm job arrays (slurm.py), generated from matrix.yaml, and the records those jobs leave collected
+Jobs (k8s.py) and Slurm job arrays (slurm/), generated from matrix.yaml, and the records those jobs leave collected
 into the table (what the collectors check alike: untrusted.py)."""
 
 from __future__ import annotations
