@@ -234,6 +234,16 @@ NodeName={self.node} CPUs=16 RealMemory=4096 State=UNKNOWN
 
         self.until(empty, 60, "every job to end")
 
+    def set_node(self, state: str) -> None:
+        """scontrol update of the node's state: DRAIN (no job starts there: new ones stay PENDING) or RESUME."""
+        reason = ["Reason=envcheck test"] if state == "DRAIN" else []
+        subprocess.run(
+            ["scontrol", "update", f"NodeName={self.node}", f"State={state}", *reason],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **self.env},
+        )
+
     def kill_slurmd(self) -> None:
         """slurmd dies (SIGKILL) under running jobs: the controller marks the node down after SlurmdTimeout."""
         os.kill(int((self.root / "slurmd.pid").read_text().split()[0]), signal.SIGKILL)

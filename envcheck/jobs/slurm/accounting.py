@@ -144,22 +144,25 @@ def parse_scontrol(text: str) -> list[TaskState]:
 
 
 def task_states(jobs: list[str], run: Runner = run_command) -> tuple[dict[tuple[str, int], TaskState], str | None]:
-    """What Slurm says of every task of `jobs`: sacct, else (no accounting storage) scontrol. The second value
-    says why sacct was not used, if it was not (a task neither knows nor wrote anything for becomes a cell saying
-    Slurm knows no such task)."""
+    """What Slurm says of every task of `jobs`: sacct, and `scontrol show job` for a job sacct does not list
+    (accounting storage disabled, or slurmdbd not told of a job just submitted yet: slurmctld sends it records
+    asynchronously). The second value says why sacct was not used, if it was not (a task neither knows nor wrote
+    anything for becomes a cell saying Slurm knows no such task)."""
     if not jobs:
         return {}, None
     sacct = run(["sacct", "--jobs", ",".join(jobs), "--parsable2", "--noheader", "--format", ",".join(SACCT_FORMAT)])
-    if sacct.returncode == 0:
-        return {(s.job, s.index): s for s in parse_sacct(sacct.stdout)}, None
     states: dict[tuple[str, int], TaskState] = {}
+    if sacct.returncode == 0:
+        states = {(s.job, s.index): s for s in parse_sacct(sacct.stdout)}
     failures = []
-    for job in jobs:
+    for job in [j for j in jobs if not any(key[0] == j for key in states)]:
         shown = run(["scontrol", "show", "job", "--oneliner", job])
         if shown.returncode == 0:
             states.update({(s.job, s.index): s for s in parse_scontrol(shown.stdout)})
         else:
             failures.append(clean(shown.stderr.strip() or f"exit code {shown.returncode}"))
+    if sacct.returncode == 0:
+        return states, None
     said = clean(sacct.stderr.strip() or f"exit code {sacct.returncode}")
     note = f"sacct: {said}; read `scontrol show job` instead, which forgets a job MinJobAge after it ends"
     return states, note + (f" (scontrol: {failures[0]})" if failures else "")

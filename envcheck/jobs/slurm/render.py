@@ -156,7 +156,7 @@ def task_script(matrix: Matrix, options: SlurmRenderOptions, directory: Path, re
         f"  mounts=({runtime.mount})\n"
         "fi\n"
         f"quick=({'--quick' if options.quick else ''})\n"
-        f"{CDI_GPUS if 'gpus[@]' in runtime.run else ''}"
+        f"{gpu_request(options) if 'gpus[@]' in runtime.run else ''}"
         "finish() {\n"
         "  {\n"
         "    printf 'stack=%s\\n' \"$stack\"\n"
@@ -169,7 +169,8 @@ def task_script(matrix: Matrix, options: SlurmRenderOptions, directory: Path, re
         '  } > "$out/status.tmp" && mv -f "$out/status.tmp" "$out/status"\n'
         '  exit "$2"\n'
         "}\n"
-        f'{runtime.pull} > "$out/pull.log" 2>&1\n'
+        # braces: a pull of several commands (a && b) logs all of them, not only the last
+        f'{{ {runtime.pull}; }} > "$out/pull.log" 2>&1\n'
         "code=$?\n"
         'if [ "$code" -ne 0 ]; then\n'
         '  finish pull "$code"\n'
@@ -178,6 +179,14 @@ def task_script(matrix: Matrix, options: SlurmRenderOptions, directory: Path, re
         f'{runtime.run} > "$out/probe.out" 2> "$out/probe.err"\n'
         'finish probe "$?"\n'
     )
+
+
+def gpu_request(options: SlurmRenderOptions) -> str:
+    """The CDI devices a Podman task asks for: none where the job asks Slurm for none (`--gres none`: a CPU
+    partition, where `nvidia.com/gpu=all` would fail as an unresolvable CDI device), else the job's."""
+    if options.gres == "none" and options.gpus_per_task is None:
+        return "gpus=()  # --gres none: the job asked Slurm for no GPU\n"
+    return CDI_GPUS
 
 
 def merge_script(matrix: Matrix, options: SlurmRenderOptions, directory: Path, results: Path) -> str:

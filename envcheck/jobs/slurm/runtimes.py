@@ -16,7 +16,7 @@ class Runtime:
 
     pull: str
     run: str
-    mount: str  # the option (one word, with $PROBE_FILES) that mounts the probe's files at /opt/envcheck
+    mount: str  # the option (one word, with $PROBE_FILES or the task's copy) mounting the probe at /opt/envcheck
     image_prefix: str = ""  # how the runtime names a registry image (apptainer: docker://)
     inject: str = ""  # a step between pull and run that gives the image the host's GPU libraries
 
@@ -60,14 +60,22 @@ RUNTIMES: dict[str, Runtime] = {
         mount='--container-mounts="$PROBE_FILES:/opt/envcheck:ro"',
         image_prefix="docker://",
     ),
-    # Charliecloud: the image pulled into the task's own storage, unpacked to a directory, the host's NVIDIA
-    # libraries injected with ch-fromhost --nvidia (Charliecloud's GPU support), then run unprivileged without
-    # the login node's home and /tmp.
+    # Charliecloud: the image pulled into the task's own storage (--no-cache: no build cache, which is git and
+    # wants a git identity, for storage removed at the end), unpacked to a directory (ch-convert has no --storage:
+    # it finds the storage by $CH_IMAGE_STORAGE), the host's NVIDIA libraries injected with ch-fromhost --nvidia
+    # (Charliecloud's GPU support), then run without the login node's home and /tmp, and in the image's own
+    # environment (ch-run passes the job's whole environment into the container, ch-image's registry login
+    # CH_IMAGE_USERNAME/CH_IMAGE_PASSWORD included, and applies the image's ENV, PATH with it, only when asked:
+    # every variable unset, then --set-env with no argument sets the image's /ch/environment).
+    # ch-run binds read-write (it has no read-only bind), and the container's root is the host's root for the
+    # task's files, so the probe's files are bound from the task's own copy, never the shared render directory.
     "charliecloud": Runtime(
-        pull='ch-image --storage "$work/storage" pull "$image" && '
-        'ch-convert --storage "$work/storage" "$image" "$work/image" && mkdir -p "$work/image/opt/envcheck"',
+        pull='ch-image --no-cache --storage "$work/storage" pull "$image" && '
+        'CH_IMAGE_STORAGE="$work/storage" ch-convert -i ch-image -o dir "$image" "$work/image" && '
+        'mkdir -p "$work/image/opt/envcheck" && cp -R "$PROBE_FILES" "$work/probe"',
         inject='ch-fromhost --nvidia "$work/image"',
-        run=f'ch-run --no-home --private-tmp --set-env=HOME=/tmp {MOUNTS} "$work/image" -- {PROBE}',
-        mount='--bind="$PROBE_FILES:/opt/envcheck"',
+        run='ch-run --no-home --private-tmp --unset-env="*" --set-env --set-env=HOME=/tmp '
+        f'{MOUNTS} "$work/image" -- {PROBE}',
+        mount='--bind="$work/probe:/opt/envcheck"',
     ),
 }
