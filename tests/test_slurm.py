@@ -502,6 +502,24 @@ def test_a_task_that_wrote_nothing_gets_slurms_reason(tmp_path: Path, line: str,
         assert result.host.hostname == "gpu-1"
 
 
+@pytest.mark.parametrize(
+    ("line", "stage", "status", "words"),
+    [
+        ("9_0|CANCELLED by 0|0:15|gpu-1|a100|00:00:31|2026-12-07T10:00:00|None", "probe", "run-failed", "cancelled"),
+        ("9_0|TIMEOUT|0:0|gpu-1|a100|00:30:07|2026-12-07T10:00:00|TimeLimit", "pull", "timeout", "time limit"),
+    ],
+)
+def test_a_task_slurm_ended_says_why_even_when_the_script_wrote_its_status(
+    tmp_path: Path, line: str, stage: str, status: str, words: str
+):
+    """scancel or the time limit signals every process of the task: the probe (or pull) dies with 143 and the
+    script may still write its status before its own signal arrives (seen on the test cluster)."""
+    task = a_task()
+    files = {"status": status_text(task, stage, 143), "probe.err": "Terminated\n"}
+    result = collect.result_of_task(stack(tmp_path=tmp_path), task, files, state(line), "podman", None, 3600, NOW)
+    assert result is not None and result.status.value == status and words in (result.error or ""), result.error
+
+
 def test_pending_within_the_limit_and_running_tasks_are_left_for_later(tmp_path: Path):
     s = stack(tmp_path=tmp_path)
     pending = state("9_0|PENDING|0:0|None assigned|a100|00:00:00|2026-12-07T11:30:00|Priority")
@@ -582,6 +600,7 @@ def test_collect_reads_the_tasks_files_and_asks_slurm_about_the_rest(tmp_path: P
     collected = collect.collect(load_matrix(matrix_path), out, run=slurm_says)
     by_stack = {r.stack: r for r in collected.results}
     assert by_stack["jax-a"].status.value == "cpu-only"
+    assert by_stack["jax-a"].run is not None and by_stack["jax-a"].run.gpu_requested  # rendered with --gres gpu:1
     assert by_stack["jax-b"].status.value == "run-failed" and "exit code 3" in (by_stack["jax-b"].error or "")
     assert asked[0][:3] == ["sacct", "--jobs", "9"] and asked[1] == ["scontrol", "show", "job", "--oneliner", "9"]
     assert any("accounting storage is disabled" in w for w in collected.skipped)
@@ -685,6 +704,7 @@ def test_a_rendered_array_runs_on_a_real_slurm_and_collect_says_why_each_task_en
     records = [json.loads(line) for line in (matrix.parent / "results" / "records.jsonl").read_text().splitlines()]
     assert {r["host"]["label"] for r in records} == {"debug"}
     assert {r["host"]["hostname"] for r in records} == {cluster.node}
+    assert {r["run"]["gpu_requested"] for r in records} == {False}  # rendered with --gres none
     assert "jax-ok" in (matrix.parent / "docs" / "compatibility.md").read_text()
 
 

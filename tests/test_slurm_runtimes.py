@@ -120,6 +120,7 @@ def run_on_slurm(
         assert record["host"]["hostname"] == cluster.node and runtime in record["host"]["runtimes"]
         assert (record["probe"]["framework"], record["probe"]["framework_version"]) == ("jax", JAX["jax"])
         assert record["status"] == "cpu-only", record.get("error")
+        assert record["run"]["gpu_requested"] is False  # --gres none: the job asked Slurm for no GPU
     page = (project / "docs" / "compatibility.md").read_text()
     header = next(line for line in page.splitlines() if line.startswith("| Stack "))
     assert "| debug: no GPU" in header and "| second: no GPU" in header, page  # a column per partition

@@ -26,6 +26,8 @@ from envcheck.runs.pipeline import judge, new_result, seen_by_probe
 
 STAGES = ("pull", "inject", "probe")  # what a task was doing when it stopped (its status file says)
 TAIL_CHARS = 4000
+# Slurm states of a task that Slurm itself ended (its signal, not the task's own failure)
+ENDED_BY_SLURM = ("CANCELLED", "TIMEOUT", "DEADLINE", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "PREEMPTED")
 READ_LIMIT = 8 * 1024 * 1024  # a probe document is ~100 kB; a task that wrote more is not read past this
 
 
@@ -109,10 +111,11 @@ def result_of_task(
     content_hash: str | None,
     pending_limit: float,
     now: datetime.datetime | None = None,
+    gpu_requested: bool = True,
 ) -> Result | None:
     """One cell from what a task wrote (`files`: status, probe.out, probe.err, pull.log, slurm.out; None where
-    absent) and what Slurm says of it. None while it is still pending (within the limit) or running. Raises
-    Refused where its files are another stack's or image's."""
+    absent) and what Slurm says of it (`gpu_requested`: whether its job asked Slurm for GPUs). None while it is
+    still pending (within the limit) or running. Raises Refused where its files are another stack's or image's."""
     status = status_file(files.get("status") or "")
     if status and (status.get("stack") != task.stack or status.get("image") != task.image):
         raise Refused(
@@ -131,15 +134,21 @@ def result_of_task(
         digest=image if "@" in image else None,
     )
     if not status:
-        return _from_slurm(result, task, files, state, pending_limit, now)
+        return _from_slurm(result, task, files, state, pending_limit, now, gpu_requested)
     code = int(status["exit"])
+    if code != 0 and state is not None and state.state in ENDED_BY_SLURM:
+        # Slurm's signal ended the pull or the probe, and the script lived long enough to write its status: the
+        # cell says why Slurm ended it, not only the signal's exit code
+        return _from_slurm(result, task, files, state, pending_limit, now, gpu_requested)
     stderr = files.get("probe.err") or ""
     if status["stage"] == "pull":
         result.error = f"pulling {clean(image)} failed (exit code {code}): {_last_line(files.get('pull.log'))}"
-        result.run = RunInfo(exit_code=code, stderr_tail=(files.get("pull.log") or "")[-TAIL_CHARS:])
+        result.run = RunInfo(
+            exit_code=code, gpu_requested=gpu_requested, stderr_tail=(files.get("pull.log") or "")[-TAIL_CHARS:]
+        )
         return result
     probe = parse_output(files.get("probe.out") or "")
-    result.run = RunInfo(exit_code=code, gpu_requested=True, stderr_tail=stderr[-TAIL_CHARS:])
+    result.run = RunInfo(exit_code=code, gpu_requested=gpu_requested, stderr_tail=stderr[-TAIL_CHARS:])
     if probe is None:
         result.error = f"the probe printed no JSON (exit code {code}): {_last_line(stderr)}"
         return result
@@ -164,6 +173,7 @@ def _from_slurm(
     state: TaskState | None,
     pending_limit: float,
     now: datetime.datetime | None,
+    gpu_requested: bool,
 ) -> Result | None:
     """A task that wrote no status: its cell from Slurm's own words (None while it may still run)."""
     said = f" ({state.reason})" if state and state.reason else ""
@@ -186,7 +196,7 @@ def _from_slurm(
         return None
     exit_text = f"exit code {state.exit_code}" + (f", signal {state.signal}" if state.signal else "")
     result.run = RunInfo(
-        exit_code=state.exit_code, gpu_requested=True, stderr_tail=(files.get("slurm.out") or "")[-TAIL_CHARS:]
+        exit_code=state.exit_code, gpu_requested=gpu_requested, stderr_tail=(files.get("slurm.out") or "")[-TAIL_CHARS:]
     )
     words = {
         "TIMEOUT": (Status.TIMEOUT, f"the task reached its time limit (--time) after {state.elapsed}{where}"),
@@ -261,6 +271,7 @@ def collect(
         )
     results = results or Path(manifest["results"])
     runtime = str(manifest.get("runtime"))
+    gpus = manifest.get("gpus") is not False  # render's `--gres none` (older renders: GPUs were asked for)
     hashes = manifest.get("content_hashes") if isinstance(manifest.get("content_hashes"), dict) else {}
     table = read_table(directory)
     stacks = {s.name: s for s in matrix.stacks}
@@ -296,6 +307,7 @@ def collect(
                     runtime,
                     hashes.get(task.stack) if isinstance(hashes.get(task.stack), str) else None,
                     pending_limit,
+                    gpu_requested=gpus,
                 )
             except Refused as exc:
                 out.skipped.append(f"task {job}_{index}: {exc}; its cell is left out")

@@ -181,12 +181,15 @@ def task_script(matrix: Matrix, options: SlurmRenderOptions, directory: Path, re
     )
 
 
+def asks_for_gpus(options: SlurmRenderOptions) -> bool:
+    """Whether a task's job asks Slurm for GPUs (not with `--gres none`: a CPU partition, a test cluster)."""
+    return not (options.gres == "none" and options.gpus_per_task is None)
+
+
 def gpu_request(options: SlurmRenderOptions) -> str:
-    """The CDI devices a Podman task asks for: none where the job asks Slurm for none (`--gres none`: a CPU
-    partition, where `nvidia.com/gpu=all` would fail as an unresolvable CDI device), else the job's."""
-    if options.gres == "none" and options.gpus_per_task is None:
-        return "gpus=()  # --gres none: the job asked Slurm for no GPU\n"
-    return CDI_GPUS
+    """The CDI devices a Podman task asks for: the job's, and none where it asks Slurm for none (there,
+    `nvidia.com/gpu=all` would fail as an unresolvable CDI device)."""
+    return CDI_GPUS if asks_for_gpus(options) else "gpus=()  # --gres none: the job asked Slurm for no GPU\n"
 
 
 def merge_script(matrix: Matrix, options: SlurmRenderOptions, directory: Path, results: Path) -> str:
@@ -242,6 +245,7 @@ def render(
         "matrix": str(matrix.path.absolute()),
         "matrix_hash": matrix_hash(matrix),
         "runtime": options.runtime,
+        "gpus": asks_for_gpus(options),
         "results": str(results),
         "content_hashes": contexts,
         "arrays": [
