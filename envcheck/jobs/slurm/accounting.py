@@ -70,6 +70,42 @@ def _state(text: str) -> tuple[str, str | None]:
     return state, by
 
 
+def _per_task(
+    array: str,
+    tasks: str,
+    state: str,
+    by: str | None,
+    exit_code: str,
+    nodes: str,
+    partition: str,
+    elapsed: str,
+    submitted: str | None,
+    reason: str,
+) -> list[TaskState]:
+    """One line of sacct or scontrol as one state per array task of `tasks` (none where its ids are not Slurm's
+    shape), each value kept only in the shape Slurm prints it."""
+    indices = array_indices(tasks)
+    if indices is None:
+        return []
+    code, signal = _exit(exit_code)
+    return [
+        TaskState(
+            job=array,
+            index=index,
+            state=state,
+            exit_code=code,
+            signal=signal,
+            node=nodes if NODE.fullmatch(nodes) else None,
+            partition=partition if SLURM_NAME.fullmatch(partition) else None,
+            elapsed=clean(elapsed, 32) or None,
+            submitted=_time(submitted),
+            reason=None if reason in ("", "None") else clean(reason),
+            by=by,
+        )
+        for index in indices
+    ]
+
+
 def parse_sacct(text: str) -> list[TaskState]:
     """`sacct --parsable2 --noheader --format=JobID,State,ExitCode,NodeList,Partition,Elapsed,Submit,Reason` as
     one state per array task: steps (123_4.batch, .extern, .0) are left out, a pending range 123_[0-3] becomes one
@@ -83,31 +119,9 @@ def parse_sacct(text: str) -> list[TaskState]:
         array, sep, task = job_id.partition("_")
         if not sep or "." in task or not JOB_ID.fullmatch(array):
             continue
-        indices = array_indices(task)
-        if indices is None:
-            continue
         name, by = _state(state)
-        code, signal = _exit(exit_code)
-        for index in indices:
-            states.append(
-                TaskState(
-                    job=array,
-                    index=index,
-                    state=name,
-                    exit_code=code,
-                    signal=signal,
-                    node=nodes if NODE.fullmatch(nodes) else None,
-                    partition=partition if SLURM_NAME.fullmatch(partition) else None,
-                    elapsed=clean(elapsed, 32) or None,
-                    submitted=_time(submitted),
-                    reason=None if reason in ("", "None") else clean(reason),
-                    by=by,
-                )
-            )
+        states += _per_task(array, task, name, by, exit_code, nodes, partition, elapsed, submitted, reason)
     return states
-
-
-SCONTROL_KEYS = ("ArrayJobId", "ArrayTaskId", "JobState", "Reason", "ExitCode", "NodeList", "Partition", "RunTime")
 
 
 def parse_scontrol(text: str) -> list[TaskState]:
@@ -116,30 +130,21 @@ def parse_scontrol(text: str) -> list[TaskState]:
     states = []
     for line in text.splitlines():
         values = dict(re.findall(r"(?:^|\s)([A-Za-z]+)=(\S*)", line))
-        array, task, state = values.get("ArrayJobId", ""), values.get("ArrayTaskId", ""), values.get("JobState", "")
+        array, state = values.get("ArrayJobId", ""), values.get("JobState", "")
         if not JOB_ID.fullmatch(array) or not state:
             continue
-        indices = array_indices(task)
-        if indices is None:
-            continue
-        code, signal = _exit(values.get("ExitCode", ""))
-        nodes, partition = values.get("NodeList", ""), values.get("Partition", "")
-        reason = values.get("Reason", "")
-        for index in indices:
-            states.append(
-                TaskState(
-                    job=array,
-                    index=index,
-                    state=state,
-                    exit_code=code,
-                    signal=signal,
-                    node=nodes if NODE.fullmatch(nodes) else None,
-                    partition=partition if SLURM_NAME.fullmatch(partition) else None,
-                    elapsed=clean(values.get("RunTime", ""), 32) or None,
-                    submitted=_time(values.get("SubmitTime")),
-                    reason=None if reason in ("", "None") else clean(reason),
-                )
-            )
+        states += _per_task(
+            array,
+            values.get("ArrayTaskId", ""),
+            state,
+            None,
+            values.get("ExitCode", ""),
+            values.get("NodeList", ""),
+            values.get("Partition", ""),
+            values.get("RunTime", ""),
+            values.get("SubmitTime"),
+            values.get("Reason", ""),
+        )
     return states
 
 
