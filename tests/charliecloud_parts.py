@@ -26,18 +26,14 @@ should push to TlsRegistry as it does to fleet_parts.Registry.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 import ssl
 import subprocess
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from fleet_parts import PASSWORD, USER, Registry, make_certificates, wait_for
+from fleet_parts import PASSWORD, USER, Registry, make_certificates
 
 COMMANDS = ("ch-image", "ch-convert", "ch-run", "ch-fromhost")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -66,43 +62,15 @@ class TlsRegistry(Registry):
         assert self.certificates is not None, "start() first"
         return self.certificates / "client" / "ca.pem"
 
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+    def tls(self) -> dict[str, str]:
+        """A certificate for 127.0.0.1 from a test CA, made as the registry starts."""
         self.certificates = self.root / "certs"
         server, _ = make_certificates(self.certificates)
-        hashed = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
-        (self.root / "htpasswd").write_text(hashed)
-        (self.root / "config.yml").write_text(
-            json.dumps(  # JSON is YAML
-                {
-                    "version": 0.1,
-                    "log": {"level": "warn"},
-                    "storage": {"filesystem": {"rootdirectory": str(self.root / "data")}, "delete": {"enabled": True}},
-                    "http": {
-                        "addr": self.address,
-                        "tls": {"certificate": str(server / "cert.pem"), "key": str(server / "key.pem")},
-                    },
-                    "auth": {"htpasswd": {"realm": "envcheck-test", "path": str(self.root / "htpasswd")}},
-                }
-            )
-        )
-        self.docker_config.mkdir(exist_ok=True)
-        auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        (self.docker_config / "config.json").write_text(json.dumps({"auths": {self.address: {"auth": auth}}}))
-        self.process = subprocess.Popen(
-            ["docker-registry", "serve", str(self.root / "config.yml")],
-            stdout=(self.root / "registry.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self.answers, "docker-registry (TLS)")
+        return {"certificate": str(server / "cert.pem"), "key": str(server / "key.pem")}
 
-    def get(self, path: str) -> Any:
-        request = urllib.request.Request(f"https://{self.address}{path}")
-        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-        context = ssl.create_default_context(cafile=str(self.ca))
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:
-            return json.load(response)
+    def context(self) -> ssl.SSLContext:
+        """get() trusts the test CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
 
 def environment(registry: TlsRegistry, root: Path) -> dict[str, str]:

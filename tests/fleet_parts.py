@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -73,8 +74,17 @@ class Registry:
         """A DOCKER_CONFIG directory holding the login, as `docker login` writes it."""
         return self.root / "docker-config"
 
+    def tls(self) -> dict[str, str]:
+        """The registry's http.tls settings (none: plain HTTP)."""
+        return {}
+
+    def context(self) -> ssl.SSLContext | None:
+        """How get() trusts the registry (None: plain HTTP)."""
+        return None
+
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        tls = self.tls()
         hashed = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
         (self.root / "htpasswd").write_text(hashed)
         (self.root / "config.yml").write_text(
@@ -83,7 +93,7 @@ class Registry:
                     "version": 0.1,
                     "log": {"level": "warn"},
                     "storage": {"filesystem": {"rootdirectory": str(self.root / "data")}, "delete": {"enabled": True}},
-                    "http": {"addr": self.address},
+                    "http": {"addr": self.address, **({"tls": tls} if tls else {})},
                     "auth": {"htpasswd": {"realm": "envcheck-test", "path": str(self.root / "htpasswd")}},
                 }
             )
@@ -96,13 +106,14 @@ class Registry:
             stdout=(self.root / "registry.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        wait_for(self.answers, "docker-registry")
+        wait_for(self.answers, "docker-registry" + (" (TLS)" if tls else ""))
 
     def get(self, path: str) -> Any:
-        request = urllib.request.Request(f"http://{self.address}{path}")
+        context = self.context()
+        request = urllib.request.Request(f"{'https' if context else 'http'}://{self.address}{path}")
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return json.load(response)
 
     def answers(self) -> bool:
